@@ -1,0 +1,220 @@
+import glob
+import hashlib
+import os
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from stylegan_ad import parallel
+from stylegan_ad.data import embedded, images, pipeline, sources, styles
+from stylegan_ad.errors import ConfigError, DataError
+
+
+def _record_digests(data_dir):
+  files = sorted(glob.glob(os.path.join(data_dir, "embedded_style", "*", "*", "*.array_record*")))
+  assert files
+  return [hashlib.sha256(open(f, "rb").read()).hexdigest() for f in files]
+
+
+def test_train_test_disjoint_by_photo(dataset):
+  train = dataset.train_a.images._source
+  test = dataset.test_a.images._source
+  train_ids = {int(train[i]["photo_id"]) for i in range(len(train))}
+  test_ids = {int(test[i]["photo_id"]) for i in range(len(test))}
+  assert train_ids and test_ids and not train_ids & test_ids
+  names = {embedded.PHOTOS[i].name for i in test_ids}
+  # the stereo pair is one scene: both halves on the same side
+  assert {"motorcycle_left", "motorcycle_right"} <= names
+
+
+def test_domains_a_and_b_come_from_different_photos(dataset):
+  src = dataset.train_a.images._source
+  a = {int(src[i]["photo_id"]) for i in dataset.train_a.images._indices}
+  b = {int(src[i]["photo_id"]) for i in dataset.train_b.images._indices}
+  assert a and b and not a & b
+
+
+def test_targets_are_the_style_operator(dataset):
+  x, t = dataset.test_a.images[5], dataset.test_a.targets[5]
+  np.testing.assert_array_equal(styles.cartoon(x), t)
+  assert x.shape == (64, 64, 3) and dataset.train_a.images[0].shape == (72, 72, 3)
+
+
+def test_build_is_byte_identical(data_dir, tmp_path):
+  embedded.prepare("cartoon", 64, str(tmp_path))
+  assert _record_digests(str(tmp_path)) == _record_digests(data_dir)
+
+
+def test_unknown_style_and_source_and_size(data_dir):
+  with pytest.raises(ConfigError, match="unknown style 'oil'"):
+    sources.load("embedded:oil", crop_size=64, data_dir=data_dir)
+  with pytest.raises(ConfigError, match="unknown data source 'nope:x'"):
+    sources.load("nope:x", crop_size=64, data_dir=data_dir)
+  with pytest.raises(ConfigError, match="unknown data source 'no_such_dataset_xyz'"):
+    sources.load("no_such_dataset_xyz", crop_size=64, data_dir=data_dir)
+  with pytest.raises(ConfigError, match="crop size must be one of"):
+    sources.load("embedded:cartoon", crop_size=100, data_dir=data_dir)
+
+
+def _pipe(dataset, seed, **kw):
+  return pipeline.Pipeline({"a": {"a": dataset.train_a.images, "target": dataset.train_a.targets},
+                            "b": {"b": dataset.train_b.images}},
+                           global_batch=4, crop=64, seed=seed, **kw)
+
+
+def test_pipeline_order_depends_only_on_seed(dataset):
+  p1, p2, p3 = _pipe(dataset, 0), _pipe(dataset, 0), _pipe(dataset, 1)
+  b1 = [p1.next_local() for _ in range(3)]
+  b2 = [p2.next_local() for _ in range(3)]
+  b3 = [p3.next_local() for _ in range(3)]
+  for x, y in zip(b1, b2):
+    for k in x:
+      np.testing.assert_array_equal(x[k], y[k])
+  assert not np.array_equal(b1[0]["a"], b3[0]["a"])
+  assert b1[0]["a"].dtype == np.float32 and b1[0]["a"].shape == (4, 64, 64, 3)
+  assert -1.0 <= b1[0]["a"].min() and b1[0]["a"].max() <= 1.0
+
+
+def test_pipeline_restored_position_continues_exactly(dataset):
+  p = _pipe(dataset, 3)
+  for _ in range(5):
+    p.next_local()
+  state = p.get_state()
+  expected = [p.next_local() for _ in range(3)]
+  q = _pipe(dataset, 3)
+  q.set_state(state)
+  for e in expected:
+    got = q.next_local()
+    for k in e:
+      np.testing.assert_array_equal(e[k], got[k])
+  with pytest.raises(ConfigError, match="seed"):
+    _pipe(dataset, 4).set_state(state)
+
+
+def test_pipeline_epochs_cover_every_record(dataset):
+  p = _pipe(dataset, 0)
+  n = len(dataset.train_a)
+  seen = np.concatenate([p.indices(s, 0, n)[0] for s in range(n // 4)])
+  assert sorted(seen.tolist()) == list(range(n // 4 * 4)) or len(set(seen.tolist())) == len(seen)
+
+
+def test_per_process_shards_disjoint_and_cover(dataset):
+  whole = _pipe(dataset, 0, process_index=0, process_count=1)
+  parts = [_pipe(dataset, 0, process_index=i, process_count=2) for i in range(2)]
+  n = len(dataset.train_a)
+  for step in range(4):
+    idx = [p.indices(step, 0, n)[0] for p in parts]
+    assert not set(idx[0].tolist()) & set(idx[1].tolist())
+    np.testing.assert_array_equal(np.concatenate(idx), whole.indices(step, 0, n)[0])
+    full = whole.local_arrays(step)["a"]
+    np.testing.assert_array_equal(np.concatenate([p.local_arrays(step)["a"] for p in parts]), full)
+
+
+def test_global_batch_is_sharded_over_devices(dataset):
+  mesh = parallel.make_mesh()
+  batch = _pipe(dataset, 0).next_global(mesh)
+  assert jax.device_count() == 4
+  assert batch["a"].shape == (4, 64, 64, 3)
+  assert len(batch["a"].sharding.device_set) == 4
+  assert batch["a"].addressable_shards[0].data.shape == (1, 64, 64, 3)
+
+
+def test_tfds_source_under_mock_data(tmp_path):
+  with tfds.testing.mock_data(num_examples=5, policy=tfds.testing.MockPolicy.USE_CODE):
+    ds = sources.load("cycle_gan/monet2photo", crop_size=16, data_dir=str(tmp_path))
+    assert len(ds.train_a) == 5 and len(ds.test_a) == 5
+    p = pipeline.Pipeline({"a": {"a": ds.train_a.images}, "b": {"b": ds.train_b.images}},
+                          global_batch=2, crop=16, seed=0)
+    b = p.next_local()
+    assert b["a"].shape == (2, 16, 16, 3) and b["b"].shape == (2, 16, 16, 3)
+
+
+# -- folders and bad input ---------------------------------------------------
+
+def _save(path, array, mode=None, **kw):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  Image.fromarray(array, mode).save(path, **kw) if mode else Image.fromarray(array).save(path, **kw)
+
+
+def _snapshot(root):
+  out = {}
+  for d, _, files in os.walk(root):
+    for f in files:
+      p = os.path.join(d, f)
+      out[p] = (os.stat(p).st_mtime_ns, hashlib.sha256(open(p, "rb").read()).hexdigest())
+  return out
+
+
+def _good_folder(root, n=3, size=40):
+  rng = np.random.default_rng(0)
+  for split in ("trainA", "trainB", "testA", "testB"):
+    for i in range(n):
+      _save(os.path.join(root, split, f"{i}.png"), rng.integers(0, 255, (size, size + 8, 3), np.uint8))
+
+
+def test_folder_source_converts_modes_and_never_writes(tmp_path):
+  root = str(tmp_path / "d")
+  _good_folder(root)
+  rng = np.random.default_rng(1)
+  _save(os.path.join(root, "trainA", "gray.png"), rng.integers(0, 255, (40, 40), np.uint8))
+  _save(os.path.join(root, "trainA", "rgba.png"), rng.integers(0, 255, (40, 40, 4), np.uint8))
+  Image.fromarray(rng.integers(0, 255, (40, 40, 3), np.uint8)).convert("P").save(
+      os.path.join(root, "trainA", "pal.png"))
+  Image.fromarray(rng.integers(0, 65535, (40, 40), np.uint16)).save(os.path.join(root, "trainB", "d16.png"))
+  before = _snapshot(root)
+  ds = sources.load(f"folder:{root}", crop_size=32)
+  assert len(ds.train_a) == 6 and len(ds.train_b) == 4
+  for im in list(ds.train_a.images) + list(ds.train_b.images):
+    assert im.dtype == np.uint8 and im.shape[2] == 3 and min(im.shape[:2]) == 36
+  assert _snapshot(root) == before
+
+
+@pytest.mark.parametrize("case,match", [
+    ("missing", "no such folder"),
+    ("empty", "empty folder"),
+    ("no_trainB", "no trainB/ folder"),
+    ("truncated", r"bad\.png: cannot read image"),
+    ("text", r"notes\.png: not an image"),
+    ("zero", r"zero\.png: empty file"),
+    ("small", r"tiny\.png: 10x10 is smaller than the 32x32 crop"),
+])
+def test_folder_bad_input_names_the_file(tmp_path, case, match):
+  root = str(tmp_path / "d")
+  if case != "missing":
+    os.makedirs(root)
+  if case not in ("missing", "empty"):
+    _good_folder(root)
+  if case == "no_trainB":
+    import shutil
+    shutil.rmtree(os.path.join(root, "trainB"))
+  if case == "truncated":
+    _save(os.path.join(root, "trainA", "bad.png"), np.zeros((40, 40, 3), np.uint8))
+    data = open(os.path.join(root, "trainA", "bad.png"), "rb").read()
+    open(os.path.join(root, "trainA", "bad.png"), "wb").write(data[: len(data) // 2])
+  if case == "text":
+    open(os.path.join(root, "trainA", "notes.png"), "w").write("hello")
+  if case == "zero":
+    open(os.path.join(root, "trainB", "zero.png"), "wb").close()
+  if case == "small":
+    _save(os.path.join(root, "trainA", "tiny.png"), np.zeros((10, 10, 3), np.uint8))
+  before = _snapshot(root) if os.path.isdir(root) else None
+  with pytest.raises(DataError, match=match) as err:
+    sources.load(f"folder:{root}", crop_size=32)
+  assert "\n" not in str(err.value)
+  if before is not None:
+    assert _snapshot(root) == before
+
+
+def test_read_rgb_exif_orientation(tmp_path):
+  arr = np.zeros((10, 20, 3), np.uint8)
+  arr[:, :10] = 255
+  im = Image.fromarray(arr)
+  exif = im.getexif()
+  exif[0x0112] = 6  # rotate 90 CW on display
+  path = str(tmp_path / "r.jpg")
+  im.save(path, exif=exif)
+  out = images.read_rgb(path)
+  assert out.shape == (20, 10, 3)
