@@ -22,8 +22,9 @@ def initialize_distributed(coordinator_address: str | None, num_processes: int,
 
 
 def make_mesh() -> Mesh:
-  """A 1-D mesh over every device of every process."""
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,))
+  """A 1-D mesh over every device of every process (Auto axis: jit propagates shardings)."""
+  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
+                       axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:

@@ -1,0 +1,139 @@
+"""The default run configuration and its validation.
+
+Experiment configs (`experiments/configs/*.py`) start from `default_config()` and
+change values; `validate` rejects unknown keys, wrong types and impossible values
+before anything is compiled, naming the key.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from stylegan_ad.errors import ConfigError
+
+
+def default_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "embedded:cartoon"
+  c.data.crop_size = 128
+  c.data.data_dir = ""            # default: $STYLEGAN_AD_DATA or ~/.stylegan_ad/data
+  c.data.batch_size = 1           # global, over all devices and processes
+
+  c.model = ml_collections.ConfigDict()
+  c.model.generator = "resnet"    # resnet | unet
+  c.model.ngf = 64
+  c.model.n_blocks = 9
+  c.model.upsample = "resize_conv"  # resize_conv | subpixel | transpose
+  c.model.ndf = 64
+  c.model.d_layers = 3            # 3 -> 70x70 PatchGAN
+  c.model.d_scales = 1
+  c.model.spectral_norm = False
+
+  c.train = ml_collections.ConfigDict()
+  c.train.mode = "unpaired"       # unpaired (CycleGAN) | paired (pix2pix)
+  c.train.num_steps = 1000
+  c.train.lr = 2e-4
+  c.train.b1 = 0.5
+  c.train.b2 = 0.999
+  c.train.decay_start = 0.5       # fraction of steps after which lr decays linearly to 0
+  c.train.pool_size = 50
+  c.train.ema_decay = 0.999
+  c.train.max_bad_steps = 5       # consecutive non-finite steps before the run stops
+
+  c.losses = ml_collections.ConfigDict()
+  c.losses.adversarial = "lsgan"  # lsgan | nsgan | hinge
+  c.losses.generator = ml_collections.ConfigDict({"adversarial": 1.0, "cycle": 10.0, "identity": 5.0})
+  c.losses.r1 = 0.0
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every = 500
+  c.checkpoint.keep = 3
+
+  c.log = ml_collections.ConfigDict()
+  c.log.every = 50
+  c.log.sample_every = 500
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 8
+
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.coordinator = ""  # host:port of process 0; empty for a single process
+  c.distributed.num_processes = 1
+  c.distributed.process_id = 0
+  return c
+
+
+def _check_schema(config: Any, schema: Any, prefix: str) -> None:
+  for key in config.keys():
+    name = f"{prefix}{key}"
+    value = config[key]
+    if prefix == "losses.generator.":
+      if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ConfigError(f"config key {name}: loss weight must be a number, got {value!r}")
+      continue
+    if key not in schema:
+      raise ConfigError(f"unknown config key {name!r}")
+    expected = schema[key]
+    if isinstance(expected, ml_collections.ConfigDict):
+      if not isinstance(value, (ml_collections.ConfigDict, dict)):
+        raise ConfigError(f"config key {name}: expected a group, got {value!r}")
+      _check_schema(value, expected, name + ".")
+      continue
+    ok = (isinstance(value, type(expected)) and not (isinstance(value, bool) and not isinstance(expected, bool))
+          or isinstance(expected, float) and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+      raise ConfigError(f"config key {name}: expected {type(expected).__name__}, got {value!r}")
+
+
+def _choice(name: str, value: Any, options) -> None:
+  if value not in options:
+    raise ConfigError(f"config key {name}: must be one of {list(options)}, got {value!r}")
+
+
+def _positive(config, *names: str) -> None:
+  for name in names:
+    value = config
+    for part in name.split("."):
+      value = value[part]
+    if value <= 0:
+      raise ConfigError(f"config key {name}: must be > 0, got {value!r}")
+
+
+def validate(config: ml_collections.ConfigDict, *, device_count: int | None = None,
+             image_size: int | None = None) -> None:
+  """Raises ConfigError naming the key for an unknown key, wrong type or impossible value."""
+  from stylegan_ad import losses
+  from stylegan_ad.models import layers
+  _check_schema(config, default_config(), "")
+  _positive(config, "data.crop_size", "data.batch_size", "model.ngf", "model.ndf", "model.d_layers",
+            "model.d_scales", "train.num_steps", "train.lr", "checkpoint.every", "checkpoint.keep",
+            "log.every", "log.sample_every", "eval.batch_size", "distributed.num_processes",
+            "train.max_bad_steps")
+  if config.model.n_blocks < 0:
+    raise ConfigError(f"config key model.n_blocks: must be >= 0, got {config.model.n_blocks}")
+  _choice("model.generator", config.model.generator, ("resnet", "unet"))
+  _choice("model.upsample", config.model.upsample, layers.UPSAMPLE_MODES)
+  _choice("train.mode", config.train.mode, ("unpaired", "paired"))
+  _choice("losses.adversarial", config.losses.adversarial, tuple(losses.ADVERSARIAL))
+  if not 0.0 <= config.train.ema_decay < 1.0:
+    raise ConfigError(f"config key train.ema_decay: must be in [0, 1), got {config.train.ema_decay}")
+  if not 0.0 <= config.train.decay_start <= 1.0:
+    raise ConfigError(f"config key train.decay_start: must be in [0, 1], got {config.train.decay_start}")
+  if config.train.pool_size < 0:
+    raise ConfigError(f"config key train.pool_size: must be >= 0, got {config.train.pool_size}")
+  if config.data.crop_size % 4:
+    raise ConfigError(f"config key data.crop_size: must be divisible by 4, got {config.data.crop_size}")
+  if config.model.generator == "unet" and config.data.crop_size % 32:
+    raise ConfigError(f"config key data.crop_size: the U-Net needs a multiple of 32, got {config.data.crop_size}")
+  if image_size is not None and config.data.crop_size > image_size:
+    raise ConfigError(f"config key data.crop_size: {config.data.crop_size} is larger than the "
+                      f"dataset's {image_size}x{image_size} images")
+  if device_count is not None and config.data.batch_size % device_count:
+    raise ConfigError(f"config key data.batch_size: {config.data.batch_size} is not divisible by "
+                      f"the {device_count} devices")
+  available = {"rec", "idt", "features"} if config.train.mode == "unpaired" else {"target", "features"}
+  losses.check_weights(dict(config.losses.generator), available)

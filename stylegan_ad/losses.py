@@ -1,0 +1,168 @@
+"""Pure loss functions and a registry by name.
+
+A generator loss is a function of a `LossContext` (the tensors of one translation
+direction) returning a scalar; register it with one line and name it in the config:
+
+    @register("my_loss")
+    def my_loss(ctx: LossContext) -> jax.Array:
+      return jnp.mean(jnp.abs(ctx.fake - ctx.x))
+
+    config.losses.generator = {"adversarial": 1.0, "cycle": 10.0, "my_loss": 0.5}
+
+Adversarial objectives (least-squares, non-saturating, hinge) are pairs of
+(discriminator loss, generator loss) over lists of patch logits (one per scale).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from stylegan_ad.errors import ConfigError
+
+Logits = list  # list[jax.Array], one map per discriminator scale
+
+
+# -- adversarial objectives -------------------------------------------------------
+
+def _mean_over_scales(fn, *lists):
+  return jnp.mean(jnp.stack([fn(*xs) for xs in zip(*lists)]))
+
+
+def lsgan_d(real: Logits, fake: Logits) -> jax.Array:
+  return _mean_over_scales(lambda r, f: 0.5 * (jnp.mean((r - 1.0) ** 2) + jnp.mean(f ** 2)), real, fake)
+
+
+def lsgan_g(fake: Logits) -> jax.Array:
+  return _mean_over_scales(lambda f: jnp.mean((f - 1.0) ** 2), fake)
+
+
+def nsgan_d(real: Logits, fake: Logits) -> jax.Array:
+  return _mean_over_scales(
+      lambda r, f: 0.5 * (jnp.mean(jax.nn.softplus(-r)) + jnp.mean(jax.nn.softplus(f))), real, fake)
+
+
+def nsgan_g(fake: Logits) -> jax.Array:
+  return _mean_over_scales(lambda f: jnp.mean(jax.nn.softplus(-f)), fake)
+
+
+def hinge_d(real: Logits, fake: Logits) -> jax.Array:
+  return _mean_over_scales(
+      lambda r, f: 0.5 * (jnp.mean(jax.nn.relu(1.0 - r)) + jnp.mean(jax.nn.relu(1.0 + f))), real, fake)
+
+
+def hinge_g(fake: Logits) -> jax.Array:
+  return _mean_over_scales(lambda f: -jnp.mean(f), fake)
+
+
+ADVERSARIAL: dict[str, tuple[Callable, Callable]] = {
+    "lsgan": (lsgan_d, lsgan_g),
+    "nsgan": (nsgan_d, nsgan_g),
+    "hinge": (hinge_d, hinge_g),
+}
+
+
+def adversarial(kind: str) -> tuple[Callable, Callable]:
+  """(discriminator loss, generator loss) for `kind`."""
+  if kind not in ADVERSARIAL:
+    raise ConfigError(f"losses.adversarial must be one of {sorted(ADVERSARIAL)}, got {kind!r}")
+  return ADVERSARIAL[kind]
+
+
+def r1_penalty(d_fn: Callable[[jax.Array], Logits], real: jax.Array) -> jax.Array:
+  """R1 = E ||grad_x D(x)||^2 on real images (Mescheder et al., 2018)."""
+  grad = jax.grad(lambda x: sum(jnp.sum(l) for l in d_fn(x)))(real)
+  return jnp.mean(jnp.sum(grad ** 2, axis=(1, 2, 3)))
+
+
+def gram(features: jax.Array) -> jax.Array:
+  """Gram matrix per image, normalised by H*W*C."""
+  n, h, w, c = features.shape
+  f = features.reshape(n, h * w, c)
+  return jnp.einsum("npc,npd->ncd", f, f) / (h * w * c)
+
+
+# -- generator-side losses, by name ------------------------------------------------
+
+@dataclasses.dataclass
+class LossContext:
+  """Tensors of one translation direction x -> fake (domain X -> domain Y)."""
+  x: jax.Array                     # input batch (domain X)
+  real: jax.Array                  # a real batch of domain Y (unpaired) / the style image
+  fake: jax.Array                  # G(x)
+  fake_logits: Logits              # D_Y(G(x))
+  adversarial_g: Callable[[Logits], jax.Array]
+  rec: jax.Array | None = None     # F(G(x)), unpaired mode
+  idt: jax.Array | None = None     # G(real), identity mapping
+  target: jax.Array | None = None  # the true or paired target of x
+  fake_features: list | None = None
+  real_features: list | None = None
+
+
+GENERATOR_LOSSES: dict[str, Callable[[LossContext], jax.Array]] = {}
+NEEDS: dict[str, tuple[str, ...]] = {}
+
+
+def register(name: str, needs: tuple[str, ...] = ()):
+  """Decorator adding a generator loss to the registry; `needs` names LossContext fields."""
+  def wrap(fn):
+    GENERATOR_LOSSES[name] = fn
+    NEEDS[name] = needs
+    return fn
+  return wrap
+
+
+@register("adversarial")
+def adversarial_loss(ctx: LossContext) -> jax.Array:
+  return ctx.adversarial_g(ctx.fake_logits)
+
+
+@register("cycle", needs=("rec",))
+def cycle_l1(ctx: LossContext) -> jax.Array:
+  return jnp.mean(jnp.abs(ctx.rec - ctx.x))
+
+
+@register("identity", needs=("idt",))
+def identity_l1(ctx: LossContext) -> jax.Array:
+  return jnp.mean(jnp.abs(ctx.idt - ctx.real))
+
+
+@register("l1", needs=("target",))
+def target_l1(ctx: LossContext) -> jax.Array:
+  return jnp.mean(jnp.abs(ctx.fake - ctx.target))
+
+
+@register("style_mse", needs=("target",))
+def style_mse(ctx: LossContext) -> jax.Array:
+  """The seed design's L_style = E||G(x) - I_s||^2 + E||G(x) - I_t||^2 (paired data)."""
+  return jnp.mean((ctx.fake - ctx.real) ** 2) + jnp.mean((ctx.fake - ctx.target) ** 2)
+
+
+@register("gram_style", needs=("features",))
+def gram_style(ctx: LossContext) -> jax.Array:
+  """Gram-matrix style loss on discriminator features of G(x) vs. a real style batch."""
+  terms = [jnp.mean((gram(f) - jnp.mean(gram(r), axis=0, keepdims=True)) ** 2)
+           for f, r in zip(ctx.fake_features, ctx.real_features)]
+  return sum(terms) / len(terms)
+
+
+def check_weights(weights: dict[str, float], available: set[str]) -> None:
+  """Fails with the offending loss named if it is unknown or cannot run in this mode."""
+  for name, w in weights.items():
+    if name not in GENERATOR_LOSSES:
+      raise ConfigError(f"losses.generator: unknown loss {name!r}; known: {sorted(GENERATOR_LOSSES)}")
+    if not isinstance(w, (int, float)) or w < 0:
+      raise ConfigError(f"losses.generator.{name}: weight must be a number >= 0, got {w!r}")
+    missing = [n for n in NEEDS[name] if n not in available]
+    if w and missing:
+      raise ConfigError(f"losses.generator.{name} needs {missing[0]!r}, which this training "
+                        f"mode does not provide")
+
+
+def generator_objective(weights: dict[str, float], ctx: LossContext) -> tuple[jax.Array, dict[str, Any]]:
+  """Weighted sum of the named losses, and each term for logging."""
+  terms = {name: GENERATOR_LOSSES[name](ctx) for name, w in weights.items() if w}
+  total = sum(weights[n] * v for n, v in terms.items())
+  return total, terms

@@ -1,0 +1,122 @@
+"""Image quality and detection metrics.
+
+PSNR/SSIM are jit-able JAX functions on images in [-1, 1]. AUROC, AP and AUPRO are
+NumPy (they sort and label connected regions), exact and tie-aware.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def psnr(x: jax.Array, y: jax.Array) -> jax.Array:
+  """Per-image PSNR in dB for images in [-1, 1] (data range 2)."""
+  mse = jnp.mean((x.astype(jnp.float32) - y.astype(jnp.float32)) ** 2, axis=(1, 2, 3))
+  return 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-12))
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> jax.Array:
+  r = jnp.arange(size, dtype=jnp.float32) - (size - 1) / 2
+  g = jnp.exp(-(r ** 2) / (2 * sigma ** 2))
+  return g / g.sum()
+
+
+def _filter(x: jax.Array, window: jax.Array) -> jax.Array:
+  """Separable 'valid' Gaussian filter over H and W of NHWC, per channel."""
+  c = x.shape[-1]
+  k = window.shape[0]
+  kh = jnp.tile(window.reshape(k, 1, 1, 1), (1, 1, 1, c))
+  kw = jnp.tile(window.reshape(1, k, 1, 1), (1, 1, 1, c))
+  dn = ("NHWC", "HWIO", "NHWC")
+  x = jax.lax.conv_general_dilated(x, kh, (1, 1), "VALID", dimension_numbers=dn, feature_group_count=c)
+  return jax.lax.conv_general_dilated(x, kw, (1, 1), "VALID", dimension_numbers=dn, feature_group_count=c)
+
+
+def ssim(x: jax.Array, y: jax.Array) -> jax.Array:
+  """Per-image SSIM (Wang et al. 2004: 11x11 Gaussian, sigma 1.5) for images in [-1, 1]."""
+  x = (x.astype(jnp.float32) + 1.0) / 2.0
+  y = (y.astype(jnp.float32) + 1.0) / 2.0
+  w = _gaussian_window()
+  c1, c2 = 0.01 ** 2, 0.03 ** 2
+  mx, my = _filter(x, w), _filter(y, w)
+  sxx = _filter(x * x, w) - mx ** 2
+  syy = _filter(y * y, w) - my ** 2
+  sxy = _filter(x * y, w) - mx * my
+  s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
+  return jnp.mean(s, axis=(1, 2, 3))
+
+
+# -- detection metrics (NumPy) ------------------------------------------------------
+
+def _roc(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """FPR, TPR and thresholds at each distinct score (descending), ties grouped."""
+  scores = np.asarray(scores, np.float64).ravel()
+  labels = np.asarray(labels).ravel().astype(bool)
+  order = np.argsort(-scores, kind="mergesort")
+  s, l = scores[order], labels[order]
+  distinct = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+  tps = np.cumsum(l)[distinct]
+  fps = (distinct + 1) - tps
+  p, n = max(l.sum(), 1), max((~l).sum(), 1)
+  return np.r_[0.0, fps / n], np.r_[0.0, tps / p], np.r_[np.inf, s[distinct]]
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+  """Area under the ROC curve (labels: 1 = anomalous, higher score = more anomalous)."""
+  labels = np.asarray(labels).ravel().astype(bool)
+  if labels.all() or not labels.any():
+    raise ValueError("AUROC needs both positive and negative labels")
+  fpr, tpr, _ = _roc(scores, labels)
+  return float(np.trapezoid(tpr, fpr))
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+  """AP = sum_n (R_n - R_{n-1}) P_n, as scikit-learn computes it."""
+  scores = np.asarray(scores, np.float64).ravel()
+  labels = np.asarray(labels).ravel().astype(bool)
+  if not labels.any():
+    raise ValueError("AP needs at least one positive label")
+  order = np.argsort(-scores, kind="mergesort")
+  s, l = scores[order], labels[order]
+  distinct = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+  tps = np.cumsum(l)[distinct]
+  precision = tps / (distinct + 1)
+  recall = tps / l.sum()
+  return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def aupro(maps: np.ndarray, masks: np.ndarray, max_fpr: float = 0.3, num_thresholds: int = 200) -> float:
+  """Area under the per-region-overlap curve up to `max_fpr`, normalised to [0, 1].
+
+  The MVTec AD protocol: for each threshold, PRO is the mean over connected
+  ground-truth regions of the fraction of the region detected; FPR is over the
+  anomaly-free pixels. The curve is integrated over FPR in [0, max_fpr] and divided
+  by max_fpr.
+  """
+  from scipy import ndimage
+  maps = np.asarray(maps, np.float64)
+  masks = np.asarray(masks).astype(bool)
+  regions = []
+  for i in range(masks.shape[0]):
+    labeled, n = ndimage.label(masks[i])
+    for r in range(1, n + 1):
+      regions.append((i, labeled == r))
+  if not regions:
+    raise ValueError("AUPRO needs at least one anomalous region")
+  neg = ~masks
+  thresholds = np.quantile(maps[neg], np.linspace(1.0, 1.0 - max_fpr * 1.05, num_thresholds).clip(0, 1))
+  fprs, pros = [], []
+  neg_scores = np.sort(maps[neg])
+  for t in thresholds:
+    fpr = 1.0 - np.searchsorted(neg_scores, t, side="right") / neg_scores.size
+    pro = np.mean([np.mean(maps[i][r] > t) for i, r in regions])
+    fprs.append(fpr)
+    pros.append(pro)
+  fprs, pros = np.array([0.0] + fprs), np.array([0.0] + pros)
+  order = np.argsort(fprs, kind="mergesort")
+  fprs, pros = fprs[order], pros[order]
+  keep = fprs <= max_fpr
+  x = np.r_[fprs[keep], max_fpr]
+  y = np.r_[pros[keep], np.interp(max_fpr, fprs, pros)]
+  return float(np.trapezoid(y, x) / max_fpr)

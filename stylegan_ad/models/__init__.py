@@ -1,0 +1,1 @@
+"""Flax Linen networks with pure `apply`: generator, discriminator, detector, restorer."""

@@ -1,0 +1,68 @@
+"""PatchGAN discriminators (70x70 receptive field by default), single or multi-scale.
+
+`__call__` returns (logits, features): a list of patch-logit maps (one per scale)
+and the intermediate activations used by the Gram style loss and the
+feature-distance anomaly scorer.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from stylegan_ad.models.layers import Conv, instance_norm
+
+
+class PatchGAN(nn.Module):
+  """C64-C128-C256-C512 with 4x4 kernels; n_layers=3 gives the 70x70 receptive field."""
+  ndf: int = 64
+  n_layers: int = 3
+  spectral_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
+    conv = lambda f, s: Conv(f, 4, stride=s, padding="zero", pad=1, spectral_norm=self.spectral_norm)
+    feats = []
+    h = nn.leaky_relu(conv(self.ndf, 2)(x), 0.2)
+    feats.append(h)
+    for i in range(1, self.n_layers + 1):
+      stride = 2 if i < self.n_layers else 1
+      h = conv(self.ndf * min(2 ** i, 8), stride)(h)
+      if not self.spectral_norm:
+        h = instance_norm()(h)
+      h = nn.leaky_relu(h, 0.2)
+      feats.append(h)
+    return conv(1, 1)(h), feats
+
+
+class Discriminator(nn.Module):
+  """`num_scales` PatchGANs on the image and its 2x, 4x, ... average-pooled copies."""
+  ndf: int = 64
+  n_layers: int = 3
+  num_scales: int = 1
+  spectral_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[list[jax.Array], list[jax.Array]]:
+    logits, feats = [], []
+    for s in range(self.num_scales):
+      if s:
+        x = nn.avg_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)), count_include_pad=False)
+      out, f = PatchGAN(self.ndf, self.n_layers, self.spectral_norm)(x)
+      logits.append(out)
+      feats.extend(f)
+    return logits, feats
+
+
+def receptive_field(n_layers: int = 3) -> int:
+  """Receptive field of a PatchGAN: 70 for n_layers=3."""
+  rf = 1
+  strides = [2] * n_layers + [1, 1]
+  for s in reversed(strides):
+    rf = rf * s + (4 - s)
+  return rf
+
+
+def image_score(logits: list[jax.Array]) -> jax.Array:
+  """Mean patch logit per image, averaged over scales: higher = more realistic."""
+  return jnp.mean(jnp.stack([l.mean(axis=(1, 2, 3)) for l in logits]), axis=0)

@@ -1,0 +1,75 @@
+"""Generators: ResNet (CycleGAN family) and U-Net. Images NHWC in [-1, 1]."""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from stylegan_ad.models.layers import Conv, Upsample, instance_norm
+
+
+class ResnetBlock(nn.Module):
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = nn.relu(instance_norm()(Conv(self.features, 3)(x)))
+    y = instance_norm()(Conv(self.features, 3)(y))
+    return x + y
+
+
+class ResnetGenerator(nn.Module):
+  """c7s1-ngf, two stride-2 downsamplings, `n_blocks` residual blocks, two upsamplings.
+
+  The reference CycleGAN generator is ngf=64, n_blocks=9 (ResNet-9).
+  """
+  ngf: int = 64
+  n_blocks: int = 9
+  upsample: str = "resize_conv"
+  out_channels: int = 3
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    h = nn.relu(instance_norm()(Conv(self.ngf, 7)(x)))
+    for mult in (2, 4):
+      h = nn.relu(instance_norm()(Conv(self.ngf * mult, 3, stride=2, padding="zero")(h)))
+    for _ in range(self.n_blocks):
+      h = ResnetBlock(self.ngf * 4)(h)
+    for mult in (2, 1):
+      h = nn.relu(instance_norm()(Upsample(self.ngf * mult, self.upsample)(h)))
+    return jnp.tanh(Conv(self.out_channels, 7)(h))
+
+
+class UNetGenerator(nn.Module):
+  """U-Net with skip connections (pix2pix family); input side divisible by 2**depth."""
+  ngf: int = 64
+  depth: int = 5
+  upsample: str = "resize_conv"
+  out_channels: int = 3
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    skips = []
+    h = x
+    for i in range(self.depth):
+      feats = self.ngf * min(2 ** i, 8)
+      h = Conv(feats, 4, stride=2, padding="zero", pad=1)(h)
+      if i:
+        h = instance_norm()(h)
+      h = nn.leaky_relu(h, 0.2)
+      skips.append(h)
+    for i in reversed(range(self.depth - 1)):
+      feats = self.ngf * min(2 ** i, 8)
+      h = nn.relu(instance_norm()(Upsample(feats, self.upsample)(h)))
+      h = jnp.concatenate([h, skips[i]], axis=-1)
+    h = Upsample(self.ngf, self.upsample)(h)
+    return jnp.tanh(Conv(self.out_channels, 3)(nn.relu(h)))
+
+
+def make_generator(arch: str = "resnet", **kwargs) -> nn.Module:
+  if arch == "resnet":
+    return ResnetGenerator(**kwargs)
+  if arch == "unet":
+    kwargs.pop("n_blocks", None)
+    return UNetGenerator(**kwargs)
+  raise ValueError(f"model.generator must be 'resnet' or 'unet', got {arch!r}")

@@ -1,0 +1,1 @@
+"""Training: state and pure steps, checkpoints, logging, the loop."""

@@ -1,0 +1,79 @@
+"""Orbax checkpoints of the whole run state: async, atomic, last N kept.
+
+A checkpoint holds the TrainState (all networks, optimizer states, EMA, pool, step,
+key, NaN counters) and the data pipeline's position, so a resumed run continues
+exactly. Orbax writes into a temporary directory and renames it when complete, so
+a kill mid-write never leaves a directory that `latest_step` picks; leftover
+temporaries are removed on start. A latest checkpoint that fails to restore
+(truncated, corrupted) is reported in one line and the previous one is used.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+from stylegan_ad.errors import CheckpointError
+
+
+class Checkpointer:
+  """Saves and restores {state, data} under `<workdir>/checkpoints/<step>`."""
+
+  def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    os.makedirs(self.directory, exist_ok=True)
+    self._clean_temporaries()
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=True),
+        item_names=("state", "data"))
+
+  def _clean_temporaries(self) -> None:
+    if jax.process_index() != 0:
+      return
+    for name in os.listdir(self.directory):
+      if ".orbax-checkpoint-tmp" in name or name.endswith(".tmp"):
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        logging.info("removed an unfinished checkpoint left by a crash: %s", name)
+
+  def steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
+  def save(self, step: int, state: Any, data_state: dict, force: bool = False) -> bool:
+    return self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=force)
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def restore(self, abstract_state: Any, step: int | None = None) -> tuple[int, Any, dict] | None:
+    """Restores `step` (default: the newest good one); None when there is no checkpoint.
+
+    Raises:
+      CheckpointError: a checkpoint exists but none of them can be restored.
+    """
+    candidates = [step] if step is not None else list(reversed(self.steps()))
+    errors = []
+    for s in candidates:
+      try:
+        restored = self.manager.restore(s, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+        return s, restored["state"], dict(restored["data"])
+      except Exception as e:  # orbax raises many types for damaged files
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        logging.warning("checkpoint %s/%d cannot be restored (%s); trying the previous one",
+                        self.directory, s, reason)
+        errors.append(f"{s}: {reason}")
+    if errors:
+      raise CheckpointError(f"no checkpoint in {self.directory} can be restored ({errors[0]})")
+    return None
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()

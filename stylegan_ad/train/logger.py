@@ -1,0 +1,66 @@
+"""Run logging from process 0: JSONL scalars, TensorBoard events, PNG grids, progress lines."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Mapping
+
+import jax
+import numpy as np
+from absl import logging
+from PIL import Image
+
+
+def save_png(path: str, image: np.ndarray) -> None:
+  """Writes a uint8 image atomically (temporary file, then rename)."""
+  tmp = path + ".tmp"
+  Image.fromarray(image).save(tmp, format="PNG")
+  os.replace(tmp, path)
+
+
+def grid(rows: list[list[np.ndarray]]) -> np.ndarray:
+  """Tiles rows of equal-size uint8 images into one image."""
+  return np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)
+
+
+class RunLogger:
+  def __init__(self, workdir: str, total_steps: int, start_step: int = 0):
+    self.active = jax.process_index() == 0
+    self.workdir, self.total = workdir, total_steps
+    self._t0, self._s0 = time.time(), start_step
+    self._writer = None
+    if self.active:
+      os.makedirs(workdir, exist_ok=True)
+      from tensorboardX import SummaryWriter
+      self._writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+
+  def scalars(self, step: int, metrics: Mapping[str, float]) -> None:
+    if not self.active:
+      return
+    values = {k: float(v) for k, v in metrics.items()}
+    elapsed = time.time() - self._t0
+    done = step - self._s0
+    rate = done / elapsed if elapsed > 0 and done > 0 else 0.0
+    eta = (self.total - step) / rate if rate else float("nan")
+    values["steps_per_sec"] = rate
+    self._jsonl.write(json.dumps({"step": step, **values}) + "\n")
+    self._jsonl.flush()
+    for k, v in values.items():
+      self._writer.add_scalar(k, v, step)
+    self._writer.flush()
+    logging.info("step %d/%d  %.2f steps/s  ETA %.0fs  g/loss %.4f  d/loss %.4f", step, self.total,
+                 rate, eta, values.get("g/loss", float("nan")), values.get("d/loss", float("nan")))
+
+  def image(self, name: str, step: int, image: np.ndarray) -> None:
+    if not self.active:
+      return
+    os.makedirs(os.path.join(self.workdir, "samples"), exist_ok=True)
+    save_png(os.path.join(self.workdir, "samples", f"{name}_{step:07d}.png"), image)
+    self._writer.add_image(name, image, step, dataformats="HWC")
+
+  def close(self) -> None:
+    if self.active:
+      self._writer.close()
+      self._jsonl.close()

@@ -1,0 +1,240 @@
+"""The training loop: data, mesh, init or resume, jitted steps, checkpoints, logs, eval.
+
+`train(config, workdir)` is the one library call behind `experiments.train_stylegan`.
+The run directory is the only place state lives; calling it again resumes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from stylegan_ad import configs, metrics, parallel
+from stylegan_ad.data import pipeline as pipeline_lib
+from stylegan_ad.data import sources
+from stylegan_ad.errors import ConfigError, StyleganAdError
+from stylegan_ad.train import steps
+from stylegan_ad.train.checkpoint import Checkpointer
+from stylegan_ad.train.logger import RunLogger, grid
+
+
+class TrainingDiverged(StyleganAdError, RuntimeError):
+  """Too many consecutive non-finite steps."""
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything `train` set up, for evaluation and for the later stages."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  mesh: Any
+  dataset: sources.Dataset
+  models: steps.Models
+  state: steps.TrainState
+  pipeline: pipeline_lib.Pipeline
+  preempted: bool = False
+
+
+def enable_compilation_cache(workdir: str) -> None:
+  """Persistent XLA cache in the run directory: a restarted run skips compilation."""
+  jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(workdir), "jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def make_pipeline(config: ml_collections.ConfigDict, dataset: sources.Dataset) -> pipeline_lib.Pipeline:
+  stream_a = {"a": dataset.train_a.images}
+  if dataset.train_a.targets is not None:
+    stream_a["target"] = dataset.train_a.targets
+  elif config.train.mode == "paired":
+    raise ConfigError(f"config key train.mode: 'paired' needs targets, and {dataset.name} has none")
+  return pipeline_lib.Pipeline({"a": stream_a, "b": {"b": dataset.train_b.images}},
+                               global_batch=config.data.batch_size, crop=config.data.crop_size,
+                               seed=config.seed)
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Checkpointer]:
+  """Validates, loads data, builds models and restores the newest checkpoint (if any)."""
+  d = config.distributed
+  if d.num_processes > 1 and not jax.distributed.is_initialized():
+    parallel.initialize_distributed(d.coordinator, d.num_processes, d.process_id)
+  configs.validate(config, device_count=jax.device_count())
+  enable_compilation_cache(workdir)
+  dataset = sources.load(config.data.source, crop_size=config.data.crop_size,
+                         data_dir=config.data.data_dir or None)
+  pipe = make_pipeline(config, dataset)
+  mesh = parallel.make_mesh()
+  models = steps.make_models(config)
+  key = jax.random.key(config.seed)
+  abstract = jax.eval_shape(functools.partial(steps.init_state, models), key)
+  rep = parallel.replicated(mesh)
+  shardings = jax.tree.map(lambda _: rep, abstract)
+  ckpt = Checkpointer(workdir, keep=config.checkpoint.keep)
+  abstract_sharded = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                  abstract, shardings)
+  restored = ckpt.restore(abstract_sharded)
+  if restored is None:
+    state = jax.jit(functools.partial(steps.init_state, models), out_shardings=shardings)(key)
+  else:
+    step, state, data_state = restored
+    pipe.set_state(data_state)
+    logging.info("resumed from %s at step %d", ckpt.directory, step)
+  return Run(config, workdir, mesh, dataset, models, state, pipe), ckpt
+
+
+def compile_train_step(run: Run):
+  rep = parallel.replicated(run.mesh)
+  data = parallel.data_sharding(run.mesh)
+  return jax.jit(functools.partial(steps.train_step, run.models),
+                 in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,))
+
+
+class _StopSignal:
+  """Turns SIGTERM/SIGINT into a flag checked between steps (save, then exit cleanly)."""
+
+  def __init__(self):
+    self.received = None
+    self._old = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._old[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signum
+
+  def __exit__(self, *exc):
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | None = None) -> Run:
+  """Trains (or resumes) the style GAN in `workdir`; evaluates when the last step is done.
+
+  Args:
+    stop_after: stop (with a checkpoint) once this many steps are done in total, as a
+      preemption would; the next call continues from there.
+  """
+  run, ckpt = setup(config, workdir)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    _write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+  step_fn = compile_train_step(run)
+  total = config.train.num_steps
+  end = total if stop_after is None else min(total, stop_after)
+  start = int(jax.device_get(run.state.step))
+  log = RunLogger(workdir, total, start)
+  state, step = run.state, start
+  try:
+    with _StopSignal() as stop:
+      while step < end:
+        if stop.received is not None:
+          logging.warning("signal %d: saving a checkpoint at step %d and exiting", stop.received, step)
+          run.preempted = True
+          break
+        batch = run.pipeline.next_global(run.mesh)
+        state, m = step_fn(state, batch)
+        step += 1
+        bad = int(jax.device_get(m["bad_steps"]))
+        if bad:
+          logging.warning("step %d: non-finite loss or gradient; update skipped (%d in a row)", step, bad)
+          if bad >= config.train.max_bad_steps:
+            raise TrainingDiverged(
+                f"training stopped at step {step}: {bad} consecutive non-finite steps "
+                f"(train.max_bad_steps={config.train.max_bad_steps}); the last good checkpoint "
+                f"in {ckpt.directory} is intact")
+        if step % config.log.every == 0 or step == end:
+          log.scalars(step, jax.device_get(m))
+        if step % config.log.sample_every == 0:
+          log.image("samples", step, sample_grid(run.models, state, run.dataset))
+        if step % config.checkpoint.every == 0 and step < end:
+          ckpt.save(step, state, run.pipeline.get_state())
+      if not ckpt.steps() or ckpt.steps()[-1] != step:
+        ckpt.save(step, state, run.pipeline.get_state(), force=True)
+    ckpt.wait()
+  finally:
+    ckpt.close()
+    log.close()
+  run.state = state
+  if step >= total and not run.preempted:
+    result = evaluate(run)
+    if jax.process_index() == 0:
+      _write_json(os.path.join(workdir, "eval.json"), result)
+      _final_samples(run, workdir)
+  return run
+
+
+def _write_json(path: str, obj: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _stylize(models: steps.Models, params, x):
+  return steps.generate(models, params, x)
+
+
+def stylize(models: steps.Models, params, x: np.ndarray) -> np.ndarray:
+  return np.asarray(_stylize(models, params, jnp.asarray(x)))
+
+
+def evaluate(run: Run) -> dict[str, float]:
+  """PSNR/SSIM of G_ema(x) against the true S(x) on the test split, and of x itself."""
+  test = run.dataset.test_a
+  if test.targets is None or len(test) == 0:
+    return {"note": "no true targets in this dataset's test split"}
+  params = jax.device_get(run.state.ema["ab"])
+  vals = {"psnr": [], "ssim": [], "identity_psnr": [], "identity_ssim": []}
+  for x, t, n in pipeline_lib.eval_batches(test.images, test.targets, run.config.eval.batch_size,
+                                           run.config.data.crop_size):
+    y = stylize(run.models, params, x)
+    vals["psnr"] += list(np.asarray(metrics.psnr(y, t))[:n])
+    vals["ssim"] += list(np.asarray(metrics.ssim(y, t))[:n])
+    vals["identity_psnr"] += list(np.asarray(metrics.psnr(x, t))[:n])
+    vals["identity_ssim"] += list(np.asarray(metrics.ssim(x, t))[:n])
+  out = {k: float(np.mean(v)) for k, v in vals.items()}
+  out["num_images"] = len(test)
+  out["step"] = int(jax.device_get(run.state.step))
+  return out
+
+
+def sample_grid(models: steps.Models, state: steps.TrainState, dataset: sources.Dataset,
+                count: int = 4) -> np.ndarray:
+  """Rows of input | output | cycle | true S(x) (where known), from the EMA generators."""
+  test = dataset.test_a if len(dataset.test_a) else dataset.train_a
+  crop = models.crop
+  idx = np.linspace(0, len(test) - 1, count).astype(int)
+  x = pipeline_lib.to_float(np.stack([pipeline_lib.center_crop(np.asarray(test.images[i]), crop)
+                                      for i in idx]))
+  ema = jax.device_get(state.ema)
+  y = stylize(models, ema["ab"], x)
+  cols = [x, y]
+  if "ba" in ema:
+    cols.append(stylize(models, ema["ba"], y))
+  if test.targets is not None:
+    cols.append(pipeline_lib.to_float(np.stack(
+        [pipeline_lib.center_crop(np.asarray(test.targets[i]), crop) for i in idx])))
+  u8 = [pipeline_lib.to_uint8(c) for c in cols]
+  return grid([[c[i] for c in u8] for i in range(count)])
+
+
+def _final_samples(run: Run, workdir: str) -> None:
+  from stylegan_ad.train.logger import save_png
+  save_png(os.path.join(workdir, "samples_final.png"), sample_grid(run.models, run.state, run.dataset))

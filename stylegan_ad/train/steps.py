@@ -1,0 +1,245 @@
+"""Train state and pure step functions for the style GAN.
+
+    g_step(state, batch, key) -> (state, metrics, fakes)   # both generators
+    d_step(state, batch, fakes, key) -> (state, metrics)   # both discriminators
+    train_step(state, batch) -> (state, metrics)           # G then D, one program
+
+Unpaired mode (CycleGAN): G maps A->B ("ab"), F maps B->A ("ba"); D_B ("b") judges
+domain B, D_A ("a") judges A; cycle and identity losses; a pool of past fakes.
+Paired mode (pix2pix): one generator "ab" and a conditional D "b" on (x, y) pairs.
+
+Randomness is `fold_in(key, step)`. A step whose loss or gradients are not finite
+changes nothing but the `bad_steps` counter (the NaN guard).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from stylegan_ad import losses
+from stylegan_ad.models.discriminator import Discriminator
+from stylegan_ad.models.generator import make_generator
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array          # int32 scalar
+  key: jax.Array           # uint32[2], the run's base key (raw key data)
+  g_params: PyTree         # {"ab": ..., "ba": ...} (paired: {"ab": ...})
+  d_params: PyTree         # {"b": ..., "a": ...}  (paired: {"b": ...})
+  g_opt: PyTree
+  d_opt: PyTree
+  ema: PyTree              # EMA of g_params, for evaluation
+  pool: PyTree             # {"a": [P,H,W,3], "b": [P,H,W,3]} past fakes
+  pool_count: jax.Array    # int32, how many pool slots are filled
+  bad_steps: jax.Array     # int32, consecutive non-finite steps
+  skipped: jax.Array       # int32, total non-finite steps skipped
+
+
+@dataclasses.dataclass(frozen=True)
+class Models:
+  """Static parts: networks, optimizers and loss choices (not in the checkpoint)."""
+  generator: Any
+  discriminator: Any
+  g_tx: optax.GradientTransformation
+  d_tx: optax.GradientTransformation
+  paired: bool
+  g_weights: tuple  # ((loss name, weight), ...), hashable so Models can be static
+  adv_d: Callable
+  adv_g: Callable
+  r1: float
+  ema_decay: float
+  pool_size: int
+  crop: int
+
+
+def make_models(config: ml_collections.ConfigDict) -> Models:
+  m, t = config.model, config.train
+  generator = make_generator(m.generator, ngf=m.ngf, n_blocks=m.n_blocks, upsample=m.upsample)
+  discriminator = Discriminator(m.ndf, m.d_layers, m.d_scales, m.spectral_norm)
+  decay_start = int(t.num_steps * t.decay_start)
+  schedule = optax.join_schedules(
+      [optax.constant_schedule(t.lr),
+       optax.linear_schedule(t.lr, 0.0, max(t.num_steps - decay_start, 1))], [decay_start])
+  tx = lambda: optax.adam(schedule, b1=t.b1, b2=t.b2)
+  adv_d, adv_g = losses.adversarial(config.losses.adversarial)
+  return Models(generator, discriminator, tx(), tx(), t.mode == "paired",
+                tuple(sorted((k, float(v)) for k, v in config.losses.generator.items())), adv_d, adv_g,
+                float(config.losses.r1), float(t.ema_decay), int(t.pool_size),
+                int(config.data.crop_size))
+
+
+def init_state(models: Models, key: jax.Array) -> TrainState:
+  """Initial parameters and optimizer states (wrap in jit with out_shardings)."""
+  c = models.crop
+  image = jnp.zeros((1, c, c, 3), jnp.float32)
+  d_input = jnp.zeros((1, c, c, 6), jnp.float32) if models.paired else image
+  names_g = ("ab",) if models.paired else ("ab", "ba")
+  names_d = ("b",) if models.paired else ("b", "a")
+  keys = jax.random.split(key, 5)
+  g_params = {n: models.generator.init(jax.random.fold_in(keys[0], i), image)["params"]
+              for i, n in enumerate(names_g)}
+  d_params = {n: models.discriminator.init(jax.random.fold_in(keys[1], i), d_input)["params"]
+              for i, n in enumerate(names_d)}
+  pool = {n: jnp.zeros((models.pool_size, c, c, 3), jnp.float32) for n in ("a", "b")}
+  zero = jnp.zeros((), jnp.int32)
+  return TrainState(step=zero, key=jax.random.key_data(keys[2]), g_params=g_params,
+                    d_params=d_params, g_opt=models.g_tx.init(g_params), d_opt=models.d_tx.init(d_params),
+                    ema=g_params, pool=pool, pool_count=zero, bad_steps=zero, skipped=zero)
+
+
+def _all_finite(*trees) -> jax.Array:
+  leaves = [x for t in trees for x in jax.tree.leaves(t)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _select(ok: jax.Array, new: PyTree, old: PyTree) -> PyTree:
+  return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+
+def generate(models: Models, params: PyTree, x: jax.Array) -> jax.Array:
+  return models.generator.apply({"params": params}, x)
+
+
+def discriminate(models: Models, params: PyTree, y: jax.Array, x: jax.Array | None = None):
+  """(logits list, features list); paired D is conditioned on the input x."""
+  inp = y if x is None else jnp.concatenate([x, y], axis=-1)
+  return models.discriminator.apply({"params": params}, inp)
+
+
+def _direction_context(models, g_params, d_params, x, real, gen, back, disc, target, key_needs):
+  fake = generate(models, g_params[gen], x)
+  cond = x if models.paired else None
+  fake_logits, fake_feats = discriminate(models, d_params[disc], fake, cond)
+  rec = generate(models, g_params[back], fake) if "rec" in key_needs else None
+  idt = generate(models, g_params[gen], real) if "idt" in key_needs else None
+  real_feats = None
+  if "features" in key_needs:
+    real_feats = discriminate(models, d_params[disc], real, cond)[1]
+  return losses.LossContext(x=x, real=real, fake=fake, fake_logits=fake_logits,
+                            adversarial_g=models.adv_g, rec=rec, idt=idt, target=target,
+                            fake_features=fake_feats, real_features=real_feats)
+
+
+def _needs(models: Models) -> set[str]:
+  return {n for name, w in models.g_weights if w for n in losses.NEEDS[name]}
+
+
+def g_step(models: Models, state: TrainState, batch: dict, key: jax.Array):
+  """One generator update. batch: {"a", "b"} (unpaired) or {"a", "target", "b"} (paired)."""
+  del key  # the generator step is deterministic given the batch
+  needs = _needs(models)
+
+  def loss_fn(g_params):
+    metrics = {}
+    if models.paired:
+      ctx = _direction_context(models, g_params, state.d_params, batch["a"], batch["b"], "ab",
+                               None, "b", batch["target"], needs)
+      total, terms = losses.generator_objective(dict(models.g_weights), ctx)
+      metrics.update({f"g/{k}": v for k, v in terms.items()})
+      fakes = {"b": ctx.fake}
+    else:
+      ab = _direction_context(models, g_params, state.d_params, batch["a"], batch["b"], "ab", "ba", "b",
+                              batch.get("target"), needs)
+      ba = _direction_context(models, g_params, state.d_params, batch["b"], batch["a"], "ba", "ab", "a",
+                              None, needs)
+      t_ab, terms_ab = losses.generator_objective(dict(models.g_weights), ab)
+      t_ba, terms_ba = losses.generator_objective(dict(models.g_weights), ba)
+      total = t_ab + t_ba
+      metrics.update({f"g_ab/{k}": v for k, v in terms_ab.items()})
+      metrics.update({f"g_ba/{k}": v for k, v in terms_ba.items()})
+      fakes = {"b": ab.fake, "a": ba.fake}
+    return total, (metrics, fakes)
+
+  (loss, (metrics, fakes)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+  updates, g_opt = models.g_tx.update(grads, state.g_opt, state.g_params)
+  g_params = optax.apply_updates(state.g_params, updates)
+  ok = _all_finite(loss, grads)
+  d = models.ema_decay
+  ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state.ema, g_params)
+  new = state.replace(g_params=g_params, g_opt=g_opt, ema=ema)
+  new = _select(ok, new, state)
+  metrics.update({"g/loss": loss, "g/finite": ok.astype(jnp.float32)})
+  return new, metrics, jax.tree.map(jax.lax.stop_gradient, fakes), ok
+
+
+def _query_pool(pool: jax.Array, count: jax.Array, fakes: jax.Array, key: jax.Array):
+  """CycleGAN's image pool, image by image: returns (images for D, pool, count)."""
+  size = pool.shape[0]
+  if size == 0:
+    return fakes, pool, count
+
+  def body(i, carry):
+    pool, count, out = carry
+    k = jax.random.fold_in(key, i)
+    k_use, k_idx = jax.random.split(k)
+    img = fakes[i]
+    not_full = count < size
+    use_old = jax.random.uniform(k_use) > 0.5
+    slot = jnp.where(not_full, count, jax.random.randint(k_idx, (), 0, size))
+    old = pool[slot]
+    replace = not_full | use_old
+    pool = jnp.where(replace, pool.at[slot].set(img), pool)
+    chosen = jnp.where(~not_full & use_old, old, img)
+    out = out.at[i].set(chosen)
+    return pool, jnp.minimum(count + not_full.astype(count.dtype), size), out
+
+  pool, count, out = jax.lax.fori_loop(0, fakes.shape[0], body, (pool, count, jnp.zeros_like(fakes)))
+  return out, pool, count
+
+
+def d_step(models: Models, state: TrainState, batch: dict, fakes: dict, key: jax.Array):
+  """One discriminator update on real images and (pooled) fakes."""
+  pool, count = dict(state.pool), state.pool_count
+  used = {}
+  for i, name in enumerate(sorted(fakes)):
+    used[name], pool[name], new_count = _query_pool(pool[name], state.pool_count, fakes[name],
+                                                    jax.random.fold_in(key, i))
+  count = new_count
+
+  def loss_fn(d_params):
+    metrics, total = {}, 0.0
+    pairs = ([("b", batch["target"], used["b"], batch["a"])] if models.paired else
+             [("b", batch["b"], used["b"], None), ("a", batch["a"], used["a"], None)])
+    for name, real, fake, cond in pairs:
+      real_logits, _ = discriminate(models, d_params[name], real, cond)
+      fake_logits, _ = discriminate(models, d_params[name], fake, cond)
+      loss = models.adv_d(real_logits, fake_logits)
+      metrics[f"d_{name}/adversarial"] = loss
+      if models.r1:
+        fn = lambda y: discriminate(models, d_params[name], y, cond)[0]
+        r1 = losses.r1_penalty(fn, real)
+        metrics[f"d_{name}/r1"] = r1
+        loss = loss + 0.5 * models.r1 * r1
+      total = total + loss
+    return total, metrics
+
+  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
+  updates, d_opt = models.d_tx.update(grads, state.d_opt, state.d_params)
+  d_params = optax.apply_updates(state.d_params, updates)
+  ok = _all_finite(loss, grads)
+  new = state.replace(d_params=d_params, d_opt=d_opt, pool=pool, pool_count=count)
+  new = _select(ok, new, state)
+  metrics.update({"d/loss": loss, "d/finite": ok.astype(jnp.float32)})
+  return new, metrics, ok
+
+
+def train_step(models: Models, state: TrainState, batch: dict):
+  """G step then D step, one compiled program; advances `step` (also on a skipped update)."""
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+  k_g, k_d = jax.random.split(key)
+  state, g_metrics, fakes, g_ok = g_step(models, state, batch, k_g)
+  state, d_metrics, d_ok = d_step(models, state, batch, fakes, k_d)
+  ok = g_ok & d_ok
+  bad = jnp.where(ok, 0, state.bad_steps + 1)
+  state = state.replace(step=state.step + 1, bad_steps=bad,
+                        skipped=state.skipped + (~ok).astype(jnp.int32))
+  return state, {**g_metrics, **d_metrics, "bad_steps": bad}
