@@ -21,10 +21,14 @@ def initialize_distributed(coordinator_address: str | None, num_processes: int,
                                num_processes=num_processes, process_id=process_id)
 
 
-def make_mesh() -> Mesh:
-  """A 1-D mesh over every device of every process (Auto axis: jit propagates shardings)."""
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh over `devices` (default: every device of every process).
+
+  The axis is Auto, so jit propagates shardings and inserts the collectives.
+  """
+  devices = jax.devices() if devices is None else list(devices)
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=devices)
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:

@@ -21,13 +21,14 @@ class PatchGAN(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
-    conv = lambda f, s: Conv(f, 4, stride=s, padding="zero", pad=1, spectral_norm=self.spectral_norm)
+    conv = lambda f, s, bias=True: Conv(f, 4, stride=s, padding="zero", pad=1,
+                                        spectral_norm=self.spectral_norm, use_bias=bias)
     feats = []
     h = nn.leaky_relu(conv(self.ndf, 2)(x), 0.2)
     feats.append(h)
     for i in range(1, self.n_layers + 1):
       stride = 2 if i < self.n_layers else 1
-      h = conv(self.ndf * min(2 ** i, 8), stride)(h)
+      h = conv(self.ndf * min(2 ** i, 8), stride, self.spectral_norm)(h)
       if not self.spectral_norm:
         h = instance_norm()(h)
       h = nn.leaky_relu(h, 0.2)

@@ -1,4 +1,8 @@
-"""Generators: ResNet (CycleGAN family) and U-Net. Images NHWC in [-1, 1]."""
+"""Generators: ResNet (CycleGAN family) and U-Net. Images NHWC in [-1, 1].
+
+Convolutions followed by instance norm have no bias: the norm removes it, so its
+gradient is rounding noise that Adam would amplify into random updates.
+"""
 from __future__ import annotations
 
 import flax.linen as nn
@@ -13,8 +17,8 @@ class ResnetBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    y = nn.relu(instance_norm()(Conv(self.features, 3)(x)))
-    y = instance_norm()(Conv(self.features, 3)(y))
+    y = nn.relu(instance_norm()(Conv(self.features, 3, use_bias=False)(x)))
+    y = instance_norm()(Conv(self.features, 3, use_bias=False)(y))
     return x + y
 
 
@@ -30,13 +34,13 @@ class ResnetGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    h = nn.relu(instance_norm()(Conv(self.ngf, 7)(x)))
+    h = nn.relu(instance_norm()(Conv(self.ngf, 7, use_bias=False)(x)))
     for mult in (2, 4):
-      h = nn.relu(instance_norm()(Conv(self.ngf * mult, 3, stride=2, padding="zero")(h)))
+      h = nn.relu(instance_norm()(Conv(self.ngf * mult, 3, stride=2, padding="zero", use_bias=False)(h)))
     for _ in range(self.n_blocks):
       h = ResnetBlock(self.ngf * 4)(h)
     for mult in (2, 1):
-      h = nn.relu(instance_norm()(Upsample(self.ngf * mult, self.upsample)(h)))
+      h = nn.relu(instance_norm()(Upsample(self.ngf * mult, self.upsample, use_bias=False)(h)))
     return jnp.tanh(Conv(self.out_channels, 7)(h))
 
 
@@ -53,14 +57,14 @@ class UNetGenerator(nn.Module):
     h = x
     for i in range(self.depth):
       feats = self.ngf * min(2 ** i, 8)
-      h = Conv(feats, 4, stride=2, padding="zero", pad=1)(h)
+      h = Conv(feats, 4, stride=2, padding="zero", pad=1, use_bias=i == 0)(h)
       if i:
         h = instance_norm()(h)
       h = nn.leaky_relu(h, 0.2)
       skips.append(h)
     for i in reversed(range(self.depth - 1)):
       feats = self.ngf * min(2 ** i, 8)
-      h = nn.relu(instance_norm()(Upsample(feats, self.upsample)(h)))
+      h = nn.relu(instance_norm()(Upsample(feats, self.upsample, use_bias=False)(h)))
       h = jnp.concatenate([h, skips[i]], axis=-1)
     h = Upsample(self.ngf, self.upsample)(h)
     return jnp.tanh(Conv(self.out_channels, 3)(nn.relu(h)))

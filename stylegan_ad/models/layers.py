@@ -59,7 +59,8 @@ class Conv(nn.Module):
 
 
 def instance_norm(name: str | None = None) -> nn.Module:
-  return nn.InstanceNorm(epsilon=1e-5, name=name)
+  """Instance norm without affine parameters, as the reference CycleGAN (affine=False)."""
+  return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False, name=name)
 
 
 def depth_to_space(x: jax.Array, block: int) -> jax.Array:
@@ -72,15 +73,16 @@ class Upsample(nn.Module):
   """x2 upsampling + conv. `resize_conv` (default) and `subpixel` avoid checkerboards."""
   features: int
   mode: str = "resize_conv"
+  use_bias: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.mode == "resize_conv":
       x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-      return Conv(self.features, 3)(x)
+      return Conv(self.features, 3, use_bias=self.use_bias)(x)
     if self.mode == "subpixel":
-      return depth_to_space(Conv(self.features * 4, 3)(x), 2)
+      return depth_to_space(Conv(self.features * 4, 3, use_bias=self.use_bias)(x), 2)
     if self.mode == "transpose":
       return nn.ConvTranspose(self.features, (3, 3), strides=(2, 2), padding="SAME",
-                              kernel_init=default_init)(x)
+                              use_bias=self.use_bias, kernel_init=default_init)(x)
     raise ValueError(f"model.upsample must be one of {UPSAMPLE_MODES}, got {self.mode!r}")

@@ -46,8 +46,12 @@ class Run:
 
 
 def enable_compilation_cache(workdir: str) -> None:
-  """Persistent XLA cache in the run directory: a restarted run skips compilation."""
-  jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(workdir), "jax_cache"))
+  """Persistent XLA cache in the run directory: a restarted run skips compilation.
+
+  $STYLEGAN_AD_JAX_CACHE, when set, names a cache shared by several runs instead.
+  """
+  cache = os.environ.get("STYLEGAN_AD_JAX_CACHE") or os.path.join(os.path.abspath(workdir), "jax_cache")
+  jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 

@@ -1,0 +1,125 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stylegan_ad import losses
+from stylegan_ad.errors import ConfigError
+from stylegan_ad.models import discriminator as disc
+from stylegan_ad.models import generator as gen
+from stylegan_ad.models import layers
+
+
+@pytest.mark.parametrize("upsample", layers.UPSAMPLE_MODES)
+def test_resnet_generator_shapes(upsample):
+  g = gen.ResnetGenerator(ngf=4, n_blocks=2, upsample=upsample)
+  x = jnp.zeros((2, 32, 32, 3))
+  params = g.init(jax.random.key(0), x)
+  y = g.apply(params, x + 0.3)
+  assert y.shape == (2, 32, 32, 3)
+  assert float(jnp.max(jnp.abs(y))) <= 1.0
+
+
+def test_unet_generator_shapes():
+  g = gen.make_generator("unet", ngf=4, depth=5)
+  x = jnp.ones((1, 64, 64, 3))
+  y = g.apply(g.init(jax.random.key(0), x), x)
+  assert y.shape == (1, 64, 64, 3)
+
+
+def test_reference_generator_is_resnet9_ngf64():
+  g = gen.ResnetGenerator()
+  params = jax.eval_shape(g.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]
+  assert sum(k.startswith("ResnetBlock") for k in params) == 9
+  n = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+  assert 11.3e6 < n < 11.4e6  # the reference ResNet-9: 11.378M parameters, less the biases before norms
+
+
+def test_patchgan_shapes_and_receptive_field():
+  assert disc.receptive_field(3) == 70
+  d = disc.Discriminator(ndf=8, n_layers=3, num_scales=2)
+  x = jnp.zeros((2, 64, 64, 3))
+  logits, feats = d.apply(d.init(jax.random.key(0), x), x)
+  assert [l.shape for l in logits] == [(2, 6, 6, 1), (2, 2, 2, 1)]
+  assert len(feats) == 8 and feats[0].shape == (2, 32, 32, 8)
+  assert disc.image_score(logits).shape == (2,)
+
+
+def test_patchgan_receptive_field_is_70_empirically():
+  # without instance norm (whose statistics are global), so spectral norm instead
+  d = disc.PatchGAN(ndf=4, n_layers=3, spectral_norm=True)
+  x = jnp.zeros((1, 128, 128, 3))
+  params = d.init(jax.random.key(0), x)
+  grad = jax.grad(lambda x: d.apply(params, x)[0][0, 7, 7, 0])(x)
+  ys, xs = np.nonzero(np.abs(np.asarray(grad[0])).sum(-1))
+  assert ys.max() - ys.min() + 1 == 70 and xs.max() - xs.min() + 1 == 70
+
+
+def test_spectral_norm_gives_unit_sigma():
+  k = jax.random.normal(jax.random.key(1), (4, 4, 3, 8))
+  w = layers.spectral_normalize(k, iterations=30).reshape(-1, 8)
+  assert abs(np.linalg.svd(np.asarray(w), compute_uv=False)[0] - 1.0) < 1e-3
+  d = disc.Discriminator(ndf=4, spectral_norm=True)
+  x = jnp.zeros((1, 64, 64, 3))
+  assert d.apply(d.init(jax.random.key(0), x), x)[0][0].shape == (1, 6, 6, 1)
+
+
+def test_adversarial_losses_hand_computed():
+  r, f = [jnp.full((2, 3, 3, 1), 2.0)], [jnp.full((2, 3, 3, 1), 0.5)]
+  assert np.isclose(losses.lsgan_d(r, f), 0.5 * (1.0 + 0.25))
+  assert np.isclose(losses.lsgan_g(f), 0.25)
+  sp = lambda v: np.log1p(np.exp(v))
+  assert np.isclose(losses.nsgan_d(r, f), 0.5 * (sp(-2.0) + sp(0.5)), atol=1e-6)
+  assert np.isclose(losses.nsgan_g(f), sp(-0.5), atol=1e-6)
+  assert np.isclose(losses.hinge_d([jnp.full((1, 2, 2, 1), 0.5)], [jnp.full((1, 2, 2, 1), -0.5)]), 0.5)
+  assert np.isclose(losses.hinge_g(f), -0.5)
+  # two scales are averaged
+  assert np.isclose(losses.lsgan_g([jnp.zeros((1, 2, 2, 1)), jnp.ones((1, 1, 1, 1))]), 0.5)
+
+
+def _ctx(**kw):
+  base = dict(x=jnp.zeros((1, 2, 2, 3)), real=jnp.ones((1, 2, 2, 3)), fake=jnp.full((1, 2, 2, 3), 0.5),
+              fake_logits=[jnp.zeros((1, 1, 1, 1))], adversarial_g=losses.lsgan_g)
+  base.update(kw)
+  return losses.LossContext(**base)
+
+
+def test_generator_losses_hand_computed():
+  ctx = _ctx(rec=jnp.full((1, 2, 2, 3), 0.25), idt=jnp.full((1, 2, 2, 3), 0.5),
+             target=jnp.full((1, 2, 2, 3), -0.5))
+  assert np.isclose(losses.GENERATOR_LOSSES["adversarial"](ctx), 1.0)
+  assert np.isclose(losses.cycle_l1(ctx), 0.25)
+  assert np.isclose(losses.identity_l1(ctx), 0.5)
+  assert np.isclose(losses.target_l1(ctx), 1.0)
+  # L_style = E||G(x) - I_s||^2 + E||G(x) - I_t||^2 = 0.25 + 1.0
+  assert np.isclose(losses.style_mse(ctx), 1.25)
+  total, terms = losses.generator_objective({"cycle": 10.0, "identity": 5.0, "adversarial": 0.0}, ctx)
+  assert np.isclose(total, 10 * 0.25 + 5 * 0.5) and set(terms) == {"cycle", "identity"}
+
+
+def test_gram_style_hand_computed():
+  f = jnp.ones((1, 1, 2, 2))          # N=1, H=1, W=2, C=2
+  r = jnp.zeros((1, 1, 2, 2))
+  # gram(f) = f^T f / (1*2*2) = 2/4 = 0.5 everywhere; gram(r) = 0 -> mean sq diff = 0.25
+  np.testing.assert_allclose(losses.gram(f), np.full((1, 2, 2), 0.5))
+  assert np.isclose(losses.gram_style(_ctx(fake_features=[f], real_features=[r])), 0.25)
+
+
+def test_r1_penalty_hand_computed():
+  w = jnp.arange(12.0).reshape(1, 2, 2, 3)
+  d_fn = lambda x: [jnp.sum(w * x, axis=(1, 2, 3), keepdims=True)]
+  assert np.isclose(losses.r1_penalty(d_fn, jnp.zeros((2, 2, 2, 3))), float(jnp.sum(w ** 2)))
+
+
+def test_registry_one_function_one_line_and_validation():
+  @losses.register("test_mean_abs")
+  def mean_abs(ctx):
+    return jnp.mean(jnp.abs(ctx.fake - ctx.x))
+  total, _ = losses.generator_objective({"test_mean_abs": 2.0}, _ctx())
+  assert np.isclose(total, 1.0)
+  with pytest.raises(ConfigError, match="unknown loss 'nope'"):
+    losses.check_weights({"nope": 1.0}, set())
+  with pytest.raises(ConfigError, match="cycle needs 'rec'"):
+    losses.check_weights({"cycle": 1.0}, {"target"})
+  with pytest.raises(ConfigError, match="adversarial must be one of"):
+    losses.adversarial("wgan")

@@ -1,0 +1,139 @@
+import functools
+import json
+import os
+
+import jax
+import ml_collections
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import embedded as embedded_config
+from stylegan_ad import configs, parallel
+from stylegan_ad.errors import ConfigError
+from stylegan_ad.train import loop, steps
+
+
+def tiny_config(data_dir, **overrides):
+  c = embedded_config.get_config("tiny")
+  c.data.data_dir = data_dir
+  for k, v in overrides.items():
+    node = c
+    *path, last = k.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = v
+  return c
+
+
+def _run_steps(config, dataset, mesh, n):
+  models = steps.make_models(config)
+  rep = parallel.replicated(mesh)
+  init = jax.jit(functools.partial(steps.init_state, models), out_shardings=rep)
+  state = init(jax.random.key(config.seed))
+  step = jax.jit(functools.partial(steps.train_step, models),
+                 in_shardings=(rep, parallel.data_sharding(mesh)), out_shardings=(rep, rep))
+  pipe = loop.make_pipeline(config, dataset)
+  for _ in range(n):
+    state, _ = step(state, pipe.next_global(mesh))
+  return jax.device_get(state)
+
+
+def test_one_device_and_four_devices_agree(data_dir, dataset):
+  config = tiny_config(data_dir)
+  one = _run_steps(config, dataset, parallel.make_mesh(jax.devices()[:1]), 2)
+  four = _run_steps(config, dataset, parallel.make_mesh(jax.devices()[:4]), 2)
+  for a, b in zip(jax.tree.leaves(one.g_params), jax.tree.leaves(four.g_params)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+  for a, b in zip(jax.tree.leaves(one.d_params), jax.tree.leaves(four.d_params)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+  assert int(one.step) == 2 and int(one.pool_count) == 4
+
+
+def test_nan_batch_is_skipped(data_dir, dataset):
+  config = tiny_config(data_dir)
+  models = steps.make_models(config)
+  state = jax.jit(functools.partial(steps.init_state, models))(jax.random.key(0))
+  pipe = loop.make_pipeline(config, dataset)
+  batch = {k: jnp.asarray(v) for k, v in pipe.next_local().items()}
+  batch["a"] = batch["a"].at[0, 0, 0, 0].set(jnp.nan)
+  new, m = jax.jit(functools.partial(steps.train_step, models))(state, batch)
+  assert int(new.step) == 1 and int(new.bad_steps) == 1 and int(new.skipped) == 1
+  for a, b in zip(jax.tree.leaves((state.g_params, state.d_params, state.g_opt, state.d_opt, state.pool)),
+                  jax.tree.leaves((new.g_params, new.d_params, new.g_opt, new.d_opt, new.pool))):
+    np.testing.assert_array_equal(a, b)
+  good = {k: jnp.asarray(v) for k, v in pipe.next_local().items()}
+  newer, _ = jax.jit(functools.partial(steps.train_step, models))(new, good)
+  assert int(newer.bad_steps) == 0 and int(newer.skipped) == 1
+
+
+def test_diverging_run_stops_with_clear_message(data_dir, tmp_path, monkeypatch):
+  config = tiny_config(data_dir, **{"train.max_bad_steps": 2, "checkpoint.every": 1})
+  real = loop.make_pipeline
+
+  def poisoned(config, dataset):
+    pipe = real(config, dataset)
+    orig = pipe.local_arrays
+    pipe.local_arrays = lambda step: {k: (v * np.nan if step >= 2 else v) for k, v in orig(step).items()}
+    return pipe
+
+  monkeypatch.setattr(loop, "make_pipeline", poisoned)
+  with pytest.raises(loop.TrainingDiverged, match="2 consecutive non-finite steps"):
+    loop.train(config, str(tmp_path / "run"))
+  ckpts = sorted(int(d) for d in os.listdir(tmp_path / "run" / "checkpoints") if d.isdigit())
+  assert ckpts[-1] == 3  # step 3 was skipped but saved unchanged; step 4 stopped the run
+
+
+def test_save_restore_continue_is_bit_identical(data_dir, tmp_path):
+  config = tiny_config(data_dir)
+  whole = loop.train(config, str(tmp_path / "whole"))
+  part = loop.train(config, str(tmp_path / "part"), stop_after=3)
+  assert int(jax.device_get(part.state.step)) == 3
+  assert not os.path.exists(tmp_path / "part" / "eval.json")
+  resumed = loop.train(config, str(tmp_path / "part"))
+  a, b = jax.device_get(whole.state), jax.device_get(resumed.state)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  assert whole.pipeline.position == resumed.pipeline.position == 6
+
+
+def test_cpu_config_end_to_end(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  loop.train(tiny_config(data_dir), workdir)
+  ev = json.load(open(os.path.join(workdir, "eval.json")))
+  assert set(ev) >= {"psnr", "ssim", "identity_psnr", "identity_ssim"} and ev["num_images"] == 64
+  assert np.isfinite(ev["psnr"]) and 0 < ev["identity_psnr"] < 60
+  lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert [l["step"] for l in lines] == [2, 4, 6] and "g_ab/cycle" in lines[0]
+  assert os.listdir(os.path.join(workdir, "tensorboard"))
+  assert os.path.exists(os.path.join(workdir, "samples", "samples_0000006.png"))
+  assert json.load(open(os.path.join(workdir, "config.json")))["model"]["ngf"] == 4
+
+
+def test_paired_mode_trains(data_dir, tmp_path):
+  config = tiny_config(data_dir, **{"train.mode": "paired", "train.num_steps": 2})
+  config.losses.generator = {"adversarial": 1.0, "l1": 100.0, "style_mse": 1.0}
+  run = loop.train(config, str(tmp_path / "run"))
+  assert set(run.state.g_params) == {"ab"} and int(jax.device_get(run.state.step)) == 2
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda c: c.train.__setitem__("nonexistent", 1), "unknown config key 'train.nonexistent'"),
+    (lambda c: c.data.__setitem__("crop_size", "big"), "data.crop_size: expected int"),
+    (lambda c: c.train.__setitem__("lr", -1.0), "train.lr: must be > 0"),
+    (lambda c: c.data.__setitem__("batch_size", 3), "data.batch_size: 3 is not divisible by the 4 devices"),
+    (lambda c: c.model.__setitem__("upsample", "bilinear"), "model.upsample: must be one of"),
+])
+def test_config_validation_names_the_key(data_dir, change, match):
+  # type_safe=False: validation must catch what a hand-built or loosely typed config holds
+  c = ml_collections.ConfigDict(tiny_config(data_dir).to_dict(), type_safe=False)
+  change(c)
+  with pytest.raises(ConfigError, match=match):
+    configs.validate(c, device_count=4)
+
+
+def test_crop_larger_than_images_is_refused(data_dir):
+  c = tiny_config(data_dir)
+  with pytest.raises(ConfigError, match="crop_size: 128 is larger than"):
+    c.data.crop_size = 128
+    configs.validate(c, image_size=72)
