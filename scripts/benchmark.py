@@ -1,0 +1,133 @@
+"""Benchmarks, one JSON object per call (stdout, and --out if given).
+
+  python scripts/benchmark.py --what=pipeline --size=128 --batch=1
+  python scripts/benchmark.py --what=train_step --size=128 --batch=1   # reference-size models
+  python scripts/benchmark.py --what=peak
+
+Figures are medians after warm-up; `compile_sec` is the first call; `peak_rss_mb` is
+the process's peak resident memory.
+"""
+import functools
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+from absl import app, flags
+
+_WHAT = flags.DEFINE_enum("what", "pipeline", ["pipeline", "train_step", "peak"], "what to measure")
+_SIZE = flags.DEFINE_integer("size", 128, "crop size")
+_BATCH = flags.DEFINE_integer("batch", 1, "global batch")
+_ITERS = flags.DEFINE_integer("iters", 5, "timed iterations")
+_NGF = flags.DEFINE_integer("ngf", 64, "generator width (64 = reference)")
+_BLOCKS = flags.DEFINE_integer("n_blocks", 9, "generator residual blocks (9 = reference)")
+_NDF = flags.DEFINE_integer("ndf", 64, "discriminator width (64 = reference)")
+_UPSAMPLE = flags.DEFINE_string("upsample", "resize_conv", "generator upsampling")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "embedded data dir (default: the package default)")
+_OUT = flags.DEFINE_string("out", "", "also write the JSON here")
+
+
+def _peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _timed(fn, iters):
+  t0 = time.perf_counter()
+  fn()
+  compile_sec = time.perf_counter() - t0
+  times = []
+  for _ in range(iters):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return compile_sec, statistics.median(times)
+
+
+def bench_pipeline():
+  from stylegan_ad.data import pipeline, sources
+  ds = sources.load("embedded:cartoon", crop_size=_SIZE.value, data_dir=_DATA_DIR.value or None)
+  p = pipeline.Pipeline({"a": {"a": ds.train_a.images, "target": ds.train_a.targets},
+                         "b": {"b": ds.train_b.images}}, global_batch=_BATCH.value,
+                        crop=_SIZE.value, seed=0, process_index=0, process_count=1)
+  n = max(_ITERS.value, 50)
+  p.next_local()
+  t0 = time.perf_counter()
+  for _ in range(n):
+    p.next_local()
+  sec = (time.perf_counter() - t0) / n
+  return {"what": "pipeline", "size": _SIZE.value, "batch": _BATCH.value,
+          "sec_per_batch": sec, "examples_per_sec": _BATCH.value / sec, "peak_rss_mb": _peak_rss_mb()}
+
+
+def bench_peak():
+  import jax
+  import jax.numpy as jnp
+  n = 2048
+  a = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  compile_sec, sec = _timed(lambda: f(a).block_until_ready(), max(_ITERS.value, 10))
+  return {"what": "peak", "gflops_per_sec": 2 * n ** 3 / sec / 1e9, "sec_per_matmul": sec}
+
+
+def bench_train_step():
+  import jax
+  import numpy as np
+  from stylegan_ad import configs, parallel
+  from stylegan_ad.train import steps
+  c = configs.default_config()
+  c.data.crop_size, c.data.batch_size = _SIZE.value, _BATCH.value
+  c.model.ngf, c.model.n_blocks, c.model.ndf = _NGF.value, _BLOCKS.value, _NDF.value
+  c.model.upsample = _UPSAMPLE.value
+  configs.validate(c, device_count=jax.device_count())
+  models = steps.make_models(c)
+  mesh = parallel.make_mesh()
+  rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  state = jax.jit(functools.partial(steps.init_state, models), out_shardings=rep)(jax.random.key(0))
+  rng = np.random.default_rng(0)
+  shape = (_BATCH.value, _SIZE.value, _SIZE.value, 3)
+  batch = parallel.global_batch(mesh, {k: rng.uniform(-1, 1, shape).astype(np.float32) for k in ("a", "b")})
+  step = jax.jit(functools.partial(steps.train_step, models), in_shardings=(rep, data),
+                 out_shardings=(rep, rep), donate_argnums=(0,))
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  compile_sec = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get("flops", 0.0)) if cost else 0.0
+  holder = {"state": state}
+
+  def one():
+    holder["state"], m = compiled(holder["state"], batch)
+    jax.block_until_ready(m)
+
+  one()
+  times = []
+  for _ in range(_ITERS.value):
+    t0 = time.perf_counter()
+    one()
+    times.append(time.perf_counter() - t0)
+  sec = statistics.median(times)
+  return {"what": "train_step", "size": _SIZE.value, "batch": _BATCH.value,
+          "model": f"resnet{_BLOCKS.value}-ngf{_NGF.value}/patchgan-ndf{_NDF.value}/{_UPSAMPLE.value}",
+          "devices": jax.device_count(), "sec_per_iter": sec, "compile_sec": compile_sec,
+          "gflops_per_step": flops / 1e9, "gflops_per_sec": flops / 1e9 / sec,
+          "peak_rss_mb": _peak_rss_mb()}
+
+
+def main(argv):
+  del argv
+  result = {"pipeline": bench_pipeline, "peak": bench_peak, "train_step": bench_train_step}[_WHAT.value]()
+  text = json.dumps(result, sort_keys=True)
+  print(text)
+  if _OUT.value:
+    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    with open(_OUT.value + ".tmp", "w") as f:
+      f.write(text + "\n")
+    os.replace(_OUT.value + ".tmp", _OUT.value)
+
+
+if __name__ == "__main__":
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  app.run(main)
