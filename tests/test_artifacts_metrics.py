@@ -1,0 +1,103 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from stylegan_ad import artifacts, metrics
+
+
+def _images(n=3, size=32):
+  rng = np.random.default_rng(0)
+  base = rng.uniform(-0.6, 0.6, (n, 1, 1, 3)) + 0.3 * np.sin(np.linspace(0, 6, size))[None, :, None, None]
+  return jnp.asarray(np.clip(base + np.zeros((n, size, size, 3)), -1, 1), jnp.float32)
+
+
+@pytest.fixture(scope="module")
+def applied():
+  x = _images()
+  content = x[::-1] * 0.5
+  f = jax.jit(jax.vmap(artifacts.apply, in_axes=(0, 0, None, None, None, 0, None)), static_argnums=())
+  results = {}
+  for kind in range(len(artifacts.TYPES)):
+    for shape in range(len(artifacts.MASK_SHAPES)):
+      keys = jax.random.split(jax.random.key(kind * 10 + shape), x.shape[0])
+      results[kind, shape] = (x, f(x, keys, 0.8, kind, shape, content, -x[0]), keys)
+  return results
+
+
+@pytest.mark.parametrize("kind", range(len(artifacts.TYPES)), ids=artifacts.TYPES)
+def test_artifact_changes_pixels_only_inside_its_mask(applied, kind):
+  for shape in range(3):  # ellipse, blob, rectangle
+    x, (out, mask), _ = applied[kind, shape]
+    diff = np.abs(np.asarray(out) - np.asarray(x)).max(-1)
+    assert np.all(diff[np.asarray(mask) == 0] <= artifacts.VISIBLE + 1e-6), artifacts.TYPES[kind]
+    assert float(mask.sum()) > 0, artifacts.TYPES[kind]
+    assert np.all(diff[np.asarray(mask) > 0] > artifacts.VISIBLE)
+    assert out.min() >= -1 and out.max() <= 1
+
+
+def test_whole_image_masks_cover_most_of_the_image(applied):
+  x, (out, mask), _ = applied[artifacts.type_id("noise"), 3]
+  assert float(mask.mean()) > 0.9
+
+
+def test_artifacts_are_deterministic_per_key():
+  x = _images()[0]
+  key = jax.random.key(42)
+  fn = jax.jit(artifacts.apply)  # one program: the type and mask shape are traced
+  for kind in range(len(artifacts.TYPES)):
+    a, b = fn(x, key, 0.5, kind, kind % 3), fn(x, key, 0.5, kind, kind % 3)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    c = fn(x, jax.random.key(7), 0.5, kind, kind % 3)
+    assert not np.array_equal(a[1], c[1])
+  out, mask, kind = artifacts.artifact("blotch")(x, key, 0.5)
+  assert int(kind) == artifacts.type_id("blotch") and float(mask.sum()) > 0
+
+
+def test_random_artifact_respects_allowed_types():
+  x = _images(8)
+  keys = jax.random.split(jax.random.key(0), 8)
+  _, _, kinds = jax.vmap(lambda im, k: artifacts.random_artifact(im, k, types=(1, 4)))(x, keys)
+  assert set(np.asarray(kinds).tolist()) <= {1, 4}
+
+
+def test_psnr_ssim_hand_computed():
+  x = jnp.zeros((1, 16, 16, 3))
+  y = jnp.full((1, 16, 16, 3), 0.2)
+  # MSE = 0.04 in [-1, 1] units, data range 2: 10 log10(4 / 0.04) = 20 dB
+  assert np.isclose(metrics.psnr(x, y)[0], 20.0, atol=1e-4)
+  assert np.isclose(metrics.ssim(x, x)[0], 1.0, atol=1e-6)
+  rng = np.random.default_rng(0)
+  a = jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+  assert metrics.ssim(a, -a).max() < 0.0 < metrics.ssim(a, a + 0.01).min()
+
+
+def test_auroc_ap_hand_computed_and_against_sklearn():
+  scores = np.array([0.1, 0.4, 0.35, 0.8])
+  labels = np.array([0, 0, 1, 1])
+  assert metrics.auroc(scores, labels) == pytest.approx(0.75)
+  # AP: ranks 0.8(+) P=1 R=.5, 0.4(-), 0.35(+) P=2/3 R=1 -> .5*1 + .5*2/3
+  assert metrics.average_precision(scores, labels) == pytest.approx(0.5 + 1 / 3)
+  rng = np.random.default_rng(1)
+  s = np.round(rng.normal(size=500), 1)  # with ties
+  l = (rng.uniform(size=500) < 0.3 + 0.2 * (s > 0)).astype(int)
+  assert metrics.auroc(s, l) == pytest.approx(skm.roc_auc_score(l, s), abs=1e-12)
+  assert metrics.average_precision(s, l) == pytest.approx(skm.average_precision_score(l, s), abs=1e-12)
+
+
+def test_aupro_hand_computed():
+  masks = np.zeros((1, 10, 10), bool)
+  masks[0, :2, :2] = True            # one region of 4 pixels
+  maps = np.zeros((1, 10, 10))
+  maps[0, :2, :2] = 1.0              # detected perfectly: PRO = 1 at FPR 0
+  assert metrics.aupro(maps, masks) == pytest.approx(1.0)
+  maps2 = np.zeros((1, 10, 10))
+  maps2[0, :2, :1] = 1.0             # half of the region detected at any FPR < 1
+  assert metrics.aupro(maps2, masks) == pytest.approx(0.5, abs=0.02)
+  rng = np.random.default_rng(0)
+  masks3 = np.zeros((4, 32, 32), bool)
+  masks3[:, 8:16, 8:16] = True
+  random = metrics.aupro(rng.uniform(size=(4, 32, 32)), masks3)
+  assert random == pytest.approx(0.15, abs=0.04)  # chance: PRO = FPR, area/0.3 = 0.15
