@@ -60,6 +60,26 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 8
 
+  c.detect = ml_collections.ConfigDict()
+  c.detect.features = 16          # detector U-Net width
+  c.detect.depth = 3
+  c.detect.steps = 1500
+  c.detect.batch_size = 16
+  c.detect.lr = 1e-3
+  c.detect.fpr = 0.01             # calibration target false-positive rate
+  c.detect.calibration_fraction = 0.25  # of the clean train outputs, held out for calibration
+  c.detect.natural_threshold = 0.3      # |G(x) - S(x)| (in [-1, 1] units) marking a natural failure
+  c.detect.heldout_steps = 600    # detector steps per held-out-type run in the benchmark
+
+  c.correct = ml_collections.ConfigDict()
+  c.correct.features = 16         # restorer U-Net width
+  c.correct.depth = 3
+  c.correct.steps = 1500
+  c.correct.batch_size = 16
+  c.correct.lr = 1e-3
+  c.correct.dilate = 5            # max-pool size applied to the detector map
+  c.correct.attempts = 3          # regeneration attempts after a failed repair
+
   c.distributed = ml_collections.ConfigDict()
   c.distributed.coordinator = ""  # host:port of process 0; empty for a single process
   c.distributed.num_processes = 1
@@ -112,7 +132,19 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
   _positive(config, "data.crop_size", "data.batch_size", "model.ngf", "model.ndf", "model.d_layers",
             "model.d_scales", "train.num_steps", "train.lr", "checkpoint.every", "checkpoint.keep",
             "log.every", "log.sample_every", "eval.batch_size", "distributed.num_processes",
-            "train.max_bad_steps")
+            "train.max_bad_steps", "detect.features", "detect.depth", "detect.steps",
+            "detect.batch_size", "detect.lr", "correct.features", "correct.depth", "correct.steps",
+            "correct.batch_size", "correct.lr", "correct.dilate")
+  if not 0.0 < config.detect.fpr < 1.0:
+    raise ConfigError(f"config key detect.fpr: must be in (0, 1), got {config.detect.fpr}")
+  if not 0.0 < config.detect.calibration_fraction < 1.0:
+    raise ConfigError("config key detect.calibration_fraction: must be in (0, 1), got "
+                      f"{config.detect.calibration_fraction}")
+  for key in ("detect.batch_size", "correct.batch_size"):
+    group, name = key.split(".")
+    if device_count is not None and config[group][name] % device_count:
+      raise ConfigError(f"config key {key}: {config[group][name]} is not divisible by the "
+                        f"{device_count} devices")
   if config.model.n_blocks < 0:
     raise ConfigError(f"config key model.n_blocks: must be >= 0, got {config.model.n_blocks}")
   _choice("model.generator", config.model.generator, ("resnet", "unet"))

@@ -1,42 +1,35 @@
-"""The main job: train the stylizer on the embedded data, evaluate, write the report.
+"""The main job: stylizer, detector, restorer on the embedded data; evaluate; report.
 
-`run(config, workdir)` is the one library call behind `experiments.run`. Stages
-already complete in `workdir` are resumed, not redone.
+`run(config, workdir)` is the one library call behind `experiments.run`:
+
+  workdir/gan/        the style GAN run (checkpoints, logs, eval.json)
+  workdir/detector/   the learned detector run; calibration.json, feature_stats.npz
+  workdir/restorer/   the restorer run
+  workdir/report/     summary.json, report.md, index.html, PNG figures
+
+Every stage resumes from its checkpoints, so re-running after a stop continues.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
+from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
-from stylegan_ad.train import loop
-from stylegan_ad.train.logger import save_png
-
-
-def _write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+from stylegan_ad import artifacts, correct, detect, report
+from stylegan_ad.train import loop, stages
 
 
-def markdown_summary(summary: dict) -> str:
-  s = summary["stylize"]
-  lines = [
-      "# stylegan_ad run report", "",
-      f"Data: `{summary['data']['name']}`, {summary['data']['crop_size']}x{summary['data']['crop_size']} crops; "
-      f"{summary['train_steps']} training steps in {summary['seconds']:.0f} s.", "",
-      "## Stylization (test split, against the true target S(x))", "",
-      "| | PSNR (dB) | SSIM |", "|---|---|---|",
-      f"| G_ema(x) | {s['psnr']:.2f} | {s['ssim']:.3f} |",
-      f"| identity x | {s['identity_psnr']:.2f} | {s['identity_ssim']:.3f} |", "",
-      "![samples](samples.png)", "",
-      "Rows: input | G(x) | F(G(x)) | S(x).", "",
-  ]
-  return "\n".join(lines)
+def build_scorers(config: ml_collections.ConfigDict, gan: loop.Run, det_params: Any,
+                  fit_images: np.ndarray) -> list[detect.Scorer]:
+  d_params = jax.device_get(gan.state.d_params["b"])
+  fd = detect.FeatureDistanceScorer(gan.models.discriminator, d_params)
+  fd.fit(fit_images, seed=config.seed)
+  return [detect.DiscriminatorScorer(gan.models.discriminator, d_params),
+          detect.DetectorScorer(stages.make_detector(config), det_params), fd]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -45,19 +38,47 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   gan = loop.train(config, os.path.join(workdir, "gan"))
   if gan.preempted:
     return {}
+  crop = config.data.crop_size
+  ema = jax.device_get(gan.state.ema["ab"])
   stylize = loop.evaluate(gan)
+
+  train_out = stages.generator_outputs(gan.models, ema, gan.dataset.train_a.images,
+                                       gan.dataset.train_a.targets, crop)
+  fit, calib = stages.split_calibration(train_out, config.detect.calibration_fraction, config.seed)
+  types = list(range(len(artifacts.TYPES)))
+  det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh, types)
+  scorers = build_scorers(config, gan, det_params, fit.clean)
+  for s in scorers:
+    s.calibrate(calib.clean, config.detect.fpr)
+  detect.save_calibration(os.path.join(workdir, "detector", "calibration.json"), scorers, config.detect.fpr)
+
+  test_out = stages.generator_outputs(gan.models, ema, gan.dataset.test_a.images,
+                                      gan.dataset.test_a.targets, crop)
+  test = detect.make_test_set(test_out.clean, test_out.content, types, seed=config.seed + 7, copies=2)
+  detection = {s.name: detect.evaluate_scorer(s(test["images"]), test) for s in scorers}
+
+  res_params = stages.train_restorer(config, os.path.join(workdir, "restorer"), fit, gan.mesh, types,
+                                     det_params)
+  detector_scorer = scorers[1]
+  corrector = correct.Corrector(gan.models, detector_scorer.detector, stages.make_restorer(config),
+                                float(detector_scorer.threshold), config.correct.dilate,
+                                config.correct.attempts)
+  correction, per_image = correct.benchmark(corrector, det_params, res_params, ema, test_out.clean,
+                                            test_out.content, test)
+  det = detection["detector"]
   summary = {
       "data": gan.dataset.summary(),
       "train_steps": int(jax.device_get(gan.state.step)),
-      "stylize": stylize,
+      "stylize": {k: stylize[k] for k in ("psnr", "ssim", "identity_psnr", "identity_ssim")},
+      "detect": {"image_auroc": det["image_auroc"], "image_ap": det["image_ap"],
+                 "pixel_auroc": det["pixel_auroc"], "aupro": det["aupro"],
+                 "fpr": det.get("fpr"), "tpr": det.get("tpr"),
+                 "test_images": {"clean": int((test["is_anomalous"] == 0).sum()),
+                                 "corrupted": int((test["is_anomalous"] > 0).sum())}},
+      "detect_all_scorers": detection,
+      "correct": correction,
       "seconds": time.time() - t0,
   }
   if jax.process_index() == 0:
-    report = os.path.join(workdir, "report")
-    os.makedirs(report, exist_ok=True)
-    save_png(os.path.join(report, "samples.png"), loop.sample_grid(gan.models, gan.state, gan.dataset, 6))
-    _write_json(os.path.join(report, "summary.json"), summary)
-    with open(os.path.join(report, "report.md.tmp"), "w") as f:
-      f.write(markdown_summary(summary))
-    os.replace(os.path.join(report, "report.md.tmp"), os.path.join(report, "report.md"))
+    report.write_run_report(os.path.join(workdir, "report"), summary, gan, test, per_image)
   return summary

@@ -166,3 +166,40 @@ def generator_objective(weights: dict[str, float], ctx: LossContext) -> tuple[ja
   terms = {name: GENERATOR_LOSSES[name](ctx) for name, w in weights.items() if w}
   total = sum(weights[n] * v for n, v in terms.items())
   return total, terms
+
+
+# -- detection and restoration -------------------------------------------------------
+
+def focal_bce(logits: jax.Array, labels: jax.Array, gamma: float = 2.0) -> jax.Array:
+  """Mean focal binary cross-entropy (Lin et al. 2017); gamma=0 is plain BCE."""
+  p = jax.nn.sigmoid(logits)
+  ce = jax.nn.softplus(logits) - logits * labels
+  p_t = p * labels + (1 - p) * (1 - labels)
+  return jnp.mean((1 - p_t) ** gamma * ce)
+
+
+def dice_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """1 - soft Dice per image (smoothed by 1, so an empty mask predicted empty scores 0)."""
+  p = jax.nn.sigmoid(logits).reshape(logits.shape[0], -1)
+  y = labels.reshape(labels.shape[0], -1)
+  return jnp.mean(1.0 - (2.0 * jnp.sum(p * y, -1) + 1.0) / (jnp.sum(p, -1) + jnp.sum(y, -1) + 1.0))
+
+
+def detection_loss(out: dict, mask: jax.Array, is_anomalous: jax.Array, kind: jax.Array,
+                   dice_weight: float = 1.0) -> tuple[jax.Array, dict]:
+  """Pixel focal BCE + Dice, image BCE, and type cross-entropy on anomalous images."""
+  pixel = focal_bce(out["pixel"], mask) * 10.0 + dice_weight * dice_loss(out["pixel"], mask)
+  image = jnp.mean(jax.nn.softplus(out["image"]) - out["image"] * is_anomalous)
+  ce = -jnp.take_along_axis(jax.nn.log_softmax(out["type"]), kind[:, None], axis=-1)[:, 0]
+  types = jnp.sum(ce * is_anomalous) / jnp.maximum(jnp.sum(is_anomalous), 1.0)
+  total = pixel + image + 0.2 * types
+  return total, {"pixel": pixel, "image": image, "type": types}
+
+
+def restoration_loss(pred: jax.Array, clean: jax.Array, ssim_weight: float = 0.2) -> tuple[jax.Array, dict]:
+  """The seed design's reconstruction MSE, plus L1 and (1 - SSIM)."""
+  from stylegan_ad import metrics
+  mse = jnp.mean((pred - clean) ** 2)
+  l1 = jnp.mean(jnp.abs(pred - clean))
+  dssim = 1.0 - jnp.mean(metrics.ssim(pred, clean))
+  return mse + l1 + ssim_weight * dssim, {"mse": mse, "l1": l1, "dssim": dssim}

@@ -38,4 +38,8 @@ def get_config(arg: str | None = None):
     c.checkpoint.every = 3
     c.log.every = 2
     c.log.sample_every = 6
+    c.detect.features, c.detect.depth, c.detect.steps, c.detect.batch_size = 4, 2, 4, 4
+    c.detect.heldout_steps = 2
+    c.correct.features, c.correct.depth, c.correct.steps, c.correct.batch_size = 4, 2, 4, 4
+    c.correct.attempts = 2
   return c

@@ -86,3 +86,37 @@ class Upsample(nn.Module):
       return nn.ConvTranspose(self.features, (3, 3), strides=(2, 2), padding="SAME",
                               use_bias=self.use_bias, kernel_init=default_init)(x)
     raise ValueError(f"model.upsample must be one of {UPSAMPLE_MODES}, got {self.mode!r}")
+
+
+class _ConvBlock(nn.Module):
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    init = nn.initializers.he_normal()
+    x = nn.relu(nn.Conv(self.features, (3, 3), kernel_init=init)(x))
+    return nn.relu(nn.Conv(self.features, (3, 3), kernel_init=init)(x))
+
+
+class UNetTrunk(nn.Module):
+  """Encoder-decoder with skips and no normalisation (keeps global colour statistics).
+
+  Returns (decoded full-resolution features, pooled bottleneck features).
+  """
+  features: int = 32
+  depth: int = 3
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    skips = []
+    h = x
+    for i in range(self.depth):
+      h = _ConvBlock(self.features * 2 ** i)(h)
+      skips.append(h)
+      h = nn.max_pool(h, (2, 2), (2, 2))
+    h = _ConvBlock(self.features * 2 ** self.depth)(h)
+    pooled = jnp.concatenate([h.mean(axis=(1, 2)), h.max(axis=(1, 2))], axis=-1)
+    for i in reversed(range(self.depth)):
+      h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
+      h = _ConvBlock(self.features * 2 ** i)(jnp.concatenate([h, skips[i]], axis=-1))
+    return h, pooled

@@ -1,0 +1,225 @@
+"""Anomaly scorers for stylized outputs, calibration, and the detection benchmark.
+
+Three scorers behind one interface, each giving a score per image (higher = more
+anomalous), a map per pixel, and, once calibrated, a verdict:
+  - `DiscriminatorScorer`: the seed's first method, low realism under the trained D;
+  - `DetectorScorer`: the learned segmentation detector;
+  - `FeatureDistanceScorer`: a Gaussian per location over D's features of clean
+    outputs (PaDiM-like), no labels.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stylegan_ad import artifacts, metrics
+from stylegan_ad.models.discriminator import image_score
+
+
+@dataclasses.dataclass
+class Scores:
+  score: np.ndarray             # [N], higher = more anomalous
+  map: np.ndarray               # [N, H, W]
+  flagged: np.ndarray | None    # [N] bool, when calibrated
+
+
+def _batched(fn, x: np.ndarray, batch: int = 32):
+  from stylegan_ad.train.aux_trainer import batched
+  return batched(fn, x, batch=batch)
+
+
+class Scorer:
+  """Base: subclasses define `_fn(x) -> (score [N], map [N,H,W])` (jit-able)."""
+  name = "scorer"
+
+  def __init__(self):
+    self.threshold: float | None = None
+    self._jit = jax.jit(self._fn)
+
+  def _fn(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    raise NotImplementedError
+
+  def score_fn(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The traceable scoring function, for composing into larger jitted programs."""
+    return self._fn(x)
+
+  def __call__(self, images: np.ndarray, batch: int = 32) -> Scores:
+    score, amap = _batched(self._jit, np.asarray(images, np.float32), batch)
+    flagged = None if self.threshold is None else score > self.threshold
+    return Scores(score, amap, flagged)
+
+  def calibrate(self, clean_images: np.ndarray, fpr: float = 0.01) -> float:
+    """Sets the threshold to flag a fraction `fpr` of clean images."""
+    self.threshold = threshold_for_fpr(self(clean_images).score, fpr)
+    return self.threshold
+
+
+def threshold_for_fpr(clean_scores: np.ndarray, fpr: float) -> float:
+  """Smallest threshold t with mean(clean_scores > t) <= fpr."""
+  s = np.sort(np.asarray(clean_scores, np.float64))
+  k = int(np.ceil(len(s) * (1.0 - fpr))) - 1
+  return float(s[min(max(k, 0), len(s) - 1)])
+
+
+class DiscriminatorScorer(Scorer):
+  """Anomaly = low realism: minus D's patch logits (map upsampled to the image)."""
+  name = "discriminator"
+
+  def __init__(self, discriminator: Any, d_params: Any):
+    self.discriminator, self.d_params = discriminator, d_params
+    super().__init__()
+
+  def _fn(self, x):
+    logits, _ = self.discriminator.apply({"params": self.d_params}, x)
+    amap = -jax.image.resize(logits[0][..., 0], x.shape[:3], "linear")
+    return -image_score(logits), amap
+
+
+class DetectorScorer(Scorer):
+  """The learned detector: image logit as the score, pixel probabilities as the map."""
+  name = "detector"
+
+  def __init__(self, detector: Any, params: Any):
+    self.detector, self.params = detector, params
+    super().__init__()
+
+  def _fn(self, x):
+    out = self.detector.apply({"params": self.params}, x)
+    return out["image"], jax.nn.sigmoid(out["pixel"])
+
+
+class FeatureDistanceScorer(Scorer):
+  """Mahalanobis distance of D's first two feature layers to clean statistics per location."""
+  name = "feature_distance"
+
+  def __init__(self, discriminator: Any, d_params: Any, stats: dict[str, np.ndarray] | None = None):
+    self.discriminator, self.d_params = discriminator, d_params
+    self.stats = stats
+    super().__init__()
+
+  def _features(self, x):
+    _, feats = self.discriminator.apply({"params": self.d_params}, x)
+    f0, f1 = feats[0], feats[1]
+    n, h, w, c = f0.shape
+    f0 = f0.reshape(n, f1.shape[1], h // f1.shape[1], f1.shape[2], w // f1.shape[2], c).mean((2, 4))
+    return jnp.concatenate([f0, f1], axis=-1)
+
+  def fit(self, clean_images: np.ndarray, max_dims: int = 96, reg: float = 0.01, seed: int = 0) -> None:
+    feats = _batched(jax.jit(self._features), np.asarray(clean_images, np.float32))
+    n, h, w, c = feats.shape
+    dims = np.sort(np.random.default_rng(seed).choice(c, min(c, max_dims), replace=False))
+    f = feats[..., dims].reshape(n, h * w, -1).astype(np.float64)
+    mean = f.mean(0)
+    centered = f - mean
+    cov = np.einsum("nlc,nld->lcd", centered, centered) / max(n - 1, 1)
+    cov += reg * np.eye(len(dims))[None]
+    self.stats = {"mean": mean.astype(np.float32), "inv_cov": np.linalg.inv(cov).astype(np.float32),
+                  "dims": dims.astype(np.int32), "grid": np.array([h, w], np.int32)}
+    self._jit = jax.jit(self._fn)
+
+  def _fn(self, x):
+    if self.stats is None:
+      raise RuntimeError("FeatureDistanceScorer.fit must run before scoring")
+    f = self._features(x)[..., self.stats["dims"]]
+    n, h, w, c = f.shape
+    d = f.reshape(n, h * w, c) - self.stats["mean"]
+    dist = jnp.sqrt(jnp.maximum(jnp.einsum("nlc,lcd,nld->nl", d, self.stats["inv_cov"], d), 0.0))
+    amap = jax.image.resize(dist.reshape(n, h, w), x.shape[:3], "linear")
+    return dist.max(axis=-1), amap
+
+
+# -- synthetic test sets -------------------------------------------------------------
+
+def corrupt_batch(clean: jax.Array, content: jax.Array, other: jax.Array, key: jax.Array,
+                  types: Sequence[int], p_anomalous: float = 0.5) -> dict[str, jax.Array]:
+  """Applies a random artifact (among `types`) to a fraction of the images.
+
+  Returns images, masks [N,H,W], is_anomalous [N] (float) and kind [N]; an image whose
+  artifact changed no pixel visibly is labelled clean.
+  """
+  n = clean.shape[0]
+  k_which, k_art = jax.random.split(key)
+  keys = jax.random.split(k_art, n)
+  out, mask, kind = jax.vmap(lambda x, k, c, o: artifacts.random_artifact(x, k, tuple(types), c, o))(
+      clean, keys, content, other)
+  chosen = jax.random.uniform(k_which, (n,)) < p_anomalous
+  chosen = chosen & (mask.sum(axis=(1, 2)) > 0)
+  images = jnp.where(chosen[:, None, None, None], out, clean)
+  return {"images": images, "masks": mask * chosen[:, None, None],
+          "is_anomalous": chosen.astype(jnp.float32), "kind": kind}
+
+
+def make_test_set(clean: np.ndarray, content: np.ndarray, types: Sequence[int], seed: int,
+                  copies: int = 1) -> dict[str, np.ndarray]:
+  """Every clean image once as is, plus `copies` corrupted versions (fixed keys).
+
+  Each row also carries its clean original ("clean") and the generator input ("content").
+  """
+  fn = jax.jit(_corrupt_all(tuple(types)))
+  parts = [{"images": clean, "masks": np.zeros(clean.shape[:3], np.float32),
+            "is_anomalous": np.zeros(len(clean), np.float32), "kind": np.full(len(clean), -1, np.int32),
+            "clean": clean, "content": content}]
+  for c in range(copies):
+    other = np.roll(clean, 1 + c, axis=0)
+    out = jax.device_get(fn(clean, content, other, jax.random.key(seed * 1000 + c)))
+    keep = np.asarray(out["is_anomalous"]) > 0
+    part = {k: np.asarray(v)[keep] for k, v in out.items()}
+    part.update(clean=clean[keep], content=content[keep])
+    parts.append(part)
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _corrupt_all(types: tuple[int, ...]):
+  def fn(clean, content, other, key):
+    return corrupt_batch(clean, content, other, key, types, p_anomalous=1.0)
+  return fn
+
+
+# -- evaluation -------------------------------------------------------------------------
+
+def evaluate_scorer(scores: Scores, test: dict[str, np.ndarray]) -> dict[str, Any]:
+  """Image AUROC/AP, pixel AUROC, AUPRO (30% FPR), overall and per artifact type."""
+  labels = test["is_anomalous"] > 0
+  masks = test["masks"] > 0
+  out: dict[str, Any] = {
+      "image_auroc": metrics.auroc(scores.score, labels),
+      "image_ap": metrics.average_precision(scores.score, labels),
+      "pixel_auroc": metrics.auroc(scores.map, masks) if masks.any() else float("nan"),
+      "aupro": metrics.aupro(scores.map, masks) if masks.any() else float("nan"),
+  }
+  if scores.flagged is not None:
+    out["fpr"] = float(np.mean(scores.flagged[~labels]))
+    out["tpr"] = float(np.mean(scores.flagged[labels]))
+  per_type = {}
+  clean = ~labels
+  for t in sorted(set(test["kind"][labels].tolist())):
+    sel = clean | (labels & (test["kind"] == t))
+    sub = masks[sel]
+    per_type[artifacts.TYPES[t]] = {
+        "image_auroc": metrics.auroc(scores.score[sel], labels[sel]),
+        "aupro": metrics.aupro(scores.map[sel], sub) if sub.any() else float("nan"),
+    }
+  out["per_type"] = per_type
+  return out
+
+
+def save_calibration(path: str, scorers: Sequence[Scorer], fpr: float) -> None:
+  data = {"fpr": fpr, "thresholds": {s.name: s.threshold for s in scorers}}
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(data, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def load_calibration(path: str, scorers: Sequence[Scorer]) -> float:
+  with open(path) as f:
+    data = json.load(f)
+  for s in scorers:
+    s.threshold = data["thresholds"].get(s.name)
+  return float(data["fpr"])

@@ -1,0 +1,144 @@
+"""Reports: PNG grids, Markdown and HTML pages, result tables. All writes are atomic."""
+from __future__ import annotations
+
+import html
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from stylegan_ad.data.pipeline import to_uint8
+
+
+def write_text(path: str, text: str) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def write_json(path: str, obj: Any) -> None:
+  write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def heat(amap: np.ndarray) -> np.ndarray:
+  """A [0, 1] map as a uint8 RGB heat image (black -> red -> yellow)."""
+  m = np.clip(np.asarray(amap, np.float32), 0, 1)
+  rgb = np.stack([np.clip(2 * m, 0, 1), np.clip(2 * m - 1, 0, 1), np.zeros_like(m)], -1)
+  return (rgb * 255).astype(np.uint8)
+
+
+def _fmt(v: Any) -> str:
+  if v is None or (isinstance(v, float) and np.isnan(v)):
+    return "n/a"
+  return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def detection_table(results: dict[str, dict[str, dict]], metrics=("image_auroc", "image_ap", "pixel_auroc",
+                                                                  "aupro")) -> str:
+  """Markdown: one row per (setting, scorer), one column per metric."""
+  lines = ["| setting | scorer | " + " | ".join(metrics) + " |",
+           "|---|---|" + "---|" * len(metrics)]
+  for setting, by_scorer in results.items():
+    for scorer, vals in by_scorer.items():
+      lines.append(f"| {setting} | {scorer} | " + " | ".join(_fmt(vals.get(m)) for m in metrics) + " |")
+  return "\n".join(lines)
+
+
+def per_type_table(result: dict[str, Any]) -> str:
+  lines = ["| artifact type | image AUROC | AUPRO |", "|---|---|---|"]
+  for t, v in result["per_type"].items():
+    lines.append(f"| {t} | {_fmt(v['image_auroc'])} | {_fmt(v['aupro'])} |")
+  return "\n".join(lines)
+
+
+def summary_markdown(summary: dict) -> str:
+  s, c = summary["stylize"], summary["correct"]
+  data = summary["data"]
+  out = [
+      "# stylegan_ad run report", "",
+      f"Data `{data['name']}` at {data['crop_size']}x{data['crop_size']}: {data['train_a']} train A, "
+      f"{data['train_b']} train B, {data['test_a']} test images. {summary['train_steps']} GAN steps; "
+      f"the whole job took {summary['seconds']:.0f} s.", "",
+      "## Stylization (test split, against the true target S(x))", "",
+      "| | PSNR (dB) | SSIM |", "|---|---|---|",
+      f"| G_ema(x) | {s['psnr']:.2f} | {s['ssim']:.3f} |",
+      f"| identity x | {s['identity_psnr']:.2f} | {s['identity_ssim']:.3f} |", "",
+      "![samples](samples.png)", "", "Rows: input | G(x) | F(G(x)) | S(x).", "",
+      "## Detection (test outputs, all artifact types seen in training)", "",
+      f"{summary['detect']['test_images']['clean']} clean and "
+      f"{summary['detect']['test_images']['corrupted']} corrupted outputs.", "",
+      detection_table({"seen types": summary["detect_all_scorers"]}), "",
+      "Learned detector by artifact type:", "", per_type_table(summary["detect_all_scorers"]["detector"]), "",
+      "## Correction", "",
+      "| PSNR corrupted (dB) | PSNR corrected (dB) | restorer only (dB) | gain (dB) | repair rate | "
+      "by restorer | regenerated | failed | clean unchanged |",
+      "|---|---|---|---|---|---|---|---|---|",
+      f"| {c['psnr_before']:.2f} | {c['psnr_after']:.2f} | {c['psnr_after_restorer_only']:.2f} | "
+      f"{c['psnr_gain']:.2f} | {c['repair_rate']:.3f} | {c['repaired_by_restorer']:.3f} | "
+      f"{c['regenerated']:.3f} | {c['failed']:.3f} | {c['clean_unchanged']:.3f} |", "",
+      "![correction](correction.png)", "",
+      "Rows: corrupted | detector map | corrected | clean output.", "",
+  ]
+  return "\n".join(out)
+
+
+def _html_page(title: str, body: str) -> str:
+  return ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) +
+          "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+          "td,th{border:1px solid #ccc;padding:4px 8px}th{cursor:pointer;background:#eee}"
+          "img{image-rendering:pixelated}</style></head><body>" + body +
+          "<script>document.querySelectorAll('th').forEach((th,i)=>th.onclick=()=>{"
+          "const t=th.closest('table'),rows=[...t.querySelectorAll('tr')].slice(1);"
+          "const k=r=>{const v=r.children[i].dataset.v??r.children[i].textContent;return isNaN(+v)?v:+v};"
+          "const d=th.dataset.d=th.dataset.d==='a'?'d':'a';"
+          "rows.sort((a,b)=>(k(a)>k(b)?1:k(a)<k(b)?-1:0)*(d==='a'?1:-1)).forEach(r=>t.appendChild(r))});"
+          "</script></body></html>")
+
+
+def markdown_to_html(md: str) -> str:
+  """The run report's Markdown (headings, tables, images, paragraphs) as HTML."""
+  parts, table = [], []
+
+  def flush():
+    if table:
+      rows = [r.strip("|").split("|") for r in table if not set(r) <= set("|-")]
+      head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows[0])
+      body = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>"
+                     for r in rows[1:])
+      parts.append(f"<table><tr>{head}</tr>{body}</table>")
+      table.clear()
+
+  for line in md.splitlines():
+    if line.startswith("|"):
+      table.append(line)
+      continue
+    flush()
+    if line.startswith("#"):
+      level = len(line) - len(line.lstrip("#"))
+      parts.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+    elif line.startswith("!["):
+      src = line[line.index("(") + 1:line.rindex(")")]
+      parts.append(f"<p><img src='{html.escape(src, quote=True)}'></p>")
+    elif line.strip():
+      parts.append(f"<p>{html.escape(line)}</p>")
+  flush()
+  return "\n".join(parts)
+
+
+def write_run_report(directory: str, summary: dict, gan, test: dict[str, np.ndarray],
+                     per_image: dict[str, np.ndarray], examples: int = 8) -> None:
+  from stylegan_ad.train import loop
+  from stylegan_ad.train.logger import grid, save_png
+  os.makedirs(directory, exist_ok=True)
+  save_png(os.path.join(directory, "samples.png"), loop.sample_grid(gan.models, gan.state, gan.dataset, 6))
+  anomalous = test["is_anomalous"] > 0
+  idx = np.linspace(0, int(anomalous.sum()) - 1, examples).astype(int)
+  rows = [[to_uint8(test["images"][anomalous][i]), heat(per_image["map"][i]),
+           to_uint8(per_image["output"][i]), to_uint8(test["clean"][anomalous][i])] for i in idx]
+  save_png(os.path.join(directory, "correction.png"), grid(rows))
+  md = summary_markdown(summary)
+  write_text(os.path.join(directory, "report.md"), md)
+  write_text(os.path.join(directory, "index.html"), _html_page("stylegan_ad run report", markdown_to_html(md)))
+  write_json(os.path.join(directory, "summary.json"), summary)

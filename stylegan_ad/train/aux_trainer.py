@@ -1,0 +1,111 @@
+"""Training loop shared by the networks trained on the GAN's outputs (detector, restorer).
+
+Batches are drawn from in-memory arrays by a generator seeded with (seed, step), so
+a resumed run sees the same batches; the state is checkpointed with Orbax exactly
+as the GAN's.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from stylegan_ad import parallel
+from stylegan_ad.train.checkpoint import Checkpointer
+from stylegan_ad.train.logger import RunLogger
+
+
+@flax.struct.dataclass
+class AuxState:
+  step: jax.Array
+  params: Any
+  opt: Any
+
+
+def sample_batch(arrays: dict[str, np.ndarray], batch: int, seed: int, step: int) -> dict[str, np.ndarray]:
+  """Rows drawn with replacement by (seed, step), flipped at random, aligned across arrays.
+
+  The key "other" is added: each row's partner image (another row), for artifacts
+  that paste content from another image.
+  """
+  n = len(next(iter(arrays.values())))
+  rng = np.random.default_rng([seed, step])
+  idx = rng.integers(0, n, batch)
+  flip = rng.random(batch) < 0.5
+  out = {}
+  for k, v in arrays.items():
+    rows = v[idx]
+    out[k] = np.where(flip[:, None, None, None], rows[:, :, ::-1], rows)
+  out["other"] = arrays[next(iter(arrays))][rng.integers(0, n, batch)]
+  return out
+
+
+def fit(name: str, workdir: str, *, model: Any, init_inputs: tuple, tx: optax.GradientTransformation,
+        loss_fn: Callable, arrays: dict[str, np.ndarray], batch: int, num_steps: int, seed: int,
+        mesh, log_every: int = 100, checkpoint_every: int = 500) -> Any:
+  """Trains `model` to minimise `loss_fn(params, batch, key) -> (loss, metrics)`; returns params.
+
+  Resumes from `workdir/checkpoints` when present; returns at once if already done.
+  """
+  rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+
+  def init(key):
+    params = model.init(key, *init_inputs)["params"]
+    return AuxState(step=jnp.zeros((), jnp.int32), params=params, opt=tx.init(params))
+
+  key = jax.random.key(seed)
+  abstract = jax.eval_shape(init, key)
+  shardings = jax.tree.map(lambda _: rep, abstract)
+  ckpt = Checkpointer(workdir)
+  restored = ckpt.restore(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), abstract))
+  state = jax.jit(init, out_shardings=shardings)(key) if restored is None else restored[1]
+  start = int(jax.device_get(state.step))
+  if start >= num_steps:
+    ckpt.close()
+    return jax.device_get(state.params)
+
+  def step_fn(state, b):
+    k = jax.random.fold_in(key, state.step)
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, b, k)
+    updates, opt = tx.update(grads, state.opt, state.params)
+    ok = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    params = optax.apply_updates(state.params, updates)
+    params = jax.tree.map(lambda n, o: jnp.where(ok, n, o), params, state.params)
+    opt = jax.tree.map(lambda n, o: jnp.where(ok, n, o), opt, state.opt)
+    return AuxState(step=state.step + 1, params=params, opt=opt), {**metrics, "loss": loss}
+
+  step = jax.jit(step_fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,))
+  log = RunLogger(workdir, num_steps, start)
+  try:
+    for s in range(start, num_steps):
+      b = parallel.global_batch(mesh, sample_batch(arrays, batch, seed, s))
+      state, m = step(state, b)
+      if (s + 1) % log_every == 0 or s + 1 == num_steps:
+        log.scalars(s + 1, jax.device_get(m))
+      if (s + 1) % checkpoint_every == 0 or s + 1 == num_steps:
+        ckpt.save(s + 1, state, {"position": s + 1, "seed": seed}, force=s + 1 == num_steps)
+    ckpt.wait()
+  finally:
+    ckpt.close()
+    log.close()
+  logging.info("%s: trained %d steps in %s", name, num_steps, workdir)
+  return jax.device_get(state.params)
+
+
+def batched(fn: Callable, *arrays: np.ndarray, batch: int = 32) -> Any:
+  """Applies a jitted `fn(*arrays)` in fixed-size batches (last one padded); numpy pytrees out."""
+  outs = []
+  total = len(arrays[0])
+  for i in range(0, total, batch):
+    chunks = [a[i:i + batch] for a in arrays]
+    n = len(chunks[0])
+    if n < batch:
+      chunks = [np.concatenate([c, np.repeat(c[-1:], batch - n, axis=0)]) for c in chunks]
+    outs.append(jax.tree.map(lambda a: np.asarray(a)[:n], fn(*[jnp.asarray(c) for c in chunks])))
+  return jax.tree.map(lambda *a: np.concatenate(a), *outs)
