@@ -1,0 +1,114 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stylegan_ad import artifacts, configs, correct, detect, report
+from stylegan_ad.models.detector import Detector
+from stylegan_ad.models.discriminator import Discriminator
+from stylegan_ad.models.restorer import Restorer
+from stylegan_ad.train import stages, steps
+
+
+def _images(n=8, size=32, seed=0):
+  rng = np.random.default_rng(seed)
+  return np.clip(rng.normal(0, 0.3, (n, size, size, 3)), -1, 1).astype(np.float32)
+
+
+def test_threshold_reaches_target_fpr_on_held_out_clean_scores():
+  rng = np.random.default_rng(0)
+  calib, held_out = rng.normal(size=20000), rng.normal(size=20000)
+  for fpr in (0.01, 0.05):
+    t = detect.threshold_for_fpr(calib, fpr)
+    assert np.mean(calib > t) <= fpr
+    observed = np.mean(held_out > t)
+    sigma = np.sqrt(fpr * (1 - fpr) / held_out.size)
+    assert abs(observed - fpr) < 4 * sigma + 1.0 / calib.size
+
+
+def test_scorers_calibrate_and_give_maps():
+  x = _images(16)
+  d = Discriminator(ndf=4, n_layers=2)
+  dp = d.init(jax.random.key(0), x[:1])["params"]
+  det = Detector(features=4, depth=2)
+  detp = det.init(jax.random.key(1), x[:1])["params"]
+  fd = detect.FeatureDistanceScorer(d, dp)
+  fd.fit(x)
+  for scorer in (detect.DiscriminatorScorer(d, dp), detect.DetectorScorer(det, detp), fd):
+    s = scorer(x)
+    assert s.score.shape == (16,) and s.map.shape == (16, 32, 32) and s.flagged is None
+    t = scorer.calibrate(x, fpr=0.25)
+    flagged = scorer(x).flagged
+    assert flagged.mean() <= 0.25 and np.array_equal(flagged, scorer(x).score > t)
+
+
+def test_feature_distance_separates_noise_from_clean():
+  x = _images(64, seed=1) * 0.2
+  d = Discriminator(ndf=4, n_layers=2)
+  dp = d.init(jax.random.key(0), x[:1])["params"]
+  fd = detect.FeatureDistanceScorer(d, dp)
+  fd.fit(x[:48])
+  noisy = np.clip(x[48:] + np.random.default_rng(2).normal(0, 0.8, x[48:].shape), -1, 1).astype(np.float32)
+  assert fd(noisy).score.min() > fd(x[48:]).score.max()
+
+
+def test_make_test_set_and_evaluate():
+  clean = _images(6)
+  test = detect.make_test_set(clean, clean[::-1], list(range(len(artifacts.TYPES))), seed=0, copies=2)
+  labels = test["is_anomalous"] > 0
+  assert (~labels).sum() == 6 and labels.sum() >= 10
+  assert np.all(test["masks"][~labels] == 0) and np.all(test["masks"][labels].sum((1, 2)) > 0)
+  # a perfect scorer: the true masks
+  perfect = detect.Scores(labels.astype(float) + test["masks"].mean((1, 2)), test["masks"], None)
+  res = detect.evaluate_scorer(perfect, test)
+  assert res["image_auroc"] == 1.0 and res["pixel_auroc"] == 1.0 and res["aupro"] > 0.99
+  table = report.detection_table({"seen": {"perfect": res}})
+  assert "| seen | perfect | 1.000 | 1.000 | 1.000 |" in table
+
+
+def test_restorer_keeps_pixels_outside_the_mask():
+  x = jnp.asarray(_images(2))
+  m = np.zeros((2, 32, 32), np.float32)
+  m[:, 8:20, 4:30] = np.random.default_rng(0).uniform(0.1, 1, (2, 12, 26))
+  r = Restorer(features=4, depth=2)
+  params = r.init(jax.random.key(0), x, jnp.asarray(m))
+  out = np.asarray(r.apply(params, x, jnp.asarray(m)))
+  np.testing.assert_array_equal(out[m == 0], np.asarray(x)[m == 0])
+  assert not np.array_equal(out[m > 0], np.asarray(x)[m > 0])
+
+
+@pytest.fixture(scope="module")
+def corrector():
+  c = configs.default_config()
+  c.data.crop_size = 32
+  c.model.ngf, c.model.n_blocks, c.model.ndf = 4, 1, 4
+  c.detect.features = c.correct.features = 4
+  c.detect.depth = c.correct.depth = 2
+  models = steps.make_models(c)
+  g = models.generator.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  det, res = stages.make_detector(c), stages.make_restorer(c)
+  detp = det.init(jax.random.key(1), jnp.zeros((1, 32, 32, 3)))["params"]
+  resp = res.init(jax.random.key(2), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 32, 32)))["params"]
+  x = _images(8)
+  y = np.asarray(steps.generate(models, g, jnp.asarray(x)))
+  scores = np.asarray(det.apply({"params": detp}, jnp.asarray(y))["image"])
+  threshold = float(np.median(scores))
+  return correct.Corrector(models, det, res, threshold, 3, 2), detp, resp, g, x, y, scores
+
+
+def test_unflagged_outputs_are_bit_identical(corrector):
+  c, detp, resp, g, x, y, scores = corrector
+  out = correct.run_batched(c, detp, resp, g, x, y, batch=4)
+  unflagged = scores <= c.threshold
+  assert unflagged.any() and (~unflagged).any()
+  np.testing.assert_array_equal(out["output"][unflagged], y[unflagged])
+  assert np.all(out["verdict"][unflagged] == 0) and np.all(out["verdict"][~unflagged] > 0)
+  assert set(out) >= {"output", "verdict", "score_before", "score_after", "map", "restored"}
+
+
+def test_stylize_and_correct_is_one_program(corrector):
+  c, detp, resp, g, x, y, _ = corrector
+  fn = jax.jit(lambda xb: correct.stylize_and_correct(c, detp, resp, g, xb, jax.random.key(0)))
+  out = fn(jnp.asarray(x))
+  np.testing.assert_allclose(np.asarray(out["stylized"]), y, atol=1e-5)
+  assert out["verdict"].shape == (8,)
