@@ -26,5 +26,6 @@ setup(
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": [
         "stylegan-ad-train=experiments.train_stylegan:run_main",
+        "stylegan-ad-stylize=experiments.stylize:run_main",
     ]},
 )

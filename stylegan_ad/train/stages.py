@@ -60,6 +60,11 @@ def make_restorer(config: ml_collections.ConfigDict) -> Restorer:
   return Restorer(config.correct.features, config.correct.depth)
 
 
+def optimizer(group: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam with cosine decay, for `config.detect` or `config.correct`."""
+  return optax.adam(optax.cosine_decay_schedule(group.lr, group.steps, alpha=0.05))
+
+
 def train_detector(config: ml_collections.ConfigDict, workdir: str, train: Outputs, mesh,
                    types: Sequence[int]) -> Any:
   """Trains the segmentation detector on clean vs. corrupted outputs; returns params."""
@@ -73,7 +78,7 @@ def train_detector(config: ml_collections.ConfigDict, workdir: str, train: Outpu
     return losses.detection_loss(out, c["masks"], c["is_anomalous"], c["kind"])
 
   d = config.detect
-  tx = optax.adam(optax.cosine_decay_schedule(d.lr, d.steps, alpha=0.05))
+  tx = optimizer(d)
   return aux_trainer.fit("detector", workdir, model=model, init_inputs=(jnp.zeros((1, crop, crop, 3)),),
                          tx=tx, loss_fn=loss_fn, arrays={"clean": train.clean, "content": train.content},
                          batch=d.batch_size, num_steps=d.steps, seed=config.seed + 101, mesh=mesh,
@@ -107,7 +112,7 @@ def train_restorer(config: ml_collections.ConfigDict, workdir: str, train: Outpu
     return losses.restoration_loss(pred, b["clean"])
 
   r = config.correct
-  tx = optax.adam(optax.cosine_decay_schedule(r.lr, r.steps, alpha=0.05))
+  tx = optimizer(r)
   zeros = jnp.zeros((1, crop, crop, 3))
   return aux_trainer.fit("restorer", workdir, model=model, init_inputs=(zeros, zeros[..., 0]),
                          tx=tx, loss_fn=loss_fn, arrays={"clean": train.clean, "content": train.content},

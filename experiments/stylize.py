@@ -1,0 +1,44 @@
+"""Stylize, score and correct a folder of your own photos with a finished main-job run.
+
+  python -m experiments.stylize --workdir=runs/embedded --input=photos/ --output=out/
+
+Exit code 0 when every file was processed, 1 when some files failed (each has its own
+error line), 2 when the run or the folders cannot be used.
+"""
+import sys
+
+from absl import app, flags
+
+from stylegan_ad.errors import StyleganAdError
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "a finished main-job run directory")
+_INPUT = flags.DEFINE_string("input", None, "folder of images (never modified)")
+_OUTPUT = flags.DEFINE_string("output", None, "folder for results (created if needed)")
+_BATCH = flags.DEFINE_integer("batch", 8, "images per batch")
+flags.mark_flags_as_required(["workdir", "input", "output"])
+
+
+def main(argv):
+  del argv
+  from stylegan_ad import inference
+  try:
+    summary = inference.stylize_folder(_WORKDIR.value, _INPUT.value, _OUTPUT.value, _BATCH.value)
+  except StyleganAdError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  for row in summary["files"]:
+    if row["verdict"] == "error":
+      print(f"error: {row['error']}", file=sys.stderr)
+    else:
+      print(f"{row['file']}: {row['verdict']} (score {row['score_before']:.3f} -> {row['score_after']:.3f})")
+  print(f"{summary['num_files'] - summary['num_errors']} processed, {summary['num_errors']} failed; "
+        f"report: {_OUTPUT.value}/index.html")
+  sys.exit(1 if summary["num_errors"] else 0)
+
+
+def run_main():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run_main()
