@@ -1,0 +1,153 @@
+"""The main job at a tiny size, then the folder CLI on hostile inputs against its run."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments.configs import embedded as embedded_config
+from stylegan_ad import experiment, inference
+from stylegan_ad.data import images as images_lib
+from stylegan_ad.errors import DataError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def main_run(data_dir, tmp_path_factory):
+  c = embedded_config.get_config("tiny")
+  c.data.data_dir = data_dir
+  workdir = str(tmp_path_factory.mktemp("main"))
+  summary = experiment.run(c, workdir)
+  return workdir, summary
+
+
+def test_main_job_writes_summary_report_and_stage_runs(main_run):
+  workdir, summary = main_run
+  on_disk = json.load(open(os.path.join(workdir, "report", "summary.json")))
+  assert on_disk["stylize"] == pytest.approx(summary["stylize"])
+  for key in ("psnr", "ssim", "identity_psnr", "identity_ssim"):
+    assert np.isfinite(on_disk["stylize"][key])
+  for key in ("image_auroc", "pixel_auroc", "aupro"):
+    assert 0.0 <= on_disk["detect"][key] <= 1.0
+  for key in ("psnr_before", "psnr_after", "repair_rate", "clean_unchanged"):
+    assert key in on_disk["correct"]
+  assert on_disk["correct"]["unflagged_bit_identical"] is True
+  assert on_disk["seconds"] > 0
+  assert set(on_disk["detect_all_scorers"]) == {"discriminator", "detector", "feature_distance"}
+  report = os.path.join(workdir, "report")
+  assert {"summary.json", "report.md", "index.html", "samples.png", "correction.png"} <= set(os.listdir(report))
+  md = open(os.path.join(report, "report.md")).read()
+  assert "| seen types | detector |" in md and "PSNR corrupted" in md
+  # the GAN stage's own run directory
+  gan = os.path.join(workdir, "gan")
+  lines = [json.loads(l) for l in open(os.path.join(gan, "metrics.jsonl"))]
+  assert [l["step"] for l in lines] == [2, 4, 6] and "g_ab/cycle" in lines[0]
+  assert os.listdir(os.path.join(gan, "tensorboard"))
+  assert os.path.exists(os.path.join(gan, "samples", "samples_0000006.png"))
+  assert json.load(open(os.path.join(gan, "eval.json")))["num_images"] == 64
+  calib = json.load(open(os.path.join(workdir, "detector", "calibration.json")))
+  assert calib["fpr"] == 0.01 and set(calib["thresholds"]) == set(on_disk["detect_all_scorers"])
+
+
+def test_rerunning_the_main_job_resumes_every_stage(main_run, data_dir):
+  workdir, summary = main_run
+  c = embedded_config.get_config("tiny")
+  c.data.data_dir = data_dir
+  again = experiment.run(c, workdir)
+  assert again["stylize"] == pytest.approx(summary["stylize"])
+  assert again["correct"]["psnr_after"] == pytest.approx(summary["correct"]["psnr_after"])
+
+
+def _hostile_folder(root):
+  os.makedirs(root)
+  rng = np.random.default_rng(0)
+  rgb = lambda h, w: rng.integers(0, 255, (h, w, 3), np.uint8)
+  Image.fromarray(rgb(50, 80)).save(os.path.join(root, "good one.png"))
+  Image.fromarray(rgb(40, 40)).save(os.path.join(root, "<script>alert(1)é \"q\" 'x'.jpg"))
+  open(os.path.join(root, "zero.png"), "wb").close()
+  for ext, fmt in (("png", "PNG"), ("jpg", "JPEG")):
+    path = os.path.join(root, f"trunc.{ext}")
+    Image.fromarray(rgb(64, 64)).save(path, fmt)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+  open(os.path.join(root, "notes.png"), "w").write("not an image")
+  Image.fromarray(rgb(1, 1)).save(os.path.join(root, "one.png"))
+  Image.fromarray(rng.integers(0, 65535, (30, 30), np.uint16)).save(os.path.join(root, "sixteen.png"))
+  Image.fromarray(rgb(30, 30)).convert("CMYK").save(os.path.join(root, "cmyk.jpg"))
+  Image.fromarray(rgb(30, 30)).convert("P").save(os.path.join(root, "palette.png"))
+  Image.fromarray(rng.integers(0, 255, (30, 30, 2), np.uint8), "LA").save(os.path.join(root, "la.png"))
+  im = Image.fromarray(rgb(20, 40))
+  exif = im.getexif()
+  exif[0x0112] = 6
+  im.save(os.path.join(root, "rotated.jpg"), exif=exif)
+  Image.fromarray(rgb(120, 120)).save(os.path.join(root, "bomb.png"))
+  os.symlink("loop_b", os.path.join(root, "loop_a.png"))
+  os.symlink("loop_a.png", os.path.join(root, "loop_b"))
+
+
+def _snapshot(root):
+  out = {}
+  for d, _, files in os.walk(root):
+    for f in files:
+      p = os.path.join(d, f)
+      if os.path.islink(p):
+        out[p] = os.readlink(p)
+      else:
+        out[p] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+  return out
+
+
+def test_cli_handles_hostile_folder(main_run, tmp_path, monkeypatch):
+  workdir, _ = main_run
+  src = str(tmp_path / "in")
+  _hostile_folder(src)
+  before = _snapshot(src)
+  monkeypatch.setattr(images_lib, "MAX_PIXELS", 10_000)  # bomb.png (14,400 px) is over it
+  out = os.path.join(src, "out")  # an output folder inside the input folder
+  summary = inference.stylize_folder(workdir, src, out, batch=4)
+  rows = {r["file"]: r for r in summary["files"]}
+  errors = {f for f, r in rows.items() if r["verdict"] == "error"}
+  assert errors == {"zero.png", "trunc.png", "trunc.jpg", "notes.png", "bomb.png", "loop_a.png", "loop_b"}
+  assert "empty file" in rows["zero.png"]["error"] and "bomb" in rows["bomb.png"]["error"]
+  assert "loop_a.png" in rows["loop_a.png"]["error"]
+  ok = set(rows) - errors - {"loop_b"}
+  assert ok == {"good one.png", "<script>alert(1)é \"q\" 'x'.jpg", "one.png", "sixteen.png", "cmyk.jpg",
+                "palette.png", "la.png", "rotated.jpg"}
+  for f in ok:
+    assert rows[f]["verdict"] in ("clean", "repaired", "regenerated", "failed")
+    for key in ("stylized", "corrected", "map"):
+      assert os.path.isfile(os.path.join(out, rows[f][key]))
+  rot = Image.open(os.path.join(out, rows["rotated.jpg"]["stylized"]))
+  assert rot.size == (20, 40)  # EXIF orientation applied: portrait
+  page = open(os.path.join(out, "index.html"), encoding="utf-8").read()
+  assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)é &quot;q&quot; &#x27;x&#x27;.jpg" in page
+  assert len(open(os.path.join(out, "results.csv")).read().splitlines()) == len(rows) + 1
+  after = _snapshot(src)
+  assert {k: v for k, v in after.items() if not k.startswith(out)} == before
+  assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+
+
+def test_cli_exit_codes_and_unwritable_output(main_run, tmp_path):
+  workdir, _ = main_run
+  src = str(tmp_path / "in")
+  os.makedirs(src)
+  Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(os.path.join(src, "a.png"))
+  open(os.path.join(src, "bad.png"), "w").write("x")
+  blocker = str(tmp_path / "file")
+  open(blocker, "w").write("")
+  with pytest.raises(DataError, match="output folder is not writable"):
+    inference.stylize_folder(workdir, src, os.path.join(blocker, "out"))
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  cmd = [sys.executable, "-m", "experiments.stylize", f"--workdir={workdir}", f"--input={src}"]
+  proc = subprocess.run(cmd + [f"--output={tmp_path / 'o'}"], capture_output=True, text=True, env=env, cwd=ROOT)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert "bad.png: not an image" in proc.stderr and "1 processed, 1 failed" in proc.stdout
+  proc = subprocess.run([sys.executable, "-m", "experiments.stylize", f"--workdir={tmp_path}",
+                         f"--input={src}", f"--output={tmp_path / 'o2'}"], capture_output=True, text=True,
+                        env=env, cwd=ROOT)
+  assert proc.returncode == 2 and "not a main-job run directory" in proc.stderr
