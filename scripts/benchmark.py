@@ -17,7 +17,10 @@ import time
 
 from absl import app, flags
 
-_WHAT = flags.DEFINE_enum("what", "pipeline", ["pipeline", "train_step", "peak"], "what to measure")
+_WHAT = flags.DEFINE_enum("what", "pipeline", ["pipeline", "train_step", "peak", "inference"],
+                          "what to measure")
+_FLAGGED = flags.DEFINE_float("flagged", 0.1, "inference: fraction of images flagged")
+_GENERATOR = flags.DEFINE_string("generator", "resnet", "generator architecture")
 _SIZE = flags.DEFINE_integer("size", 128, "crop size")
 _BATCH = flags.DEFINE_integer("batch", 1, "global batch")
 _ITERS = flags.DEFINE_integer("iters", 5, "timed iterations")
@@ -116,9 +119,42 @@ def bench_train_step():
           "peak_rss_mb": _peak_rss_mb()}
 
 
+def bench_inference():
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from stylegan_ad import configs, correct
+  from stylegan_ad.train import stages, steps
+  c = configs.default_config()
+  c.data.crop_size = _SIZE.value
+  c.model.generator, c.model.ngf, c.model.n_blocks = _GENERATOR.value, _NGF.value, _BLOCKS.value
+  c.model.upsample = _UPSAMPLE.value
+  models = steps.make_models(c)
+  size, n = _SIZE.value, _BATCH.value
+  zeros = jnp.zeros((1, size, size, 3))
+  g = models.generator.init(jax.random.key(0), zeros)["params"]
+  det, res = stages.make_detector(c), stages.make_restorer(c)
+  detp = det.init(jax.random.key(1), zeros)["params"]
+  resp = res.init(jax.random.key(2), zeros, zeros[..., 0])["params"]
+  x = np.random.default_rng(0).uniform(-1, 1, (n * 4, size, size, 3)).astype(np.float32)
+  stylize = jax.jit(lambda xb: steps.generate(models, g, xb))
+  from stylegan_ad.train.aux_trainer import batched
+  scores = batched(jax.jit(lambda xb: det.apply({"params": detp}, stylize(xb))["image"]), x, batch=n)
+  threshold = float(np.quantile(scores, 1.0 - _FLAGGED.value))
+  corr = correct.Corrector(models, det, res, threshold, c.correct.dilate, c.correct.attempts)
+  compile_a, only = _timed(lambda: batched(stylize, x, batch=n), _ITERS.value)
+  compile_b, full = _timed(lambda: correct.run_batched(corr, detp, resp, g, x, None, batch=n), _ITERS.value)
+  return {"what": "inference", "size": size, "batch": n, "images": len(x),
+          "model": f"{_GENERATOR.value}-ngf{_NGF.value}", "flagged_fraction": float(np.mean(scores > threshold)),
+          "stylize_images_per_sec": len(x) / only, "full_images_per_sec": len(x) / full,
+          "overhead_fraction": full / only - 1.0, "compile_sec": compile_a + compile_b,
+          "peak_rss_mb": _peak_rss_mb()}
+
+
 def main(argv):
   del argv
-  result = {"pipeline": bench_pipeline, "peak": bench_peak, "train_step": bench_train_step}[_WHAT.value]()
+  result = {"pipeline": bench_pipeline, "peak": bench_peak, "train_step": bench_train_step,
+            "inference": bench_inference}[_WHAT.value]()
   text = json.dumps(result, sort_keys=True)
   print(text)
   if _OUT.value:

@@ -86,15 +86,41 @@ def stylize_and_correct(c: Corrector, det_params, res_params, g_params, x, key) 
   return result
 
 
+def stylize_and_score(c: Corrector, det_params, g_params, x) -> dict[str, jax.Array]:
+  """G(x) and the detector's verdict inputs: the cheap path every image takes."""
+  y = steps.generate(c.models, g_params, x)
+  score, prob = _detect(c, det_params, y)
+  return {"stylized": y, "score_before": score, "map": prob}
+
+
 def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y: np.ndarray | None,
                 seed: int = 0, batch: int = 16) -> dict[str, np.ndarray]:
-  """Correction over arrays in fixed-size batches (stylizing first when `y` is None)."""
+  """Gated correction over arrays in fixed-size batches.
+
+  Every image is stylized (when `y` is None) and scored; only the flagged ones go
+  through restoration and regeneration, so the cost of correction grows with the
+  fraction flagged. Unflagged outputs are returned as they are.
+  """
   key = jax.random.key(seed)
   if y is None:
-    fn = jax.jit(lambda xb: stylize_and_correct(c, det_params, res_params, g_params, xb, key))
-    return aux_trainer.batched(fn, x, batch=batch)
-  fn = jax.jit(lambda xb, yb: correct_outputs(c, det_params, res_params, g_params, xb, yb, key))
-  return aux_trainer.batched(fn, x, y, batch=batch)
+    first = aux_trainer.batched(jax.jit(lambda xb: stylize_and_score(c, det_params, g_params, xb)), x,
+                                batch=batch)
+    y = first["stylized"]
+  else:
+    score = jax.jit(lambda yb: dict(zip(("score_before", "map"), _detect(c, det_params, yb))))
+    first = aux_trainer.batched(score, y, batch=batch)
+    first["stylized"] = y
+  flagged = first["score_before"] > c.threshold
+  out = {"stylized": y, "output": y.copy(), "restored": y.copy(), "map": first["map"],
+         "score_before": first["score_before"], "score_after": first["score_before"].copy(),
+         "verdict": np.zeros(len(y), np.int32)}
+  idx = np.flatnonzero(flagged)
+  if len(idx):
+    fix = jax.jit(lambda xb, yb: correct_outputs(c, det_params, res_params, g_params, xb, yb, key))
+    res = aux_trainer.batched(fix, x[idx], y[idx], batch=batch)
+    for k in ("output", "restored", "score_after", "verdict"):
+      out[k][idx] = res[k]
+  return out
 
 
 def benchmark(c: Corrector, det_params, res_params, g_params, clean: np.ndarray, content: np.ndarray,

@@ -5,9 +5,11 @@ Launch:
 Train the style GAN alone:
   python -m experiments.train_stylegan --config=experiments/configs/embedded.py --workdir=runs/gan
 Arguments (`--config=experiments/configs/embedded.py:ARG`):
-  "" (default) the CPU main job: 64x64 crops, a small ResNet generator;
-  "tiny"       seconds-long runs for the test suite;
-  "ink_wash"   the same job on the ink-wash style.
+  "" (default) the CPU main job: 64x64 crops, paired training (pix2pix: conditional
+               PatchGAN, adversarial + 100 L1) of a small U-Net generator;
+  "unpaired"   CycleGAN training (two ResNet generators, cycle + identity) instead;
+  "ink_wash"   the default job on the ink-wash style;
+  "tiny"       seconds-long unpaired runs for the test suite.
 """
 from stylegan_ad.configs import default_config
 
@@ -17,16 +19,24 @@ def get_config(arg: str | None = None):
   c.data.source = "embedded:ink_wash" if arg == "ink_wash" else "embedded:cartoon"
   c.data.crop_size = 64
   c.data.batch_size = 4
+  c.model.generator = "unet"
   c.model.ngf = 16
   c.model.n_blocks = 3
   c.model.ndf = 16
-  c.train.num_steps = 1500
+  c.train.mode = "paired"
+  c.losses.generator = {"adversarial": 1.0, "l1": 100.0}
+  c.train.num_steps = 3000
+  c.train.decay_start = 0.7
   c.train.pool_size = 20
   c.train.ema_decay = 0.99
   c.checkpoint.every = 500
   c.log.every = 50
   c.log.sample_every = 500
   c.eval.batch_size = 16
+  if arg in ("unpaired", "tiny"):
+    c.model.generator = "resnet"
+    c.train.mode = "unpaired"
+    c.losses.generator = {"adversarial": 1.0, "cycle": 10.0, "identity": 5.0}
   if arg == "tiny":
     c.data.batch_size = 4
     c.model.ngf = 4

@@ -68,7 +68,7 @@ PHOTOS: tuple[Photo, ...] = (
 )
 
 SIZES = (64, 128, 256)
-CROPS_PER_PHOTO = {"train": 48, "test": 16}
+CROPS_PER_PHOTO = {"train": 64, "test": 16}
 SCALES = (1.0, 1.6, 2.5)  # short side of the resized photo, in crop sizes
 
 
@@ -106,8 +106,8 @@ def builder_config_name(style: str, crop: int) -> str:
 class EmbeddedStyle(tfds.core.GeneratorBasedBuilder):
   """Bundled photos and their stylized targets; one config per (style, crop size)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.", "1.1.0": "64 train crops per photo."}
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(name=builder_config_name(style, size),
                               description=f"{style} style, {size}x{size} crops")

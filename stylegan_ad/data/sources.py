@@ -56,6 +56,7 @@ class Dataset:
   test_a: ImageSet
   test_b: ImageSet | None = None
   style: Callable[[np.ndarray], np.ndarray] | None = None  # the true operator, if known
+  train_pairs: ImageSet | None = None  # every train image with its target (paired training)
 
   def summary(self) -> dict[str, Any]:
     out = {"name": self.name, "crop_size": self.crop_size, "load_size": self.load_size}
@@ -109,7 +110,8 @@ def _load_embedded(style: str, crop_size: int, data_dir: str) -> Dataset:
       train_b=ImageSet("train_b", FieldView(train, "target", b_idx)),
       test_a=ImageSet("test_a", FieldView(test, "image"), FieldView(test, "target")),
       test_b=ImageSet("test_b", FieldView(test, "target")),
-      style=operator)
+      style=operator,
+      train_pairs=ImageSet("train_pairs", FieldView(train, "image"), FieldView(train, "target")))
 
 
 def _load_tfds(name: str, crop_size: int, data_dir: str) -> Dataset:

@@ -50,8 +50,8 @@ class RunLogger:
     for k, v in values.items():
       self._writer.add_scalar(k, v, step)
     self._writer.flush()
-    logging.info("step %d/%d  %.2f steps/s  ETA %.0fs  g/loss %.4f  d/loss %.4f", step, self.total,
-                 rate, eta, values.get("g/loss", float("nan")), values.get("d/loss", float("nan")))
+    losses = "  ".join(f"{k} {v:.4f}" for k, v in values.items() if k.endswith("loss"))
+    logging.info("step %d/%d  %.2f steps/s  ETA %.0fs  %s", step, self.total, rate, eta, losses)
 
   def image(self, name: str, step: int, image: np.ndarray) -> None:
     if not self.active:

@@ -57,11 +57,15 @@ def enable_compilation_cache(workdir: str) -> None:
 
 
 def make_pipeline(config: ml_collections.ConfigDict, dataset: sources.Dataset) -> pipeline_lib.Pipeline:
-  stream_a = {"a": dataset.train_a.images}
-  if dataset.train_a.targets is not None:
-    stream_a["target"] = dataset.train_a.targets
-  elif config.train.mode == "paired":
-    raise ConfigError(f"config key train.mode: 'paired' needs targets, and {dataset.name} has none")
+  """Unpaired: A (with targets where known) and B shuffled apart; paired: every train pair."""
+  source = dataset.train_a
+  if config.train.mode == "paired":
+    source = dataset.train_pairs
+    if source is None or source.targets is None:
+      raise ConfigError(f"config key train.mode: 'paired' needs targets, and {dataset.name} has none")
+  stream_a = {"a": source.images}
+  if source.targets is not None:
+    stream_a["target"] = source.targets
   return pipeline_lib.Pipeline({"a": stream_a, "b": {"b": dataset.train_b.images}},
                                global_batch=config.data.batch_size, crop=config.data.crop_size,
                                seed=config.seed)

@@ -1,0 +1,71 @@
+"""Regenerates the README's results tables from run directories.
+
+  python scripts/results.py runs/embedded                 # print the tables
+  python scripts/results.py runs/embedded --readme        # rewrite README.md's results section
+
+Reads RUN/report/summary.json (the main job) and, when present, RUN/detection.json
+(`experiments.evaluate_detection`, all scorers x settings).
+"""
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from stylegan_ad import report  # noqa: E402
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def tables(run: str) -> str:
+  with open(os.path.join(run, "report", "summary.json")) as f:
+    summary = json.load(f)
+  s, d, c = summary["stylize"], summary["detect"], summary["correct"]
+  out = [
+      f"Main job (`{summary['data']['name']}`, {summary['data']['crop_size']}x{summary['data']['crop_size']}, "
+      f"{summary['train_steps']} GAN steps, {summary['seconds'] / 60:.1f} min in all):", "",
+      "| stylization (test photos vs. true S(x)) | PSNR (dB) | SSIM |", "|---|---|---|",
+      f"| G(x) | {s['psnr']:.2f} | {s['ssim']:.3f} |",
+      f"| identity baseline x | {s['identity_psnr']:.2f} | {s['identity_ssim']:.3f} |", "",
+      f"Detection on the test photos' outputs, all artifact types seen in training "
+      f"({d['test_images']['clean']} clean, {d['test_images']['corrupted']} corrupted; thresholds "
+      f"calibrated to 1% FPR on held-out clean train outputs):", "",
+      report.detection_table({"seen types": summary["detect_all_scorers"]}), "",
+      "| correction | value |", "|---|---|",
+      f"| PSNR to the clean output: corrupted | {c['psnr_before']:.2f} dB |",
+      f"| PSNR to the clean output: corrected (restorer, then regeneration) | {c['psnr_after']:.2f} dB |",
+      f"| PSNR to the clean output: restorer alone | {c['psnr_after_restorer_only']:.2f} dB |",
+      f"| corrupted outputs flagged | {c['detected_rate']:.3f} |",
+      f"| repair rate (flagged, and no longer flagged after correction) | {c['repair_rate']:.3f} |",
+      f"| ... by the restorer / by regeneration / failed | {c['repaired_by_restorer']:.3f} / "
+      f"{c['regenerated']:.3f} / {c['failed']:.3f} |",
+      f"| clean outputs unchanged (bit for bit) | {c['clean_unchanged']:.3f} |",
+  ]
+  det_path = os.path.join(run, "detection.json")
+  if os.path.exists(det_path):
+    with open(det_path) as f:
+      det = json.load(f)
+    out += ["", "All scorers x settings (`experiments.evaluate_detection`):", "",
+            report.detection_table(det["results"])]
+  return "\n".join(out)
+
+
+def main(argv):
+  args = [a for a in argv[1:] if not a.startswith("--")]
+  if len(args) != 1:
+    sys.exit("usage: python scripts/results.py RUN_DIR [--readme]")
+  text = tables(args[0])
+  if "--readme" in argv:
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    readme = open(path, encoding="utf-8").read()
+    new = re.sub(re.escape(START) + ".*?" + re.escape(END), START + "\n" + text + "\n" + END, readme,
+                 flags=re.S)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+      f.write(new)
+    os.replace(path + ".tmp", path)
+  print(text)
+
+
+if __name__ == "__main__":
+  main(sys.argv)

@@ -1,0 +1,152 @@
+"""Kill-and-resume, preemption, damaged checkpoints, and multi-host on loopback."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import embedded as embedded_config
+from stylegan_ad.train import checkpoint as checkpoint_lib
+from stylegan_ad.train import loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _train_cmd(workdir, data_dir, steps=12):
+  return [sys.executable, "-m", "experiments.train_stylegan",
+          "--config=experiments/configs/embedded.py:tiny", f"--workdir={workdir}",
+          f"--config.data.data_dir={data_dir}", f"--config.train.num_steps={steps}",
+          "--config.checkpoint.every=2", "--config.log.every=1", "--config.log.sample_every=1000"]
+
+
+def _env():
+  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+  return env
+
+
+def _last_logged_step(workdir):
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return 0
+  lines = [l for l in open(path).read().splitlines() if l.strip()]
+  return json.loads(lines[-1])["step"] if lines else 0
+
+
+def _start_and_wait_for_step(cmd, workdir, step, timeout=300):
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  t0 = time.time()
+  while _last_logged_step(workdir) < step:
+    if proc.poll() is not None:
+      raise AssertionError(f"training exited early: {proc.stderr.read().decode()[-2000:]}")
+    if time.time() - t0 > timeout:
+      proc.kill()
+      raise AssertionError("training did not reach the step in time")
+    time.sleep(0.05)
+  return proc
+
+
+def _final_state(workdir, config):
+  run, ckpt = loop.setup(config, workdir)
+  ckpt.close()
+  return jax.device_get(run.state), run.pipeline.position
+
+
+def _tiny(data_dir, steps=12):
+  c = embedded_config.get_config("tiny")
+  c.data.data_dir = data_dir
+  c.train.num_steps = steps
+  c.checkpoint.every = 2
+  c.log.every = 1
+  c.log.sample_every = 1000
+  return c
+
+
+def test_sigkill_then_resume_is_bit_identical(data_dir, tmp_path):
+  whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+  subprocess.run(_train_cmd(whole, data_dir), cwd=ROOT, env=_env(), check=True, capture_output=True)
+  proc = _start_and_wait_for_step(_train_cmd(killed, data_dir), killed, 5)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not os.path.exists(os.path.join(killed, "eval.json"))
+  done = subprocess.run(_train_cmd(killed, data_dir), cwd=ROOT, env=_env(), capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr[-2000:]
+  config = _tiny(data_dir)
+  a, pos_a = _final_state(whole, config)
+  b, pos_b = _final_state(killed, config)
+  assert int(a.step) == int(b.step) == 12 and pos_a == pos_b == 12
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_sigterm_saves_and_exits_cleanly_then_resumes(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  proc = _start_and_wait_for_step(_train_cmd(workdir, data_dir, steps=10_000), workdir, 3)
+  t0 = time.time()
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=30) == 0
+  assert time.time() - t0 < 30
+  steps = checkpoint_lib.Checkpointer(workdir).steps()
+  saved = steps[-1]
+  assert saved >= 3 and not os.path.exists(os.path.join(workdir, "eval.json"))
+  run, ckpt = loop.setup(_tiny(data_dir, steps=10_000), workdir)
+  ckpt.close()
+  assert int(jax.device_get(run.state.step)) == saved == run.pipeline.position
+
+
+def test_damaged_latest_checkpoint_falls_back_and_stale_tmp_is_cleaned(data_dir, tmp_path, caplog):
+  workdir = str(tmp_path / "run")
+  config = _tiny(data_dir, steps=4)
+  loop.train(config, workdir)
+  ckdir = os.path.join(workdir, "checkpoints")
+  assert sorted(int(d) for d in os.listdir(ckdir) if d.isdigit()) == [2, 4]
+  # corrupt every array file of the latest checkpoint
+  for d, _, files in os.walk(os.path.join(ckdir, "4", "state")):
+    for f in files:
+      p = os.path.join(d, f)
+      if os.path.getsize(p) > 0:
+        open(p, "wb").write(b"garbage")
+  # a leftover temporary directory of a checkpoint killed mid-write
+  os.makedirs(os.path.join(ckdir, "6.orbax-checkpoint-tmp-123", "state"))
+  run, ckpt = loop.setup(config, workdir)
+  ckpt.close()
+  assert int(jax.device_get(run.state.step)) == 2 and run.pipeline.position == 2
+  assert not any("tmp" in d for d in os.listdir(ckdir))
+  assert any("cannot be restored" in r.getMessage() for r in caplog.records)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_on_loopback_match_one_process_with_four_devices(data_dir, tmp_path):
+  port = _free_port()
+  outs = [str(tmp_path / f"p{i}.json") for i in range(2)]
+  procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "multihost_worker.py"), str(i), "2",
+                             str(port), data_dir, str(tmp_path / "multi"), outs[i]], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  for p in procs:
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out[-3000:]
+  res = [json.load(open(o)) for o in outs]
+  assert [r["process_index"] for r in res] == [0, 1]
+  assert all(r["process_count"] == 2 and r["device_count"] == 4 and r["local_devices"] == 2 for r in res)
+  for s in range(2):  # each process read only its own half of every global batch
+    assert not set(res[0]["read"][s]) & set(res[1]["read"][s])
+  single = loop.train(_tiny(data_dir, steps=2), str(tmp_path / "single"))
+  n_a = len(single.dataset.train_a)
+  for s in range(2):
+    np.testing.assert_array_equal(single.pipeline.indices(s, 0, n_a)[0], res[0]["read"][s] + res[1]["read"][s])
+  for a, b in zip(jax.tree.leaves(jax.device_get(single.state.g_params)), res[0]["g_params"]):
+    np.testing.assert_allclose(a, np.asarray(b), rtol=2e-4, atol=2e-5)
+  np.testing.assert_array_equal(np.asarray(res[0]["g_params"][0]), np.asarray(res[1]["g_params"][0]))
