@@ -29,34 +29,35 @@ class Scores:
   flagged: np.ndarray | None    # [N] bool, when calibrated
 
 
-def _batched(fn, x: np.ndarray, batch: int = 32):
+def _batched(fn, *arrays: np.ndarray, batch: int = 32):
   from stylegan_ad.train.aux_trainer import batched
-  return batched(fn, x, batch=batch)
+  return batched(fn, *arrays, batch=batch)
 
 
 class Scorer:
-  """Base: subclasses define `_fn(x) -> (score [N], map [N,H,W])` (jit-able)."""
+  """Base: subclasses define `_fn(y, x) -> (score [N], map [N,H,W])` (jit-able).
+
+  `y` are the stylized outputs, `x` the generator inputs: a paired (pix2pix)
+  discriminator judges the pair, every other scorer ignores `x`.
+  """
   name = "scorer"
 
   def __init__(self):
     self.threshold: float | None = None
     self._jit = jax.jit(self._fn)
 
-  def _fn(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def _fn(self, y: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     raise NotImplementedError
 
-  def score_fn(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The traceable scoring function, for composing into larger jitted programs."""
-    return self._fn(x)
-
-  def __call__(self, images: np.ndarray, batch: int = 32) -> Scores:
-    score, amap = _batched(self._jit, np.asarray(images, np.float32), batch)
+  def __call__(self, images: np.ndarray, content: np.ndarray, batch: int = 32) -> Scores:
+    score, amap = _batched(self._jit, np.asarray(images, np.float32), np.asarray(content, np.float32),
+                           batch=batch)
     flagged = None if self.threshold is None else score > self.threshold
     return Scores(score, amap, flagged)
 
-  def calibrate(self, clean_images: np.ndarray, fpr: float = 0.01) -> float:
+  def calibrate(self, clean_images: np.ndarray, content: np.ndarray, fpr: float = 0.01) -> float:
     """Sets the threshold to flag a fraction `fpr` of clean images."""
-    self.threshold = threshold_for_fpr(self(clean_images).score, fpr)
+    self.threshold = threshold_for_fpr(self(clean_images, content).score, fpr)
     return self.threshold
 
 
@@ -67,17 +68,21 @@ def threshold_for_fpr(clean_scores: np.ndarray, fpr: float) -> float:
   return float(s[min(max(k, 0), len(s) - 1)])
 
 
+def _d_input(y: jax.Array, x: jax.Array, conditional: bool) -> jax.Array:
+  return jnp.concatenate([x, y], axis=-1) if conditional else y
+
+
 class DiscriminatorScorer(Scorer):
   """Anomaly = low realism: minus D's patch logits (map upsampled to the image)."""
   name = "discriminator"
 
-  def __init__(self, discriminator: Any, d_params: Any):
-    self.discriminator, self.d_params = discriminator, d_params
+  def __init__(self, discriminator: Any, d_params: Any, conditional: bool = False):
+    self.discriminator, self.d_params, self.conditional = discriminator, d_params, conditional
     super().__init__()
 
-  def _fn(self, x):
-    logits, _ = self.discriminator.apply({"params": self.d_params}, x)
-    amap = -jax.image.resize(logits[0][..., 0], x.shape[:3], "linear")
+  def _fn(self, y, x):
+    logits, _ = self.discriminator.apply({"params": self.d_params}, _d_input(y, x, self.conditional))
+    amap = -jax.image.resize(logits[0][..., 0], y.shape[:3], "linear")
     return -image_score(logits), amap
 
 
@@ -89,8 +94,9 @@ class DetectorScorer(Scorer):
     self.detector, self.params = detector, params
     super().__init__()
 
-  def _fn(self, x):
-    out = self.detector.apply({"params": self.params}, x)
+  def _fn(self, y, x):
+    del x
+    out = self.detector.apply({"params": self.params}, y)
     return out["image"], jax.nn.sigmoid(out["pixel"])
 
 
@@ -98,20 +104,23 @@ class FeatureDistanceScorer(Scorer):
   """Mahalanobis distance of D's first two feature layers to clean statistics per location."""
   name = "feature_distance"
 
-  def __init__(self, discriminator: Any, d_params: Any, stats: dict[str, np.ndarray] | None = None):
-    self.discriminator, self.d_params = discriminator, d_params
+  def __init__(self, discriminator: Any, d_params: Any, conditional: bool = False,
+               stats: dict[str, np.ndarray] | None = None):
+    self.discriminator, self.d_params, self.conditional = discriminator, d_params, conditional
     self.stats = stats
     super().__init__()
 
-  def _features(self, x):
-    _, feats = self.discriminator.apply({"params": self.d_params}, x)
+  def _features(self, y, x):
+    _, feats = self.discriminator.apply({"params": self.d_params}, _d_input(y, x, self.conditional))
     f0, f1 = feats[0], feats[1]
     n, h, w, c = f0.shape
     f0 = f0.reshape(n, f1.shape[1], h // f1.shape[1], f1.shape[2], w // f1.shape[2], c).mean((2, 4))
     return jnp.concatenate([f0, f1], axis=-1)
 
-  def fit(self, clean_images: np.ndarray, max_dims: int = 96, reg: float = 0.01, seed: int = 0) -> None:
-    feats = _batched(jax.jit(self._features), np.asarray(clean_images, np.float32))
+  def fit(self, clean_images: np.ndarray, content: np.ndarray, max_dims: int = 96, reg: float = 0.01,
+          seed: int = 0) -> None:
+    feats = _batched(jax.jit(self._features), np.asarray(clean_images, np.float32),
+                     np.asarray(content, np.float32))
     n, h, w, c = feats.shape
     dims = np.sort(np.random.default_rng(seed).choice(c, min(c, max_dims), replace=False))
     f = feats[..., dims].reshape(n, h * w, -1).astype(np.float64)
@@ -123,14 +132,14 @@ class FeatureDistanceScorer(Scorer):
                   "dims": dims.astype(np.int32), "grid": np.array([h, w], np.int32)}
     self._jit = jax.jit(self._fn)
 
-  def _fn(self, x):
+  def _fn(self, y, x):
     if self.stats is None:
       raise RuntimeError("FeatureDistanceScorer.fit must run before scoring")
-    f = self._features(x)[..., self.stats["dims"]]
+    f = self._features(y, x)[..., self.stats["dims"]]
     n, h, w, c = f.shape
     d = f.reshape(n, h * w, c) - self.stats["mean"]
     dist = jnp.sqrt(jnp.maximum(jnp.einsum("nlc,lcd,nld->nl", d, self.stats["inv_cov"], d), 0.0))
-    amap = jax.image.resize(dist.reshape(n, h, w), x.shape[:3], "linear")
+    amap = jax.image.resize(dist.reshape(n, h, w), y.shape[:3], "linear")
     return dist.max(axis=-1), amap
 
 

@@ -25,11 +25,13 @@ from stylegan_ad.train import loop, stages
 
 
 def build_scorers(config: ml_collections.ConfigDict, gan: loop.Run, det_params: Any,
-                  fit_images: np.ndarray) -> list[detect.Scorer]:
+                  fit: stages.Outputs) -> list[detect.Scorer]:
+  """[discriminator, detector, feature_distance] scorers (not yet calibrated)."""
   d_params = jax.device_get(gan.state.d_params["b"])
-  fd = detect.FeatureDistanceScorer(gan.models.discriminator, d_params)
-  fd.fit(fit_images, seed=config.seed)
-  return [detect.DiscriminatorScorer(gan.models.discriminator, d_params),
+  paired = gan.models.paired
+  fd = detect.FeatureDistanceScorer(gan.models.discriminator, d_params, conditional=paired)
+  fd.fit(fit.clean, fit.content, seed=config.seed)
+  return [detect.DiscriminatorScorer(gan.models.discriminator, d_params, conditional=paired),
           detect.DetectorScorer(stages.make_detector(config), det_params), fd]
 
 
@@ -57,9 +59,9 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str) -> DetectorS
                                        gan.dataset.train_a.targets, crop)
   fit, calib = stages.split_calibration(train_out, config.detect.calibration_fraction, config.seed)
   det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh, ALL_TYPES)
-  scorers = build_scorers(config, gan, det_params, fit.clean)
+  scorers = build_scorers(config, gan, det_params, fit)
   for s in scorers:
-    s.calibrate(calib.clean, config.detect.fpr)
+    s.calibrate(calib.clean, calib.content, config.detect.fpr)
   if jax.process_index() == 0:
     detect.save_calibration(os.path.join(workdir, "detector", "calibration.json"), scorers,
                             config.detect.fpr)
@@ -87,7 +89,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   gan, scorers, det_params = stage.gan, stage.scorers, stage.det_params
   stylize = loop.evaluate(gan)
   test = seen_types_test_set(config, stage)
-  detection = {s.name: detect.evaluate_scorer(s(test["images"]), test) for s in scorers}
+  detection = {s.name: detect.evaluate_scorer(s(test["images"], test["content"]), test) for s in scorers}
 
   res_params = stages.train_restorer(config, os.path.join(workdir, "restorer"), stage.fit, gan.mesh,
                                      ALL_TYPES, det_params)
@@ -135,7 +137,8 @@ def _natural_failures(config, gan: loop.Run, workdir: str, clean_test: stages.Ou
   target = np.concatenate([clean_test.target] * len(outputs))
   masks = (np.abs(images - target).mean(-1) > config.detect.natural_threshold).astype(np.float32)
   anomalous = (masks.mean((1, 2)) > 0.05).astype(np.float32)
-  return {"images": images, "masks": masks * anomalous[:, None, None], "is_anomalous": anomalous,
+  return {"images": images, "content": np.concatenate([clean_test.content] * len(outputs)),
+          "masks": masks * anomalous[:, None, None], "is_anomalous": anomalous,
           "kind": np.full(len(images), -1, np.int32), "checkpoints": np.array(early_steps)}
 
 
@@ -151,7 +154,8 @@ def evaluate_detection(config: ml_collections.ConfigDict, workdir: str) -> dict:
   gan, fit, test_out, scorers = stage.gan, stage.fit, stage.test, stage.scorers
   all_types = ALL_TYPES
   seen = seen_types_test_set(config, stage)
-  results = {"seen types": {s.name: detect.evaluate_scorer(s(seen["images"]), seen) for s in scorers}}
+  results = {"seen types": {s.name: detect.evaluate_scorer(s(seen["images"], seen["content"]), seen)
+                            for s in scorers}}
 
   heldout_config = ml_collections.ConfigDict(config.to_dict())
   heldout_config.detect.steps = config.detect.heldout_steps
@@ -162,7 +166,7 @@ def evaluate_detection(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                    [u for u in all_types if u != t])
     test = detect.make_test_set(test_out.clean, test_out.content, [t], seed=config.seed + 11 + t, copies=1)
     held = [detect.DetectorScorer(stages.make_detector(config), params)] + [scorers[0], scorers[2]]
-    per_type[name] = {s.name: detect.evaluate_scorer(s(test["images"]), test) for s in held}
+    per_type[name] = {s.name: detect.evaluate_scorer(s(test["images"], test["content"]), test) for s in held}
   keys = ("image_auroc", "image_ap", "pixel_auroc", "aupro")
   results["held-out type (mean)"] = {
       s: {k: float(np.nanmean([per_type[t][s][k] for t in per_type])) for k in keys}
@@ -171,8 +175,8 @@ def evaluate_detection(config: ml_collections.ConfigDict, workdir: str) -> dict:
   natural = _natural_failures(config, gan, workdir, test_out)
   labels = natural["is_anomalous"] > 0
   if labels.any() and (~labels).any():
-    results["natural failures"] = {s.name: detect.evaluate_scorer(s(natural["images"]), natural)
-                                   for s in scorers}
+    results["natural failures"] = {s.name: detect.evaluate_scorer(s(natural["images"], natural["content"]),
+                                                                  natural) for s in scorers}
   out = {"results": results, "held_out_per_type": per_type,
          "natural": {"checkpoints": natural["checkpoints"].tolist(), "images": int(len(labels)),
                      "anomalous": int(labels.sum()), "threshold": config.detect.natural_threshold}}

@@ -3,6 +3,9 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent compilation cache for the whole session, subprocesses included.
+os.environ.setdefault("STYLEGAN_AD_JAX_CACHE",
+                      os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".pytest_cache", "jax"))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

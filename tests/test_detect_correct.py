@@ -33,13 +33,24 @@ def test_scorers_calibrate_and_give_maps():
   det = Detector(features=4, depth=2)
   detp = det.init(jax.random.key(1), x[:1])["params"]
   fd = detect.FeatureDistanceScorer(d, dp)
-  fd.fit(x)
+  fd.fit(x, x)
   for scorer in (detect.DiscriminatorScorer(d, dp), detect.DetectorScorer(det, detp), fd):
-    s = scorer(x)
+    s = scorer(x, x)
     assert s.score.shape == (16,) and s.map.shape == (16, 32, 32) and s.flagged is None
-    t = scorer.calibrate(x, fpr=0.25)
-    flagged = scorer(x).flagged
-    assert flagged.mean() <= 0.25 and np.array_equal(flagged, scorer(x).score > t)
+    t = scorer.calibrate(x, x, fpr=0.25)
+    flagged = scorer(x, x).flagged
+    assert flagged.mean() <= 0.25 and np.array_equal(flagged, scorer(x, x).score > t)
+
+
+def test_paired_discriminator_scorers_judge_the_pair():
+  x, y = _images(4), _images(4, seed=3)
+  d = Discriminator(ndf=4, n_layers=2)
+  dp = d.init(jax.random.key(0), np.concatenate([x, y], -1)[:1])["params"]
+  scorer = detect.DiscriminatorScorer(d, dp, conditional=True)
+  assert not np.allclose(scorer(y, x).score, scorer(y, y).score)
+  fd = detect.FeatureDistanceScorer(d, dp, conditional=True)
+  fd.fit(y, x)
+  assert fd(y, x).map.shape == (4, 32, 32)
 
 
 def test_feature_distance_separates_noise_from_clean():
@@ -47,9 +58,9 @@ def test_feature_distance_separates_noise_from_clean():
   d = Discriminator(ndf=4, n_layers=2)
   dp = d.init(jax.random.key(0), x[:1])["params"]
   fd = detect.FeatureDistanceScorer(d, dp)
-  fd.fit(x[:48])
+  fd.fit(x[:48], x[:48])
   noisy = np.clip(x[48:] + np.random.default_rng(2).normal(0, 0.8, x[48:].shape), -1, 1).astype(np.float32)
-  assert fd(noisy).score.min() > fd(x[48:]).score.max()
+  assert fd(noisy, noisy).score.min() > fd(x[48:], x[48:]).score.max()
 
 
 def test_make_test_set_and_evaluate():
