@@ -17,7 +17,7 @@ import time
 
 from absl import app, flags
 
-_WHAT = flags.DEFINE_enum("what", "pipeline", ["pipeline", "train_step", "peak", "inference"],
+_WHAT = flags.DEFINE_enum("what", "pipeline", ["pipeline", "train_step", "peak", "inference", "restart"],
                           "what to measure")
 _FLAGGED = flags.DEFINE_float("flagged", 0.1, "inference: fraction of images flagged")
 _GENERATOR = flags.DEFINE_string("generator", "resnet", "generator architecture")
@@ -151,10 +151,41 @@ def bench_inference():
           "peak_rss_mb": _peak_rss_mb()}
 
 
+def bench_restart():
+  """Seconds from process start to the first logged step: cold, then restarted (warm cache)."""
+  import shutil
+  import signal
+  import subprocess
+  import tempfile
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  workdir = tempfile.mkdtemp(prefix="stylegan_ad_restart_")
+  cmd = [sys.executable, "-m", "experiments.train_stylegan", "--config=experiments/configs/embedded.py",
+         f"--workdir={workdir}", "--config.log.every=1", "--config.checkpoint.every=100000"]
+  if _DATA_DIR.value:
+    cmd.append(f"--config.data.data_dir={_DATA_DIR.value}")
+  env = {k: v for k, v in os.environ.items() if k != "STYLEGAN_AD_JAX_CACHE"}
+  times = []
+  for _ in range(2):
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    seen = sum(1 for _ in open(metrics)) if os.path.exists(metrics) else 0
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (os.path.exists(metrics) and sum(1 for _ in open(metrics)) > seen):
+      if proc.poll() is not None:
+        raise RuntimeError("training exited before its first step")
+      time.sleep(0.05)
+    times.append(time.perf_counter() - t0)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+  shutil.rmtree(workdir, ignore_errors=True)
+  return {"what": "restart", "config": "embedded", "cold_start_to_first_step_sec": times[0],
+          "warm_restart_to_first_step_sec": times[1]}
+
+
 def main(argv):
   del argv
   result = {"pipeline": bench_pipeline, "peak": bench_peak, "train_step": bench_train_step,
-            "inference": bench_inference}[_WHAT.value]()
+            "inference": bench_inference, "restart": bench_restart}[_WHAT.value]()
   text = json.dumps(result, sort_keys=True)
   print(text)
   if _OUT.value:

@@ -55,8 +55,10 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str) -> DetectorS
     return None
   crop = config.data.crop_size
   ema = jax.device_get(gan.state.ema["ab"])
-  train_out = stages.generator_outputs(gan.models, ema, gan.dataset.train_a.images,
-                                       gan.dataset.train_a.targets, crop)
+  # every train photo's outputs (all of them when the dataset has pairs): more variety
+  # of clean outputs makes the detector's notion of "clean" generalise to new photos
+  train_set = gan.dataset.train_pairs or gan.dataset.train_a
+  train_out = stages.generator_outputs(gan.models, ema, train_set.images, train_set.targets, crop)
   fit, calib = stages.split_calibration(train_out, config.detect.calibration_fraction, config.seed)
   det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh, ALL_TYPES)
   scorers = build_scorers(config, gan, det_params, fit)

@@ -83,6 +83,11 @@ def test_restorer_keeps_pixels_outside_the_mask():
   m[:, 8:20, 4:30] = np.random.default_rng(0).uniform(0.1, 1, (2, 12, 26))
   r = Restorer(features=4, depth=2)
   params = r.init(jax.random.key(0), x, jnp.asarray(m))
+  # the head starts at zero (identity); give every weight a random value so the
+  # repair really changes pixels
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  params = jax.tree.unflatten(tree, [0.3 * jax.random.normal(k, l.shape) for k, l in zip(keys, leaves)])
   out = np.asarray(r.apply(params, x, jnp.asarray(m)))
   np.testing.assert_array_equal(out[m == 0], np.asarray(x)[m == 0])
   assert not np.array_equal(out[m > 0], np.asarray(x)[m > 0])

@@ -28,5 +28,7 @@ class Restorer(nn.Module):
     h, pooled = UNetTrunk(self.features, self.depth)(jnp.concatenate([x, soft_map[..., None]], -1))
     # global context (e.g. the true palette under a colour cast) as a per-channel shift
     h = h + nn.Dense(h.shape[-1])(pooled)[:, None, None, :]
-    repaired = jnp.clip(x + 2.0 * jnp.tanh(nn.Conv(3, (1, 1))(nn.relu(h))), -1.0, 1.0)
+    # zero-initialised head: training starts from the identity, with gradients flowing
+    delta = nn.Conv(3, (1, 1), kernel_init=nn.initializers.zeros)(h)
+    repaired = jnp.clip(x + 2.0 * jnp.tanh(delta), -1.0, 1.0)
     return blend(x, repaired, soft_map)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the benchmark suite (issue: performance) and writes one JSON per figure into $1
+# (default runs/benchmarks). Each figure is a separate process, so peak memory and
+# compile time are per measurement.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+out="${1:-runs/benchmarks}"
+mkdir -p "$out"
+py=.venv/bin/python
+$py scripts/benchmark.py --what=peak --out="$out/peak.json"
+$py scripts/benchmark.py --what=pipeline --size=128 --batch=1 --out="$out/pipeline_128.json"
+$py scripts/benchmark.py --what=train_step --size=128 --batch=1 --out="$out/train_step_128.json"
+$py scripts/benchmark.py --what=train_step --size=256 --batch=1 --iters=3 --out="$out/train_step_256.json"
+$py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --out="$out/inference_128.json"
+$py scripts/benchmark.py --what=restart --out="$out/restart.json"
+cat "$out"/*.json
