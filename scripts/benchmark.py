@@ -99,6 +99,7 @@ def bench_train_step():
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get("flops", 0.0)) if cost else 0.0
+  params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves((state.g_params, state.d_params)))
   holder = {"state": state}
 
   def one():
@@ -112,7 +113,10 @@ def bench_train_step():
     one()
     times.append(time.perf_counter() - t0)
   sec = statistics.median(times)
-  return {"what": "train_step", "size": _SIZE.value, "batch": _BATCH.value,
+  return {"what": "train_step", "param_count": params,
+          # data parallel: every step all-reduces one fp32 gradient per parameter (a ring
+          # all-reduce sends 2 (n-1)/n of these bytes per device)
+          "gradient_allreduce_bytes_per_step": 4 * params, "size": _SIZE.value, "batch": _BATCH.value,
           "model": f"resnet{_BLOCKS.value}-ngf{_NGF.value}/patchgan-ndf{_NDF.value}/{_UPSAMPLE.value}",
           "devices": jax.device_count(), "sec_per_iter": sec, "compile_sec": compile_sec,
           "gflops_per_step": flops / 1e9, "gflops_per_sec": flops / 1e9 / sec,
