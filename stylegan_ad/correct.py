@@ -14,6 +14,7 @@ strength (a blend toward the input).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -93,31 +94,46 @@ def stylize_and_score(c: Corrector, det_params, g_params, x) -> dict[str, jax.Ar
   return {"stylized": y, "score_before": score, "map": prob}
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _stylize_and_score_jit(c: Corrector, det_params, g_params, x):
+  return stylize_and_score(c, det_params, g_params, x)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _score_jit(c: Corrector, det_params, y):
+  score, prob = _detect(c, det_params, y)
+  return {"score_before": score, "map": prob}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _correct_jit(c: Corrector, det_params, res_params, g_params, x, y, key):
+  return correct_outputs(c, det_params, res_params, g_params, x, y, key)
+
+
 def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y: np.ndarray | None,
                 seed: int = 0, batch: int = 16) -> dict[str, np.ndarray]:
   """Gated correction over arrays in fixed-size batches.
 
   Every image is stylized (when `y` is None) and scored; only the flagged ones go
-  through restoration and regeneration, so the cost of correction grows with the
-  fraction flagged. Unflagged outputs are returned as they are.
+  through restoration and regeneration, in batches padded to the next power of two,
+  so the cost of correction grows with the fraction flagged. Unflagged outputs are
+  returned as they are.
   """
   key = jax.random.key(seed)
   if y is None:
-    first = aux_trainer.batched(jax.jit(lambda xb: stylize_and_score(c, det_params, g_params, xb)), x,
-                                batch=batch)
+    first = aux_trainer.batched(lambda xb: _stylize_and_score_jit(c, det_params, g_params, xb), x, batch=batch)
     y = first["stylized"]
   else:
-    score = jax.jit(lambda yb: dict(zip(("score_before", "map"), _detect(c, det_params, yb))))
-    first = aux_trainer.batched(score, y, batch=batch)
-    first["stylized"] = y
+    first = aux_trainer.batched(lambda yb: _score_jit(c, det_params, yb), y, batch=batch)
   flagged = first["score_before"] > c.threshold
   out = {"stylized": y, "output": y.copy(), "restored": y.copy(), "map": first["map"],
          "score_before": first["score_before"], "score_after": first["score_before"].copy(),
          "verdict": np.zeros(len(y), np.int32)}
   idx = np.flatnonzero(flagged)
   if len(idx):
-    fix = jax.jit(lambda xb, yb: correct_outputs(c, det_params, res_params, g_params, xb, yb, key))
-    res = aux_trainer.batched(fix, x[idx], y[idx], batch=batch)
+    bucket = min(batch, 1 << int(np.ceil(np.log2(len(idx)))))
+    res = aux_trainer.batched(lambda xb, yb: _correct_jit(c, det_params, res_params, g_params, xb, yb, key),
+                              x[idx], y[idx], batch=bucket)
     for k in ("output", "restored", "score_after", "verdict"):
       out[k][idx] = res[k]
   return out
