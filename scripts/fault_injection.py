@@ -40,6 +40,23 @@ def env() -> dict:
                                                   os.path.join(tempfile.gettempdir(), "stylegan_ad_jax_cache"))}
 
 
+def logged_steps(workdir: str) -> list[int]:
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  return [json.loads(l)["step"] for l in open(path).read().splitlines() if l.strip()]
+
+
+def wait_for_step(proc, workdir: str, step: int) -> None:
+  """Until this process (lines logged after its start) reaches `step`, or exits."""
+  seen = len(logged_steps(workdir))
+  while proc.poll() is None:
+    new = logged_steps(workdir)[seen:]
+    if new and new[-1] >= step:
+      return
+    time.sleep(0.02)
+
+
 def compare(workdir_a: str, workdir_b: str, data_dir: str, steps: int) -> tuple[bool, int, int]:
   """(bit-identical?, step of a, step of b) of the newest checkpoints of two runs."""
   import jax
@@ -71,26 +88,28 @@ def main(argv):
   subprocess.run(train_command(whole, data_dir, steps), cwd=ROOT, env=env(), check=True,
                  capture_output=True)
   rng = np.random.default_rng(_SEED.value)
+  # kill moments: distinct random steps, in order; each restart resumes from the newest
+  # checkpoint (every 2 steps) and is killed once its log passes the next target step
+  targets = sorted(rng.choice(np.arange(1, steps), size=min(_KILLS.value, steps - 1), replace=False))
   kills = restarts = 0
-  while True:
+  for target in targets:
     proc = subprocess.Popen(train_command(killed, data_dir, steps), cwd=ROOT, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     restarts += 1
-    if kills < _KILLS.value:
-      time.sleep(float(rng.uniform(2.0, 12.0)))  # start-up, compile (cached) and some steps
-      if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-        kills += 1
-      proc.wait()
-      continue
-    if proc.wait() == 0:
-      break
+    wait_for_step(proc, killed, int(target))
+    if proc.poll() is None:
+      proc.send_signal(signal.SIGKILL)
+      kills += 1
+    proc.wait()
+  restarts += 1
+  subprocess.run(train_command(killed, data_dir, steps), cwd=ROOT, env=env(), check=True,
+                 capture_output=True)
   same_kill, step_a, step_b = compare(whole, killed, data_dir, steps)
   # SIGTERM: the run must save and exit 0 within 30 s, and the restart must finish identically
   termed = os.path.join(tmp, "termed")
   proc = subprocess.Popen(train_command(termed, data_dir, steps), cwd=ROOT, env=env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  time.sleep(8.0)
+  wait_for_step(proc, termed, steps // 2)
   t_term = time.time()
   proc.send_signal(signal.SIGTERM)
   term_rc = proc.wait(timeout=60)
