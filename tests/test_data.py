@@ -97,8 +97,11 @@ def test_pipeline_restored_position_continues_exactly(dataset):
 def test_pipeline_epochs_cover_every_record(dataset):
   p = _pipe(dataset, 0)
   n = len(dataset.train_a)
-  seen = np.concatenate([p.indices(s, 0, n)[0] for s in range(n // 4)])
-  assert sorted(seen.tolist()) == list(range(n // 4 * 4)) or len(set(seen.tolist())) == len(seen)
+  assert n % 4 == 0
+  seen = np.concatenate([p.indices(s, 0, n)[0] for s in range(n // 4)])  # exactly one epoch
+  assert sorted(seen.tolist()) == list(range(n))
+  second = np.concatenate([p.indices(s, 0, n)[0] for s in range(n // 4, n // 2)])
+  assert sorted(second.tolist()) == list(range(n)) and not np.array_equal(seen, second)
 
 
 def test_per_process_shards_disjoint_and_cover(dataset):
