@@ -2,28 +2,13 @@
 
   python -m experiments.run --config=experiments/configs/embedded.py --workdir=runs/embedded
 """
-import json
-import sys
-
-from absl import app, flags
-from ml_collections import config_flags
-
-from stylegan_ad.errors import StyleganAdError
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "run directory")
-flags.mark_flags_as_required(["config", "workdir"])
+from experiments import common
 
 
-def main(argv):
-  del argv
+def _run(config, workdir):
   from stylegan_ad import experiment
-  try:
-    summary = experiment.run(_CONFIG.value, _WORKDIR.value)
-  except StyleganAdError as e:
-    sys.exit(f"error: {e}")
-  print(json.dumps(summary, indent=2, sort_keys=True))
+  return experiment.run(config, workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(_run)

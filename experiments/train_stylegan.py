@@ -3,29 +3,17 @@
   python -m experiments.train_stylegan --config=experiments/configs/embedded.py --workdir=runs/gan \
       [--config.train.num_steps=200]
 """
-import sys
-
-from absl import app, flags
-from ml_collections import config_flags
-
-from stylegan_ad.errors import StyleganAdError
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, logs, eval)")
-flags.mark_flags_as_required(["config", "workdir"])
+from experiments import common
 
 
-def main(argv):
-  del argv
+def _train(config, workdir):
   from stylegan_ad.train import loop
-  try:
-    loop.train(_CONFIG.value, _WORKDIR.value)
-  except StyleganAdError as e:
-    sys.exit(f"error: {e}")
+  run = loop.train(config, workdir)
+  return {"step": int(run.state.step), "preempted": run.preempted}
 
 
 def run_main():
-  app.run(main)
+  common.run(_train)
 
 
 if __name__ == "__main__":

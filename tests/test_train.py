@@ -124,3 +124,21 @@ def test_crop_larger_than_images_is_refused(data_dir):
   with pytest.raises(ConfigError, match="crop_size: 128 is larger than"):
     c.data.crop_size = 128
     configs.validate(c, image_size=72)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.train.nonexistent=1", "error: unknown config key in config.train.nonexistent"),
+    ("--config.train.lr=abc", "error: flag --config.train.lr=abc: could not convert string to float"),
+    ("--config.data.source=nope:x", "error: unknown data source 'nope:x'"),
+])
+def test_entry_point_bad_settings_are_one_line_errors(tmp_path, override, message):
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, "-m", "experiments.train_stylegan",
+                         "--config=experiments/configs/embedded.py:tiny", f"--workdir={tmp_path / 'w'}",
+                         override], cwd=root, capture_output=True, text=True,
+                        env={**os.environ, "PYTHONPATH": root})
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith(message)
+  assert "Traceback" not in proc.stderr
