@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from stylegan_ad import configs, metrics, parallel
+from stylegan_ad import configs, metrics, parallel, report
 from stylegan_ad.data import pipeline as pipeline_lib
 from stylegan_ad.data import sources
 from stylegan_ad.errors import ConfigError, StyleganAdError
@@ -141,7 +141,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
   run, ckpt = setup(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+    report.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
   step_fn = compile_train_step(run)
   total = config.train.num_steps
   end = total if stop_after is None else min(total, stop_after)
@@ -182,16 +182,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
   if step >= total and not run.preempted:
     result = evaluate(run)
     if jax.process_index() == 0:
-      _write_json(os.path.join(workdir, "eval.json"), result)
+      report.write_json(os.path.join(workdir, "eval.json"), result)
       _final_samples(run, workdir)
   return run
-
-
-def _write_json(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
 
 
 @functools.partial(jax.jit, static_argnums=0)
