@@ -9,12 +9,7 @@ from PIL import Image, ImageOps
 
 from stylegan_ad.errors import DataError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 MAX_PIXELS = 64_000_000  # larger images are refused as decompression bombs
-
-
-def is_image_name(path: str) -> bool:
-  return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:
