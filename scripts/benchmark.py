@@ -128,6 +128,7 @@ def bench_inference():
   import jax.numpy as jnp
   import numpy as np
   from stylegan_ad import configs, correct
+  from stylegan_ad.models import detector as detector_lib
   from stylegan_ad.train import stages, steps
   c = configs.default_config()
   c.data.crop_size = _SIZE.value
@@ -139,13 +140,14 @@ def bench_inference():
   g = models.generator.init(jax.random.key(0), zeros)["params"]
   det, res = stages.make_detector(c), stages.make_restorer(c)
   detp = det.init(jax.random.key(1), zeros)["params"]
-  resp = res.init(jax.random.key(2), zeros, zeros[..., 0])["params"]
+  resp = res.init(jax.random.key(2), zeros, zeros[..., 0], zeros)["params"]
   x = np.random.default_rng(0).uniform(-1, 1, (n * 4, size, size, 3)).astype(np.float32)
   stylize = jax.jit(lambda xb: steps.generate(models, g, xb))
   from stylegan_ad.train.aux_trainer import batched
-  scores = batched(jax.jit(lambda xb: det.apply({"params": detp}, stylize(xb))["image"]), x, batch=n)
+  views = c.detect.views
+  scores = batched(jax.jit(lambda xb: detector_lib.predict(det, detp, stylize(xb), views)[0]), x, batch=n)
   threshold = float(np.quantile(scores, 1.0 - _FLAGGED.value))
-  corr = correct.Corrector(models, det, res, threshold, c.correct.dilate, c.correct.attempts)
+  corr = correct.Corrector(models, det, res, threshold, c.correct.dilate, c.correct.attempts, views)
   compile_a, only = _timed(lambda: batched(stylize, x, batch=n), _ITERS.value)
   compile_b, full = _timed(lambda: correct.run_batched(corr, detp, resp, g, x, None, batch=n), _ITERS.value)
   return {"what": "inference", "size": size, "batch": n, "images": len(x),

@@ -64,6 +64,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.detect.features = 16          # detector U-Net width
   c.detect.depth = 3
   c.detect.steps = 1500
+  c.detect.views = 8              # test-time augmentation: flips/quarter turns averaged (1, 2, 4 or 8)
   c.detect.batch_size = 16
   c.detect.lr = 1e-3
   c.detect.fpr = 0.01             # calibration target false-positive rate
@@ -135,6 +136,8 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
             "train.max_bad_steps", "detect.features", "detect.depth", "detect.steps",
             "detect.batch_size", "detect.lr", "correct.features", "correct.depth", "correct.steps",
             "correct.batch_size", "correct.lr", "correct.dilate")
+  if config.detect.views not in (1, 2, 4, 8):
+    raise ConfigError(f"config key detect.views: must be 1, 2, 4 or 8, got {config.detect.views}")
   if not 0.0 < config.detect.fpr < 1.0:
     raise ConfigError(f"config key detect.fpr: must be in (0, 1), got {config.detect.fpr}")
   if not 0.0 < config.detect.calibration_fraction < 1.0:

@@ -1,15 +1,18 @@
 """Correction: restore inside the detected map, regenerate if that fails, re-score.
 
-For a batch, one jit-compiled function does the whole path:
+The path for a batch:
 
     score y -> flagged? -> restore inside the (dilated) map -> re-score
             -> still flagged? -> regenerate (K variants of the generation) -> re-score
     verdict per image: clean / repaired / regenerated / failed
 
-Unflagged outputs pass through unchanged, bit for bit. The regeneration variants
-change the generation, as the seed design suggests: the generator on the mirrored
-input (mirrored back), on a slightly perturbed input, and at a lower stylization
-strength (a blend toward the input).
+`correct_outputs` is the whole path as one pure function (one jit program per
+batch); `run_batched` runs the same pieces gated, so only flagged images pay for
+restoration and only still-flagged ones for each regeneration attempt. Unflagged
+outputs pass through unchanged, bit for bit. Regeneration changes the generation,
+as the seed design suggests, least change first: the generator on a slightly
+perturbed input, at a lower stylization strength (a blend toward the input), and
+on the mirrored input (mirrored back).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylegan_ad import metrics
+from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.train import aux_trainer, stages, steps
 
 VERDICTS = ("clean", "repaired", "regenerated", "failed")
@@ -36,47 +40,55 @@ class Corrector:
   threshold: float
   dilate: int
   attempts: int
+  views: int = 1   # test-time augmentation of the detector (detect.views)
 
 
 def _detect(c: Corrector, det_params, y):
-  out = c.detector.apply({"params": det_params}, y)
-  return out["image"], jax.nn.sigmoid(out["pixel"])
+  return detector_lib.predict(c.detector, det_params, y, c.views)
 
 
-def _regenerate(c: Corrector, g_params, x, k: int, key):
+def _restore(c: Corrector, det_params, res_params, x, y, prob):
+  """The restorer's repair inside the dilated map, and its new score."""
+  restored = c.restorer.apply({"params": res_params}, y, stages.soft_map(prob, c.dilate), x)
+  return restored, _detect(c, det_params, restored)[0]
+
+
+def _regenerate(c: Corrector, det_params, g_params, x, k: int, key):
+  """Attempt k's new generation of x, and its score. The perturbation is one noise
+  image for the whole batch, so a result does not depend on how images are batched."""
   g = lambda v: steps.generate(c.models, g_params, v)
   if k % 3 == 0:
-    return g(x[:, :, ::-1])[:, :, ::-1]
-  if k % 3 == 1:
-    return g(jnp.clip(x + 0.03 * jax.random.normal(key, x.shape), -1, 1))
-  return 0.85 * g(x) + 0.15 * x
+    y = g(jnp.clip(x + 0.03 * jax.random.normal(jax.random.fold_in(key, k), x.shape[1:]), -1, 1))
+  elif k % 3 == 1:
+    y = 0.85 * g(x) + 0.15 * x
+  else:
+    y = g(x[:, :, ::-1])[:, :, ::-1]
+  return y, _detect(c, det_params, y)[0]
 
 
 def correct_outputs(c: Corrector, det_params, res_params, g_params, x, y, key) -> dict[str, jax.Array]:
   """The correction path for stylized outputs `y` of inputs `x` (pure; jit it)."""
   s0, p0 = _detect(c, det_params, y)
   flagged = s0 > c.threshold
-  m0 = stages.soft_map(p0, c.dilate)
-  restored = c.restorer.apply({"params": res_params}, y, m0)
+  restored, s1 = _restore(c, det_params, res_params, x, y, p0)
   sel = lambda cond, a, b: jnp.where(cond[:, None, None, None], a, b)
   y1 = sel(flagged, restored, y)
-  s1, _ = _detect(c, det_params, y1)
   repaired = flagged & (s1 <= c.threshold)
+  best, best_score = y1, jnp.where(flagged, s1, s0)
   pending = flagged & ~repaired
-  best, best_score = y1, s1
   regenerated = jnp.zeros_like(flagged)
   for k in range(c.attempts):
-    yk = _regenerate(c, g_params, x, k, jax.random.fold_in(key, k))
-    sk, _ = _detect(c, det_params, yk)
-    accept = pending & ~regenerated & (sk <= c.threshold)
-    better = pending & ~regenerated & (sk < best_score)
+    yk, sk = _regenerate(c, det_params, g_params, x, k, key)
+    accept = pending & (sk <= c.threshold)
+    better = pending & (sk < best_score)
     best = sel(accept | better, yk, best)
     best_score = jnp.where(accept | better, sk, best_score)
     regenerated = regenerated | accept
+    pending = pending & ~accept
   out = sel(flagged, best, y)
   verdict = jnp.where(~flagged, 0, jnp.where(repaired, 1, jnp.where(regenerated, 2, 3)))
   return {"output": out, "restored": y1, "verdict": verdict.astype(jnp.int32), "score_before": s0,
-          "score_after": jnp.where(flagged, best_score, s0), "map": p0}
+          "score_after": best_score, "map": p0}
 
 
 def stylize_and_correct(c: Corrector, det_params, res_params, g_params, x, key) -> dict[str, jax.Array]:
@@ -87,16 +99,11 @@ def stylize_and_correct(c: Corrector, det_params, res_params, g_params, x, key) 
   return result
 
 
-def stylize_and_score(c: Corrector, det_params, g_params, x) -> dict[str, jax.Array]:
-  """G(x) and the detector's verdict inputs: the cheap path every image takes."""
+@functools.partial(jax.jit, static_argnums=0)
+def _stylize_and_score_jit(c: Corrector, det_params, g_params, x):
   y = steps.generate(c.models, g_params, x)
   score, prob = _detect(c, det_params, y)
   return {"stylized": y, "score_before": score, "map": prob}
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _stylize_and_score_jit(c: Corrector, det_params, g_params, x):
-  return stylize_and_score(c, det_params, g_params, x)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -106,18 +113,27 @@ def _score_jit(c: Corrector, det_params, y):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _correct_jit(c: Corrector, det_params, res_params, g_params, x, y, key):
-  return correct_outputs(c, det_params, res_params, g_params, x, y, key)
+def _restore_jit(c: Corrector, det_params, res_params, x, y, prob):
+  return _restore(c, det_params, res_params, x, y, prob)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _regenerate_jit(c: Corrector, det_params, g_params, x, k, key):
+  return _regenerate(c, det_params, g_params, x, k, key)
+
+
+def _gated(fn, idx: np.ndarray, batch: int, *arrays: np.ndarray):
+  """`fn` on rows `idx` of `arrays`, in batches padded to the next power of two."""
+  bucket = min(batch, 1 << int(np.ceil(np.log2(len(idx)))))
+  return aux_trainer.batched(fn, *[a[idx] for a in arrays], batch=bucket)
 
 
 def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y: np.ndarray | None,
                 seed: int = 0, batch: int = 16) -> dict[str, np.ndarray]:
-  """Gated correction over arrays in fixed-size batches.
+  """`correct_outputs` over arrays, gated: the cost grows with the fraction flagged.
 
-  Every image is stylized (when `y` is None) and scored; only the flagged ones go
-  through restoration and regeneration, in batches padded to the next power of two,
-  so the cost of correction grows with the fraction flagged. Unflagged outputs are
-  returned as they are.
+  Every image is stylized (when `y` is None) and scored; only the flagged ones are
+  restored, and only those still flagged go on to each regeneration attempt.
   """
   key = jax.random.key(seed)
   if y is None:
@@ -125,17 +141,29 @@ def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y
     y = first["stylized"]
   else:
     first = aux_trainer.batched(lambda yb: _score_jit(c, det_params, yb), y, batch=batch)
-  flagged = first["score_before"] > c.threshold
+  s0 = first["score_before"]
   out = {"stylized": y, "output": y.copy(), "restored": y.copy(), "map": first["map"],
-         "score_before": first["score_before"], "score_after": first["score_before"].copy(),
-         "verdict": np.zeros(len(y), np.int32)}
-  idx = np.flatnonzero(flagged)
-  if len(idx):
-    bucket = min(batch, 1 << int(np.ceil(np.log2(len(idx)))))
-    res = aux_trainer.batched(lambda xb, yb: _correct_jit(c, det_params, res_params, g_params, xb, yb, key),
-                              x[idx], y[idx], batch=bucket)
-    for k in ("output", "restored", "score_after", "verdict"):
-      out[k][idx] = res[k]
+         "score_before": s0, "score_after": s0.copy(), "verdict": np.zeros(len(y), np.int32)}
+  idx = np.flatnonzero(s0 > c.threshold)
+  if not len(idx):
+    return out
+  restored, s1 = _gated(lambda xb, yb, pb: _restore_jit(c, det_params, res_params, xb, yb, pb),
+                        idx, batch, x, y, first["map"])
+  out["restored"][idx] = out["output"][idx] = restored
+  out["score_after"][idx] = s1
+  repaired = s1 <= c.threshold
+  out["verdict"][idx] = np.where(repaired, 1, 3)
+  pending = idx[~repaired]
+  for k in range(c.attempts):
+    if not len(pending):
+      break
+    yk, sk = _gated(lambda xb: _regenerate_jit(c, det_params, g_params, xb, k, key), pending, batch, x)
+    accept, better = sk <= c.threshold, sk < out["score_after"][pending]
+    take = pending[accept | better]
+    out["output"][take] = yk[accept | better]
+    out["score_after"][take] = sk[accept | better]
+    out["verdict"][pending[accept]] = 2
+    pending = pending[~accept]
   return out
 
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylegan_ad import artifacts, metrics
+from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.models.discriminator import image_score
 
 
@@ -87,17 +88,17 @@ class DiscriminatorScorer(Scorer):
 
 
 class DetectorScorer(Scorer):
-  """The learned detector: image logit as the score, pixel probabilities as the map."""
+  """The learned detector: image logit as the score, pixel probabilities as the map,
+  averaged over `views` flips and quarter turns of the image."""
   name = "detector"
 
-  def __init__(self, detector: Any, params: Any):
-    self.detector, self.params = detector, params
+  def __init__(self, detector: Any, params: Any, views: int = 1):
+    self.detector, self.params, self.views = detector, params, views
     super().__init__()
 
   def _fn(self, y, x):
     del x
-    out = self.detector.apply({"params": self.params}, y)
-    return out["image"], jax.nn.sigmoid(out["pixel"])
+    return detector_lib.predict(self.detector, self.params, y, self.views)
 
 
 class FeatureDistanceScorer(Scorer):

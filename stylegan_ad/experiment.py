@@ -32,7 +32,7 @@ def build_scorers(config: ml_collections.ConfigDict, gan: loop.Run, det_params: 
   fd = detect.FeatureDistanceScorer(gan.models.discriminator, d_params, conditional=paired)
   fd.fit(fit.clean, fit.content, seed=config.seed)
   return [detect.DiscriminatorScorer(gan.models.discriminator, d_params, conditional=paired),
-          detect.DetectorScorer(stages.make_detector(config), det_params), fd]
+          detect.DetectorScorer(stages.make_detector(config), det_params, config.detect.views), fd]
 
 
 @dataclasses.dataclass
@@ -58,7 +58,8 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str) -> DetectorS
   # every train photo's outputs (all of them when the dataset has pairs): more variety
   # of clean outputs makes the detector's notion of "clean" generalise to new photos
   train_set = gan.dataset.train_pairs or gan.dataset.train_a
-  train_out = stages.generator_outputs(gan.models, ema, train_set.images, train_set.targets, crop)
+  train_out = stages.generator_outputs(gan.models, ema, train_set.images, train_set.targets, crop,
+                                       corners=True)
   fit, calib = stages.split_calibration(train_out, config.detect.calibration_fraction, config.seed)
   det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh, ALL_TYPES)
   scorers = build_scorers(config, gan, det_params, fit)
@@ -98,7 +99,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   detector_scorer = scorers[1]
   corrector = correct.Corrector(gan.models, detector_scorer.detector, stages.make_restorer(config),
                                 float(detector_scorer.threshold), config.correct.dilate,
-                                config.correct.attempts)
+                                config.correct.attempts, config.detect.views)
   correction, per_image = correct.benchmark(corrector, det_params, res_params, stage.ema,
                                             stage.test.clean, stage.test.content, test)
   det = detection["detector"]
@@ -167,7 +168,7 @@ def evaluate_detection(config: ml_collections.ConfigDict, workdir: str) -> dict:
     params = stages.train_detector(heldout_config, os.path.join(workdir, "heldout", name), fit, gan.mesh,
                                    [u for u in all_types if u != t])
     test = detect.make_test_set(test_out.clean, test_out.content, [t], seed=config.seed + 11 + t, copies=1)
-    held = [detect.DetectorScorer(stages.make_detector(config), params)] + [scorers[0], scorers[2]]
+    held = [detect.DetectorScorer(stages.make_detector(config), params, config.detect.views)] + [scorers[0], scorers[2]]
     per_type[name] = {s.name: detect.evaluate_scorer(s(test["images"], test["content"]), test) for s in held}
   keys = ("image_auroc", "image_ap", "pixel_auroc", "aupro")
   results["held-out type (mean)"] = {

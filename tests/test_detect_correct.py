@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from stylegan_ad import artifacts, configs, correct, detect, report
+from stylegan_ad.data import pipeline as pipeline_lib
+from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.models.detector import Detector
 from stylegan_ad.models.discriminator import Discriminator
 from stylegan_ad.models.restorer import Restorer
@@ -82,13 +84,13 @@ def test_restorer_keeps_pixels_outside_the_mask():
   m = np.zeros((2, 32, 32), np.float32)
   m[:, 8:20, 4:30] = np.random.default_rng(0).uniform(0.1, 1, (2, 12, 26))
   r = Restorer(features=4, depth=2)
-  params = r.init(jax.random.key(0), x, jnp.asarray(m))
+  params = r.init(jax.random.key(0), x, jnp.asarray(m), x[::-1])
   # the head starts at zero (identity); give every weight a random value so the
   # repair really changes pixels
   leaves, tree = jax.tree.flatten(params)
   keys = jax.random.split(jax.random.key(1), len(leaves))
   params = jax.tree.unflatten(tree, [0.3 * jax.random.normal(k, l.shape) for k, l in zip(keys, leaves)])
-  out = np.asarray(r.apply(params, x, jnp.asarray(m)))
+  out = np.asarray(r.apply(params, x, jnp.asarray(m), x[::-1]))
   np.testing.assert_array_equal(out[m == 0], np.asarray(x)[m == 0])
   assert not np.array_equal(out[m > 0], np.asarray(x)[m > 0])
 
@@ -103,8 +105,9 @@ def corrector():
   models = steps.make_models(c)
   g = models.generator.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
   det, res = stages.make_detector(c), stages.make_restorer(c)
-  detp = det.init(jax.random.key(1), jnp.zeros((1, 32, 32, 3)))["params"]
-  resp = res.init(jax.random.key(2), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 32, 32)))["params"]
+  z = jnp.zeros((1, 32, 32, 3))
+  detp = det.init(jax.random.key(1), z)["params"]
+  resp = res.init(jax.random.key(2), z, z[..., 0], z)["params"]
   x = _images(8)
   y = np.asarray(steps.generate(models, g, jnp.asarray(x)))
   scores = np.asarray(det.apply({"params": detp}, jnp.asarray(y))["image"])
@@ -128,3 +131,47 @@ def test_stylize_and_correct_is_one_program(corrector):
   out = fn(jnp.asarray(x))
   np.testing.assert_allclose(np.asarray(out["stylized"]), y, atol=1e-5)
   assert out["verdict"].shape == (8,)
+
+
+def test_gated_path_matches_the_one_program_path(corrector):
+  c, detp, resp, g, x, y, _ = corrector
+  gated = correct.run_batched(c, detp, resp, g, x, y, seed=0, batch=4)
+  whole = jax.jit(lambda xb, yb: correct.correct_outputs(c, detp, resp, g, xb, yb, jax.random.key(0)))(
+      jnp.asarray(x), jnp.asarray(y))
+  np.testing.assert_array_equal(gated["verdict"], np.asarray(whole["verdict"]))
+  np.testing.assert_allclose(gated["output"], np.asarray(whole["output"]), atol=1e-5)
+  np.testing.assert_allclose(gated["score_after"], np.asarray(whole["score_after"]), rtol=1e-4, atol=1e-5)
+
+
+def test_calibration_split_keeps_every_view_of_an_image_on_one_side():
+  c = configs.default_config()
+  c.data.crop_size = 32
+  c.model.generator, c.model.ngf, c.model.n_blocks, c.model.ndf = "resnet", 4, 1, 4
+  models = steps.make_models(c)
+  g = models.generator.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  photos = [np.random.default_rng(i).integers(0, 256, (36, 40, 3), dtype=np.uint8) for i in range(8)]
+  out = stages.generator_outputs(models, g, photos, None, 32, corners=True)
+  assert out.clean.shape == (40, 32, 32, 3)
+  np.testing.assert_array_equal(out.content[5], pipeline_lib.to_float(photos[1][2:34, 4:36]))
+  np.testing.assert_array_equal(out.content[6], pipeline_lib.to_float(photos[1][:32, :32]))
+  fit, calib = stages.split_calibration(out, 0.25, seed=0)
+  assert len(calib.clean) == 10 and len(fit.clean) == 30
+  assert not set(fit.groups) & set(calib.groups)
+
+
+def test_test_time_augmentation_averages_the_symmetries():
+  det = Detector(features=4, depth=2)
+  y = jnp.asarray(_images(2))
+  p = det.init(jax.random.key(0), y)["params"]
+  s1, m1 = detector_lib.predict(det, p, y, views=1)
+  out = det.apply({"params": p}, y)
+  np.testing.assert_allclose(s1, out["image"], rtol=1e-6)
+  s2, m2 = detector_lib.predict(det, p, y, views=2)
+  flipped = det.apply({"params": p}, y[:, :, ::-1])
+  np.testing.assert_allclose(s2, (out["image"] + flipped["image"]) / 2, rtol=1e-5)
+  np.testing.assert_allclose(m2, (jax.nn.sigmoid(out["pixel"]) + jax.nn.sigmoid(flipped["pixel"])[:, :, ::-1]) / 2,
+                             rtol=1e-5)
+  # a symmetric average: the 8-view map of a turned image is the turned map
+  _, m8 = detector_lib.predict(det, p, y, views=8)
+  _, m8r = detector_lib.predict(det, p, jnp.rot90(y, 1, axes=(1, 2)), views=8)
+  np.testing.assert_allclose(m8r, jnp.rot90(m8, 1, axes=(1, 2)), atol=1e-5)

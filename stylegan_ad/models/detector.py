@@ -27,3 +27,22 @@ class Detector(nn.Module):
     image = nn.Dense(1)(jnp.concatenate([nn.relu(nn.Dense(64)(pooled)), top], axis=-1))[..., 0]
     types = nn.Dense(self.num_types)(nn.relu(nn.Dense(64)(pooled)))
     return {"pixel": pixel, "image": image, "type": types}
+
+
+# identity, mirror; then half turns (4 views: the flips of the square); then quarter turns
+SYMMETRIES = tuple((turns, flip) for turns in (0, 2, 1, 3) for flip in (False, True))
+
+
+def predict(detector: Detector, params, y: jax.Array, views: int = 1) -> tuple[jax.Array, jax.Array]:
+  """(image logit [N], pixel probability [N, H, W]) averaged over the first `views` of
+  the 8 symmetries of the square (test-time augmentation; 1 = the image as it is)."""
+  scores, maps = [], []
+  for turns, flip in SYMMETRIES[:views]:
+    v = jnp.rot90(y, turns, axes=(1, 2))
+    v = v[:, :, ::-1] if flip else v
+    out = detector.apply({"params": params}, v)
+    m = jax.nn.sigmoid(out["pixel"])
+    m = m[:, :, ::-1] if flip else m
+    scores.append(out["image"])
+    maps.append(jnp.rot90(m, -turns, axes=(1, 2)))
+  return sum(scores) / views, sum(maps) / views

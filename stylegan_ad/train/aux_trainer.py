@@ -29,7 +29,8 @@ class AuxState:
 
 
 def sample_batch(arrays: dict[str, np.ndarray], batch: int, seed: int, step: int) -> dict[str, np.ndarray]:
-  """Rows drawn with replacement by (seed, step), flipped at random, aligned across arrays.
+  """Rows drawn with replacement by (seed, step), each under a random one of the 8 flips
+  and quarter turns of the square (the same for every array of a row).
 
   The key "other" is added: each row's partner image (another row), for artifacts
   that paste content from another image.
@@ -37,11 +38,14 @@ def sample_batch(arrays: dict[str, np.ndarray], batch: int, seed: int, step: int
   n = len(next(iter(arrays.values())))
   rng = np.random.default_rng([seed, step])
   idx = rng.integers(0, n, batch)
-  flip = rng.random(batch) < 0.5
-  out = {}
-  for k, v in arrays.items():
-    rows = v[idx]
-    out[k] = np.where(flip[:, None, None, None], rows[:, :, ::-1], rows)
+  turns, flips = rng.integers(0, 4, batch), rng.random(batch) < 0.5
+
+  def transform(row, t, f):
+    row = np.rot90(row, t, axes=(0, 1)) if row.shape[0] == row.shape[1] else row
+    return row[:, ::-1] if f else row
+
+  out = {k: np.stack([transform(r, t, f) for r, t, f in zip(v[idx], turns, flips)])
+         for k, v in arrays.items()}
   out["other"] = arrays[next(iter(arrays))][rng.integers(0, n, batch)]
   return out
 

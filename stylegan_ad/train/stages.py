@@ -28,28 +28,44 @@ class Outputs:
   clean: np.ndarray     # G(x), float32 [-1, 1]
   content: np.ndarray   # x
   target: np.ndarray | None = None  # S(x)
+  groups: np.ndarray | None = None  # outputs of crops of one source image share a group
 
   def take(self, idx) -> "Outputs":
-    return Outputs(self.clean[idx], self.content[idx], None if self.target is None else self.target[idx])
+    pick = lambda a: None if a is None else a[idx]
+    return Outputs(self.clean[idx], self.content[idx], pick(self.target), pick(self.groups))
+
+
+def _crops(image: np.ndarray, crop: int, corners: bool) -> list[np.ndarray]:
+  out = [pipeline_lib.center_crop(np.asarray(image), crop)]
+  if corners:
+    h, w = image.shape[:2]
+    out += [np.asarray(image)[y:y + crop, x:x + crop] for y in (0, h - crop) for x in (0, w - crop)]
+  return out
 
 
 def generator_outputs(models: steps.Models, g_params: Any, images: Sequence[np.ndarray],
-                      targets: Sequence[np.ndarray] | None, crop: int, batch: int = 16) -> Outputs:
-  """G(x) for center crops of `images`."""
-  x = pipeline_lib.to_float(np.stack([pipeline_lib.center_crop(np.asarray(i), crop) for i in images]))
+                      targets: Sequence[np.ndarray] | None, crop: int, batch: int = 16,
+                      corners: bool = False) -> Outputs:
+  """G(x) for center crops of `images`; with `corners`, for the four corner crops as well
+  (five views of each image, one group: more variety of clean outputs to learn from)."""
+  per = 5 if corners else 1
+  x = pipeline_lib.to_float(np.stack([c for i in images for c in _crops(i, crop, corners)]))
   fn = jax.jit(lambda v: steps.generate(models, g_params, v))
   clean = aux_trainer.batched(fn, x, batch=batch)
   target = None
   if targets is not None:
-    target = pipeline_lib.to_float(np.stack([pipeline_lib.center_crop(np.asarray(t), crop) for t in targets]))
-  return Outputs(clean.astype(np.float32), x, target)
+    target = pipeline_lib.to_float(np.stack([c for t in targets for c in _crops(t, crop, corners)]))
+  return Outputs(clean.astype(np.float32), x, target, np.repeat(np.arange(len(images)), per))
 
 
 def split_calibration(outputs: Outputs, fraction: float, seed: int) -> tuple[Outputs, Outputs]:
-  """(training part, calibration part), split at random by image."""
-  perm = np.random.default_rng(seed).permutation(len(outputs.clean))
-  n_cal = max(1, int(round(len(perm) * fraction)))
-  return outputs.take(np.sort(perm[n_cal:])), outputs.take(np.sort(perm[:n_cal]))
+  """(training part, calibration part), split at random by group (source image), so no
+  view of a calibration image is trained on."""
+  groups = np.arange(len(outputs.clean)) if outputs.groups is None else outputs.groups
+  ids = np.random.default_rng(seed).permutation(np.unique(groups))
+  n_cal = min(max(1, int(round(len(ids) * fraction))), max(len(ids) - 1, 1))
+  held = np.isin(groups, ids[:n_cal])
+  return outputs.take(np.flatnonzero(~held)), outputs.take(np.flatnonzero(held))
 
 
 def make_detector(config: ml_collections.ConfigDict) -> Detector:
@@ -108,13 +124,13 @@ def train_restorer(config: ml_collections.ConfigDict, workdir: str, train: Outpu
     # the map the restorer will see at inference, plus the true region (so it learns
     # to repair what the detector found only in part)
     m = jnp.maximum(soft_map(prob, dilate), c["masks"])
-    pred = model.apply({"params": params}, c["images"], m)
+    pred = model.apply({"params": params}, c["images"], m, b["content"])
     return losses.restoration_loss(pred, b["clean"])
 
   r = config.correct
   tx = optimizer(r)
   zeros = jnp.zeros((1, crop, crop, 3))
-  return aux_trainer.fit("restorer", workdir, model=model, init_inputs=(zeros, zeros[..., 0]),
+  return aux_trainer.fit("restorer", workdir, model=model, init_inputs=(zeros, zeros[..., 0], zeros),
                          tx=tx, loss_fn=loss_fn, arrays={"clean": train.clean, "content": train.content},
                          batch=r.batch_size, num_steps=r.steps, seed=config.seed + 202, mesh=mesh,
                          log_every=config.log.every, checkpoint_every=config.checkpoint.every)
