@@ -42,6 +42,11 @@ def tables(run: str) -> str:
       f"{c['regenerated']:.3f} / {c['failed']:.3f} |",
       f"| clean outputs unchanged (bit for bit) | {c['clean_unchanged']:.3f} |",
   ]
+  regen = c.get("regeneration_psnr_to_clean", {})
+  if regen:
+    out.append("| PSNR of each regeneration of a clean output, to it: "
+                 + " / ".join(k.replace("_", " ") for k in regen) + " | "
+                 + " / ".join(f"{v:.2f}" for v in regen.values()) + " dB |")
   det_path = os.path.join(run, "detection.json")
   if os.path.exists(det_path):
     with open(det_path) as f:

@@ -29,6 +29,7 @@ from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.train import aux_trainer, stages, steps
 
 VERDICTS = ("clean", "repaired", "regenerated", "failed")
+REGENERATIONS = ("perturbed_input", "lower_strength", "mirrored_input")  # attempt k uses k % 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +183,13 @@ def benchmark(c: Corrector, det_params, res_params, g_params, clean: np.ndarray,
   after = np.asarray(metrics.psnr(res["output"], truth))
   restored_only = np.asarray(metrics.psnr(res["restored"], truth))
   v = res["verdict"]
+  # how far each regeneration variant of a clean output is from it: what regeneration
+  # can give back at best, whatever the artifact
+  regen = {}
+  for k in range(min(c.attempts, len(REGENERATIONS))):
+    yk, _ = _gated(lambda xb: _regenerate_jit(c, det_params, g_params, xb, k, jax.random.key(0)),
+                   np.arange(len(clean)), 16, content)
+    regen[REGENERATIONS[k]] = float(np.mean(metrics.psnr(yk, clean)))
   unflagged_clean = clean_res["verdict"] == 0
   return {
       "num_corrupted": int(anomalous.sum()),
@@ -197,5 +205,6 @@ def benchmark(c: Corrector, det_params, res_params, g_params, clean: np.ndarray,
       "failed": float(np.mean(v == 3)),
       "clean_unchanged": float(np.mean(np.all(clean_res["output"] == clean, axis=(1, 2, 3)))),
       "clean_flagged": float(np.mean(~unflagged_clean)),
+      "regeneration_psnr_to_clean": regen,
       "unflagged_bit_identical": bool(np.all(clean_res["output"][unflagged_clean] == clean[unflagged_clean])),
   }, res
