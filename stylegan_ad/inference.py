@@ -30,7 +30,7 @@ from stylegan_ad.data import images as images_lib
 from stylegan_ad.data.pipeline import to_float, to_uint8
 from stylegan_ad.errors import CheckpointError, DataError
 from stylegan_ad.report import heat, write_json, write_text
-from stylegan_ad.train import aux_trainer, stages, steps
+from stylegan_ad.train import aux_trainer, loop, stages, steps
 from stylegan_ad.train.checkpoint import Checkpointer
 from stylegan_ad.train.logger import save_png
 
@@ -65,6 +65,7 @@ def load_trained(workdir: str) -> Trained:
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   configs.validate(config)
+  loop.enable_compilation_cache(os.path.join(workdir, "gan"))  # the run's cache: compile once
   models = steps.make_models(config)
   gan_abstract = jax.eval_shape(lambda k: steps.init_state(models, k), jax.random.key(0))
   gan = _restore(os.path.join(workdir, "gan"), gan_abstract)
