@@ -34,7 +34,7 @@ def get_config(arg: str | None = None):
   c.log.sample_every = 500
   c.eval.batch_size = 16
   c.detect.features, c.detect.batch_size, c.detect.steps = 16, 8, 3000
-  c.correct.features, c.correct.batch_size, c.correct.steps = 16, 8, 1000
+  c.correct.features, c.correct.batch_size, c.correct.steps = 8, 8, 1000
   if arg in ("unpaired", "tiny"):
     c.model.generator = "resnet"
     c.train.mode = "unpaired"
