@@ -37,6 +37,9 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   for key in ("psnr_before", "psnr_after", "repair_rate", "clean_unchanged"):
     assert key in on_disk["correct"]
   assert on_disk["correct"]["unflagged_bit_identical"] is True
+  # one fidelity figure per regeneration attempt (the tiny config makes 2)
+  regen = on_disk["correct"]["regeneration_psnr_to_clean"]
+  assert set(regen) == {"perturbed_input", "lower_strength"} and all(v > 0 for v in regen.values())
   assert on_disk["seconds"] > 0
   assert set(on_disk["detect_all_scorers"]) == {"discriminator", "detector", "feature_distance"}
   report = os.path.join(workdir, "report")
