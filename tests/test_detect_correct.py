@@ -175,3 +175,22 @@ def test_test_time_augmentation_averages_the_symmetries():
   _, m8 = detector_lib.predict(det, p, y, views=8)
   _, m8r = detector_lib.predict(det, p, jnp.rot90(y, 1, axes=(1, 2)), views=8)
   np.testing.assert_allclose(m8r, jnp.rot90(m8, 1, axes=(1, 2)), atol=1e-5)
+
+
+def test_aux_batches_are_aligned_deterministic_and_use_all_8_symmetries():
+  from stylegan_ad.train import aux_trainer
+  row = np.arange(4 * 4 * 3, dtype=np.float32).reshape(1, 4, 4, 3)
+  arrays = {"clean": row, "content": 2 * row}
+  symmetries = [np.rot90(row[0], t, axes=(0, 1))[:, ::-1] if f else np.rot90(row[0], t, axes=(0, 1))
+                for t in range(4) for f in (False, True)]
+  seen = set()
+  for step in range(40):
+    b = aux_trainer.sample_batch(arrays, 4, seed=3, step=step)
+    np.testing.assert_array_equal(b["content"], 2 * b["clean"])  # one transform per row
+    for img in b["clean"]:
+      matches = [i for i, s in enumerate(symmetries) if np.array_equal(img, s)]
+      assert len(matches) == 1
+      seen.add(matches[0])
+  assert seen == set(range(8))
+  again = aux_trainer.sample_batch(arrays, 4, seed=3, step=7)
+  np.testing.assert_array_equal(again["clean"], aux_trainer.sample_batch(arrays, 4, seed=3, step=7)["clean"])
