@@ -43,6 +43,12 @@ class Corrector:
   attempts: int
   views: int = 1   # test-time augmentation of the detector (detect.views)
 
+  @classmethod
+  def build(cls, config, models: steps.Models, scorer) -> "Corrector":
+    """From the config and a calibrated `DetectorScorer` (network, threshold, views)."""
+    return cls(models, scorer.detector, stages.make_restorer(config), float(scorer.threshold),
+               config.correct.dilate, config.correct.attempts, scorer.views)
+
 
 def _detect(c: Corrector, det_params, y):
   return detector_lib.predict(c.detector, det_params, y, c.views)

@@ -32,7 +32,7 @@ def build_scorers(config: ml_collections.ConfigDict, gan: loop.Run, det_params: 
   fd = detect.FeatureDistanceScorer(gan.models.discriminator, d_params, conditional=paired)
   fd.fit(fit.clean, fit.content, seed=config.seed)
   return [detect.DiscriminatorScorer(gan.models.discriminator, d_params, conditional=paired),
-          detect.DetectorScorer(stages.make_detector(config), det_params, config.detect.views), fd]
+          stages.make_detector_scorer(config, det_params), fd]
 
 
 @dataclasses.dataclass
@@ -97,9 +97,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   res_params = stages.train_restorer(config, os.path.join(workdir, "restorer"), stage.fit, gan.mesh,
                                      ALL_TYPES, det_params)
   detector_scorer = scorers[1]
-  corrector = correct.Corrector(gan.models, detector_scorer.detector, stages.make_restorer(config),
-                                float(detector_scorer.threshold), config.correct.dilate,
-                                config.correct.attempts, config.detect.views)
+  corrector = correct.Corrector.build(config, gan.models, detector_scorer)
   correction, per_image = correct.benchmark(corrector, det_params, res_params, stage.ema,
                                             stage.test.clean, stage.test.content, test)
   det = detection["detector"]
@@ -168,7 +166,7 @@ def evaluate_detection(config: ml_collections.ConfigDict, workdir: str) -> dict:
     params = stages.train_detector(heldout_config, os.path.join(workdir, "heldout", name), fit, gan.mesh,
                                    [u for u in all_types if u != t])
     test = detect.make_test_set(test_out.clean, test_out.content, [t], seed=config.seed + 11 + t, copies=1)
-    held = [detect.DetectorScorer(stages.make_detector(config), params, config.detect.views)] + [scorers[0], scorers[2]]
+    held = [stages.make_detector_scorer(config, params), scorers[0], scorers[2]]
     per_type[name] = {s.name: detect.evaluate_scorer(s(test["images"], test["content"]), test) for s in held}
   keys = ("image_auroc", "image_ap", "pixel_auroc", "aupro")
   results["held-out type (mean)"] = {

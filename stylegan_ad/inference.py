@@ -83,13 +83,12 @@ def load_trained(workdir: str) -> Trained:
                        abstract(det, stages.optimizer(config.detect), zeros))
   res_state = _restore(os.path.join(workdir, "restorer"),
                        abstract(res, stages.optimizer(config.correct), zeros, zeros[..., 0], zeros))
-  scorer = detect.DetectorScorer(det, det_state.params, config.detect.views)
+  scorer = stages.make_detector_scorer(config, det_state.params)
   calibration = os.path.join(workdir, "detector", "calibration.json")
   if not os.path.isfile(calibration):
     raise CheckpointError(f"{calibration}: missing (the main job did not finish calibration)")
   detect.load_calibration(calibration, [scorer])
-  corrector = correct.Corrector(models, det, res, float(scorer.threshold), config.correct.dilate,
-                                config.correct.attempts, config.detect.views)
+  corrector = correct.Corrector.build(config, models, scorer)
   return Trained(config, corrector, gan.ema["ab"], det_state.params, res_state.params)
 
 

@@ -72,6 +72,11 @@ def make_detector(config: ml_collections.ConfigDict) -> Detector:
   return Detector(config.detect.features, config.detect.depth, len(artifacts.TYPES))
 
 
+def make_detector_scorer(config: ml_collections.ConfigDict, params: Any) -> detect.DetectorScorer:
+  """The learned detector's scorer, with the config's test-time views."""
+  return detect.DetectorScorer(make_detector(config), params, config.detect.views)
+
+
 def make_restorer(config: ml_collections.ConfigDict) -> Restorer:
   return Restorer(config.correct.features, config.correct.depth)
 
