@@ -55,6 +55,72 @@ def test_patchgan_receptive_field_is_70_empirically():
   assert ys.max() - ys.min() + 1 == 70 and xs.max() - xs.min() + 1 == 70
 
 
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _plain_conv(x, w, stride, pad):
+  return jax.lax.conv_general_dilated(x, w, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=_DN)
+
+
+@pytest.mark.parametrize("cin,cout,k,stride,pad", [
+    (3, 16, 7, 1, 0),   # RGB in: patches then one matmul
+    (16, 3, 7, 1, 3),   # RGB out: one matmul to every tap, shifted sums
+    (24, 1, 4, 1, 1),   # PatchGAN's last layer
+    (12, 2, 3, 2, 1),   # few outputs, strided
+    (3, 8, 4, 2, 1),    # strided RGB in: the native conv
+    (8, 8, 3, 1, 1),    # wide: the native conv
+])
+def test_conv2d_equals_plain_conv_values_and_gradients(cin, cout, k, stride, pad):
+  kx, kw, kg = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, (2, 13, 11, cin))
+  w = jax.random.normal(kw, (k, k, cin, cout)) * 0.1
+  pads = ((pad, pad), (pad, pad))
+  want = _plain_conv(x, w, stride, pad)
+  got = layers.conv2d(x, w, stride, pads)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  g = jax.random.normal(kg, want.shape)
+  grad = lambda f: jax.grad(lambda x, w: jnp.sum(f(x, w) * g), argnums=(0, 1))(x, w)
+  for a, b in zip(grad(lambda x, w: layers.conv2d(x, w, stride, pads)),
+                  grad(lambda x, w: _plain_conv(x, w, stride, pad))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def _plain_resize_conv(x, w):
+  up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+  return _plain_conv(jnp.pad(up, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect"), w, 1, 0)
+
+
+def _plain_transpose(x, w):
+  return jax.lax.conv_transpose(x, w, (2, 2), "SAME", dimension_numbers=_DN)
+
+
+@pytest.mark.parametrize("fast,plain", [(layers.resize_conv, _plain_resize_conv),
+                                        (layers.conv_transpose2x, _plain_transpose)])
+def test_upsampling_on_the_input_grid_equals_the_plain_layer(fast, plain):
+  kx, kw, kg = jax.random.split(jax.random.key(1), 3)
+  x = jax.random.normal(kx, (2, 5, 7, 6))
+  w = jax.random.normal(kw, (3, 3, 6, 4)) * 0.2
+  want = plain(x, w)
+  assert want.shape == (2, 10, 14, 4)
+  np.testing.assert_allclose(fast(x, w), want, rtol=1e-5, atol=1e-5)
+  g = jax.random.normal(kg, want.shape)
+  grad = lambda f: jax.grad(lambda x, w: jnp.sum(f(x, w) * g), argnums=(0, 1))(x, w)
+  for a, b in zip(grad(fast), grad(plain)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_transpose_upsample_is_flax_conv_transpose_with_the_same_parameters():
+  import flax.linen as nn
+  x = jax.random.normal(jax.random.key(2), (1, 6, 6, 5))
+  ours = layers.Upsample(4, "transpose")
+  params = ours.init(jax.random.key(3), x)
+  flax_layer = nn.ConvTranspose(4, (3, 3), strides=(2, 2), padding="SAME")
+  shapes = lambda tree: jax.tree.map(jnp.shape, tree)
+  assert shapes(params["params"]) == {"ConvTranspose_0": shapes(flax_layer.init(jax.random.key(3), x)["params"])}
+  want = flax_layer.apply({"params": params["params"]["ConvTranspose_0"]}, x)
+  np.testing.assert_allclose(ours.apply(params, x), want, rtol=1e-5, atol=1e-5)
+
+
 def test_spectral_norm_gives_unit_sigma():
   k = jax.random.normal(jax.random.key(1), (4, 4, 3, 8))
   w = layers.spectral_normalize(k, iterations=30).reshape(-1, 8)

@@ -101,8 +101,9 @@ def _all_finite(*trees) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _select(ok: jax.Array, new: PyTree, old: PyTree) -> PyTree:
-  return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+def _if_finite(ok: jax.Array, update: Callable[[], PyTree], old: PyTree) -> PyTree:
+  """update() if ok else old: a branch, not a select, so a good step pays no extra pass."""
+  return jax.lax.cond(ok, update, lambda: old)
 
 
 def generate(models: Models, params: PyTree, x: jax.Array) -> jax.Array:
@@ -160,13 +161,16 @@ def g_step(models: Models, state: TrainState, batch: dict, key: jax.Array):
     return total, (metrics, fakes)
 
   (loss, (metrics, fakes)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
-  updates, g_opt = models.g_tx.update(grads, state.g_opt, state.g_params)
-  g_params = optax.apply_updates(state.g_params, updates)
   ok = _all_finite(loss, grads)
-  d = models.ema_decay
-  ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state.ema, g_params)
-  new = state.replace(g_params=g_params, g_opt=g_opt, ema=ema)
-  new = _select(ok, new, state)
+
+  def update():
+    updates, g_opt = models.g_tx.update(grads, state.g_opt, state.g_params)
+    g_params = optax.apply_updates(state.g_params, updates)
+    d = models.ema_decay
+    ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state.ema, g_params)
+    return state.replace(g_params=g_params, g_opt=g_opt, ema=ema)
+
+  new = _if_finite(ok, update, state)
   metrics.update({"g/loss": loss, "g/finite": ok.astype(jnp.float32)})
   return new, metrics, jax.tree.map(jax.lax.stop_gradient, fakes), ok
 
@@ -223,11 +227,14 @@ def d_step(models: Models, state: TrainState, batch: dict, fakes: dict, key: jax
     return total, metrics
 
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
-  updates, d_opt = models.d_tx.update(grads, state.d_opt, state.d_params)
-  d_params = optax.apply_updates(state.d_params, updates)
   ok = _all_finite(loss, grads)
-  new = state.replace(d_params=d_params, d_opt=d_opt, pool=pool, pool_count=count)
-  new = _select(ok, new, state)
+
+  def update():
+    updates, d_opt = models.d_tx.update(grads, state.d_opt, state.d_params)
+    d_params = optax.apply_updates(state.d_params, updates)
+    return state.replace(d_params=d_params, d_opt=d_opt, pool=pool, pool_count=count)
+
+  new = _if_finite(ok, update, state)
   metrics.update({"d/loss": loss, "d/finite": ok.astype(jnp.float32)})
   return new, metrics, ok
 
