@@ -16,4 +16,11 @@ $py scripts/benchmark.py --what=train_step --size=128 --batch=1 --upsample=trans
 $py scripts/benchmark.py --what=train_step --size=256 --batch=1 --upsample=subpixel --iters=3 --out="$out/train_step_256_subpixel.json"
 $py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --out="$out/inference_128.json"
 $py scripts/benchmark.py --what=restart --out="$out/restart.json"
+# The PyTorch reference on this machine (issue #6's baseline); PyTorch is optional.
+if $py -c "import torch" 2>/dev/null; then
+  $py scripts/reference_torch.py --size=128 --out="$out/torch_reference_128.json"
+  $py scripts/reference_torch.py --size=256 --iters=3 --out="$out/torch_reference_256.json"
+else
+  echo "skipping the PyTorch reference: .venv/bin/pip install torch==2.13.0 to time it" >&2
+fi
 cat "$out"/*.json

@@ -17,6 +17,7 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # CycleGAN initialises conv weights from N(0, 0.02).
 default_init = nn.initializers.normal(0.02)
@@ -115,7 +116,7 @@ def _interleave(phases: list[list[jax.Array]]) -> jax.Array:
 # resize_conv: output phase r of a 3x3 conv over the reflect-padded x2 image sees input
 # offsets (r - 1, r) of the edge-padded input; row a of _RESIZE_TAPS[r] sums the 3x3 taps
 # that land on offset a.
-_RESIZE_TAPS = jnp.array([[[1., 0., 0.], [0., 1., 1.]], [[1., 1., 0.], [0., 0., 1.]]])
+_RESIZE_TAPS = np.array([[[1., 0., 0.], [0., 1., 1.]], [[1., 1., 0.], [0., 0., 1.]]], np.float32)
 
 
 def resize_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
