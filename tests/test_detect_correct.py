@@ -175,6 +175,17 @@ def test_test_time_augmentation_averages_the_symmetries():
   _, m8 = detector_lib.predict(det, p, y, views=8)
   _, m8r = detector_lib.predict(det, p, jnp.rot90(y, 1, axes=(1, 2)), views=8)
   np.testing.assert_allclose(m8r, jnp.rot90(m8, 1, axes=(1, 2)), atol=1e-5)
+  # an oblong image: its turned views have another shape (two detector calls), same average
+  wide = y[:, :, :-4]
+  s8w, m8w = detector_lib.predict(det, p, wide, views=8)
+  want_s, want_m = 0.0, 0.0
+  for turns, flip in detector_lib.SYMMETRIES:
+    v = jnp.rot90(wide, turns, axes=(1, 2))
+    out = det.apply({"params": p}, v[:, :, ::-1] if flip else v)
+    m = jax.nn.sigmoid(out["pixel"])
+    want_s, want_m = want_s + out["image"] / 8, want_m + jnp.rot90(m[:, :, ::-1] if flip else m, -turns, axes=(1, 2)) / 8
+  np.testing.assert_allclose(s8w, want_s, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(m8w, want_m, atol=1e-6)
 
 
 def test_aux_batches_are_aligned_deterministic_and_use_all_8_symmetries():

@@ -35,14 +35,23 @@ SYMMETRIES = tuple((turns, flip) for turns in (0, 2, 1, 3) for flip in (False, T
 
 def predict(detector: Detector, params, y: jax.Array, views: int = 1) -> tuple[jax.Array, jax.Array]:
   """(image logit [N], pixel probability [N, H, W]) averaged over the first `views` of
-  the 8 symmetries of the square (test-time augmentation; 1 = the image as it is)."""
-  scores, maps = [], []
+  the 8 symmetries of the square (test-time augmentation; 1 = the image as it is).
+
+  Views of the same shape go through the detector as one batch (it has no
+  batch-coupled layers): one call for a square image, two for an oblong one."""
+  n = y.shape[0]
+  groups: dict[tuple, list] = {}
   for turns, flip in SYMMETRIES[:views]:
     v = jnp.rot90(y, turns, axes=(1, 2))
-    v = v[:, :, ::-1] if flip else v
-    out = detector.apply({"params": params}, v)
-    m = jax.nn.sigmoid(out["pixel"])
-    m = m[:, :, ::-1] if flip else m
-    scores.append(out["image"])
-    maps.append(jnp.rot90(m, -turns, axes=(1, 2)))
-  return sum(scores) / views, sum(maps) / views
+    groups.setdefault(v.shape, []).append((turns, flip, v[:, :, ::-1] if flip else v))
+  scores, maps = {}, {}
+  for group in groups.values():
+    out = detector.apply({"params": params}, jnp.concatenate([v for _, _, v in group]))
+    probs = jax.nn.sigmoid(out["pixel"])
+    for i, (turns, flip, _) in enumerate(group):
+      m = probs[i * n:(i + 1) * n]
+      m = m[:, :, ::-1] if flip else m
+      scores[turns, flip] = out["image"][i * n:(i + 1) * n]
+      maps[turns, flip] = jnp.rot90(m, -turns, axes=(1, 2))
+  order = SYMMETRIES[:views]
+  return sum(scores[s] for s in order) / views, sum(maps[s] for s in order) / views
