@@ -12,9 +12,11 @@ $py scripts/benchmark.py --what=peak --out="$out/peak.json"
 $py scripts/benchmark.py --what=pipeline --size=128 --batch=1 --out="$out/pipeline_128.json"
 $py scripts/benchmark.py --what=train_step --size=128 --batch=1 --out="$out/train_step_128.json"
 $py scripts/benchmark.py --what=train_step --size=128 --batch=1 --upsample=subpixel --out="$out/train_step_128_subpixel.json"
-$py scripts/benchmark.py --what=train_step --size=128 --batch=1 --upsample=transpose --iters=3 --out="$out/train_step_128_transpose.json"
-$py scripts/benchmark.py --what=train_step --size=256 --batch=1 --upsample=subpixel --iters=3 --out="$out/train_step_256_subpixel.json"
+$py scripts/benchmark.py --what=train_step --size=128 --batch=1 --upsample=transpose --out="$out/train_step_128_transpose.json"
+$py scripts/benchmark.py --what=train_step --size=256 --batch=1 --upsample=transpose --iters=3 --out="$out/train_step_256_transpose.json"
+$py scripts/benchmark.py --what=train_step --size=256 --batch=1 --iters=3 --out="$out/train_step_256.json"
 $py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --out="$out/inference_128.json"
+$py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --views=2 --out="$out/inference_128_views2.json"
 $py scripts/benchmark.py --what=restart --out="$out/restart.json"
 # The PyTorch reference on this machine (issue #6's baseline); PyTorch is optional.
 if $py -c "import torch" 2>/dev/null; then

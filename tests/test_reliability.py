@@ -147,6 +147,9 @@ def test_two_processes_on_loopback_match_one_process_with_four_devices(data_dir,
   n_a = len(single.dataset.train_a)
   for s in range(2):
     np.testing.assert_array_equal(single.pipeline.indices(s, 0, n_a)[0], res[0]["read"][s] + res[1]["read"][s])
+  # Float tolerance: the two layouts sum the gradient in another order, and Adam divides
+  # by sqrt(v), so where a gradient is near zero its rounding can move a weight by a few
+  # 1e-5 (lr is 2e-4); a wrong all-reduce moves many weights by ~lr.
   for a, b in zip(jax.tree.leaves(jax.device_get(single.state.g_params)), res[0]["g_params"]):
-    np.testing.assert_allclose(a, np.asarray(b), rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(a, np.asarray(b), rtol=2e-4, atol=5e-5)
   np.testing.assert_array_equal(np.asarray(res[0]["g_params"][0]), np.asarray(res[1]["g_params"][0]))
