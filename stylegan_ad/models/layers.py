@@ -1,7 +1,7 @@
 """Shared layers: reflect-padded conv with optional spectral norm, instance norm, upsampling.
 
 Every convolution goes through `conv2d`, which picks, by shape, the formulation that
-XLA:CPU runs near its matmul peak: a native convolution for wide layers, patches then
+XLA:CPU runs fastest (profiled on the train step): a native convolution for wide layers, patches then
 one matmul when there are few input channels (an RGB input), and one matmul to every
 tap then shifted sums when there are few outputs (an RGB output). Upsampling layers
 are computed on the low-resolution grid, one small convolution per output phase: a
