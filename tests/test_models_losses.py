@@ -189,3 +189,17 @@ def test_registry_one_function_one_line_and_validation():
     losses.check_weights({"cycle": 1.0}, {"target"})
   with pytest.raises(ConfigError, match="adversarial must be one of"):
     losses.adversarial("wgan")
+
+
+def test_import_opts_out_of_ynnpack_convolutions_unless_the_user_chose():
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  show = "import os, stylegan_ad; print(os.environ['XLA_FLAGS'])"
+  run = lambda flags: subprocess.run([sys.executable, "-c", show], cwd=root, capture_output=True, text=True, check=True,
+                                     env={**os.environ, "XLA_FLAGS": flags}).stdout.split()
+  assert run("--xla_force_host_platform_device_count=2") == [
+      "--xla_force_host_platform_device_count=2", "--xla_cpu_experimental_ynn_fusion_type="]
+  chosen = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+  assert run(chosen) == [chosen]
