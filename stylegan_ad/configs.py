@@ -65,6 +65,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.detect.depth = 3
   c.detect.steps = 1500
   c.detect.views = 8              # test-time augmentation: flips/quarter turns averaged (1, 2, 4 or 8)
+  c.detect.screen_rate = 0.1      # 1-view screen before the full score: the fraction of clean
+                                  # calibration outputs it passes on (0 = every image gets all views)
   c.detect.batch_size = 16
   c.detect.lr = 1e-3
   c.detect.fpr = 0.01             # calibration target false-positive rate
@@ -138,6 +140,9 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
             "correct.batch_size", "correct.lr", "correct.dilate")
   if config.detect.views not in (1, 2, 4, 8):
     raise ConfigError(f"config key detect.views: must be 1, 2, 4 or 8, got {config.detect.views}")
+  screen_rate = config.detect.get("screen_rate", 0.0)  # absent in runs from before the screen
+  if not 0.0 <= screen_rate < 1.0:
+    raise ConfigError(f"config key detect.screen_rate: must be in [0, 1), got {screen_rate}")
   if not 0.0 < config.detect.fpr < 1.0:
     raise ConfigError(f"config key detect.fpr: must be in (0, 1), got {config.detect.fpr}")
   if not 0.0 < config.detect.calibration_fraction < 1.0:

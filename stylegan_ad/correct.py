@@ -2,7 +2,7 @@
 
 The path for a batch:
 
-    score y -> flagged? -> restore inside the (dilated) map -> re-score
+    score y (a 1-view screen, then all views if it passes) -> flagged? -> restore inside the (dilated) map -> re-score
             -> still flagged? -> regenerate (K variants of the generation) -> re-score
     verdict per image: clean / repaired / regenerated / failed
 
@@ -42,25 +42,46 @@ class Corrector:
   dilate: int
   attempts: int
   views: int = 1   # test-time augmentation of the detector (detect.views)
+  screen: float | None = None   # the 1-view screen's threshold (detect.screen_rate), or none
 
   @classmethod
   def build(cls, config, models: steps.Models, scorer) -> "Corrector":
-    """From the config and a calibrated `DetectorScorer` (network, threshold, views)."""
+    """From the config and a calibrated `DetectorScorer` (network, thresholds, views)."""
     return cls(models, scorer.detector, stages.make_restorer(config), float(scorer.threshold),
-               config.correct.dilate, config.correct.attempts, scorer.views)
+               config.correct.dilate, config.correct.attempts, scorer.views, scorer.screen_threshold)
+
+  @property
+  def screened(self) -> bool:
+    return self.screen is not None and self.views > 1
+
+  @property
+  def first_views(self) -> int:
+    """Views of the first look at every image: 1 behind a screen, else all."""
+    return 1 if self.screened else self.views
 
 
-def _detect(c: Corrector, det_params, y):
-  return detector_lib.predict(c.detector, det_params, y, c.views)
+def _first_look(c: Corrector, det_params, y):
+  return detector_lib.predict(c.detector, det_params, y, c.first_views)
 
 
-def _restore(c: Corrector, det_params, res_params, x, y, prob):
+def _judge(c: Corrector, det_params, y):
+  """(score, map) of the detector as the correction path uses it: the screen's 1-view
+  score, replaced by the full `views` score where it passes the screen."""
+  s, m = _first_look(c, det_params, y)
+  if not c.screened:
+    return s, m
+  full_s, full_m = detector_lib.predict(c.detector, det_params, y, c.views)
+  full = s > c.screen
+  return jnp.where(full, full_s, s), jnp.where(full[:, None, None], full_m, m)
+
+
+def _restore(c: Corrector, det_params, res_params, x, y, prob, score=_judge):
   """The restorer's repair inside the dilated map, and its new score."""
   restored = c.restorer.apply({"params": res_params}, y, stages.soft_map(prob, c.dilate), x)
-  return restored, _detect(c, det_params, restored)[0]
+  return restored, score(c, det_params, restored)[0]
 
 
-def _regenerate(c: Corrector, det_params, g_params, x, k: int, key):
+def _regenerate(c: Corrector, det_params, g_params, x, k: int, key, score=_judge):
   """Attempt k's new generation of x, and its score. The perturbation is one noise
   image for the whole batch, so a result does not depend on how images are batched."""
   g = lambda v: steps.generate(c.models, g_params, v)
@@ -70,12 +91,12 @@ def _regenerate(c: Corrector, det_params, g_params, x, k: int, key):
     y = 0.85 * g(x) + 0.15 * x
   else:
     y = g(x[:, :, ::-1])[:, :, ::-1]
-  return y, _detect(c, det_params, y)[0]
+  return y, score(c, det_params, y)[0]
 
 
 def correct_outputs(c: Corrector, det_params, res_params, g_params, x, y, key) -> dict[str, jax.Array]:
   """The correction path for stylized outputs `y` of inputs `x` (pure; jit it)."""
-  s0, p0 = _detect(c, det_params, y)
+  s0, p0 = _judge(c, det_params, y)
   flagged = s0 > c.threshold
   restored, s1 = _restore(c, det_params, res_params, x, y, p0)
   sel = lambda cond, a, b: jnp.where(cond[:, None, None, None], a, b)
@@ -106,56 +127,85 @@ def stylize_and_correct(c: Corrector, det_params, res_params, g_params, x, key) 
   return result
 
 
+# The gated path's programs score with the first look only; `_complete` adds the full
+# score for the rows that pass the screen, so together they compute `_judge`.
+
 @functools.partial(jax.jit, static_argnums=0)
 def _stylize_and_score_jit(c: Corrector, det_params, g_params, x):
   y = steps.generate(c.models, g_params, x)
-  score, prob = _detect(c, det_params, y)
+  score, prob = _first_look(c, det_params, y)
   return {"stylized": y, "score_before": score, "map": prob}
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _score_jit(c: Corrector, det_params, y):
-  score, prob = _detect(c, det_params, y)
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def _score_jit(c: Corrector, det_params, y, views: int, skip: int = 0):
+  score, prob = detector_lib.predict(c.detector, det_params, y, views, skip)
   return {"score_before": score, "map": prob}
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _restore_jit(c: Corrector, det_params, res_params, x, y, prob):
-  return _restore(c, det_params, res_params, x, y, prob)
+  return _restore(c, det_params, res_params, x, y, prob, score=_first_look)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _regenerate_jit(c: Corrector, det_params, g_params, x, k, key):
-  return _regenerate(c, det_params, g_params, x, k, key)
+  return _regenerate(c, det_params, g_params, x, k, key, score=_first_look)
+
+
+def _complete(c: Corrector, det_params, images: np.ndarray, score: np.ndarray, amap: np.ndarray | None,
+              batch: int):
+  """First-look (score, map) of `images` -> `_judge`'s: the full score where the screen
+  passes (the other views, averaged with the first look's)."""
+  if not c.screened:
+    return score, amap
+  idx = np.flatnonzero(score > c.screen)
+  if len(idx):
+    rest = _gated(lambda yb: _score_jit(c, det_params, yb, c.views, 1), idx, batch, images)
+    score = score.copy()
+    score[idx] = (score[idx] + (c.views - 1) * rest["score_before"]) / c.views
+    if amap is not None:
+      amap = amap.copy()
+      amap[idx] = (amap[idx] + (c.views - 1) * rest["map"]) / c.views
+  return score, amap
 
 
 def _gated(fn, idx: np.ndarray, batch: int, *arrays: np.ndarray):
-  """`fn` on rows `idx` of `arrays`, in batches padded to the next power of two."""
-  bucket = min(batch, 1 << int(np.ceil(np.log2(len(idx)))))
-  return aux_trainer.batched(fn, *[a[idx] for a in arrays], batch=bucket)
+  """`fn` on rows `idx` of `arrays`: whole batches, then the rest in power-of-two batches
+  (no padding computed; at most log2(batch) + 1 batch shapes compiled)."""
+  outs, start = [], 0
+  while start < len(idx):
+    left = len(idx) - start
+    size = batch if left >= batch else 1 << int(np.log2(left))
+    rows = idx[start:start + size]
+    outs.append(fn(*[jnp.asarray(a[rows]) for a in arrays]))
+    start += size
+  return jax.tree.map(lambda *a: np.concatenate([np.asarray(x) for x in a]), *outs)
 
 
 def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y: np.ndarray | None,
                 seed: int = 0, batch: int = 16) -> dict[str, np.ndarray]:
   """`correct_outputs` over arrays, gated: the cost grows with the fraction flagged.
 
-  Every image is stylized (when `y` is None) and scored; only the flagged ones are
-  restored, and only those still flagged go on to each regeneration attempt.
+  Every image is stylized (when `y` is None) and scored (behind the screen, only the
+  ones that pass it get the full score); only the flagged ones are restored, and only
+  those still flagged go on to each regeneration attempt.
   """
   key = jax.random.key(seed)
   if y is None:
     first = aux_trainer.batched(lambda xb: _stylize_and_score_jit(c, det_params, g_params, xb), x, batch=batch)
     y = first["stylized"]
   else:
-    first = aux_trainer.batched(lambda yb: _score_jit(c, det_params, yb), y, batch=batch)
-  s0 = first["score_before"]
-  out = {"stylized": y, "output": y.copy(), "restored": y.copy(), "map": first["map"],
+    first = aux_trainer.batched(lambda yb: _score_jit(c, det_params, yb, c.first_views), y, batch=batch)
+  s0, m0 = _complete(c, det_params, y, first["score_before"], first["map"], batch)
+  out = {"stylized": y, "output": y.copy(), "restored": y.copy(), "map": m0,
          "score_before": s0, "score_after": s0.copy(), "verdict": np.zeros(len(y), np.int32)}
   idx = np.flatnonzero(s0 > c.threshold)
   if not len(idx):
     return out
   restored, s1 = _gated(lambda xb, yb, pb: _restore_jit(c, det_params, res_params, xb, yb, pb),
-                        idx, batch, x, y, first["map"])
+                        idx, batch, x, y, m0)
+  s1, _ = _complete(c, det_params, restored, s1, None, batch)
   out["restored"][idx] = out["output"][idx] = restored
   out["score_after"][idx] = s1
   repaired = s1 <= c.threshold
@@ -165,6 +215,7 @@ def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y
     if not len(pending):
       break
     yk, sk = _gated(lambda xb: _regenerate_jit(c, det_params, g_params, xb, k, key), pending, batch, x)
+    sk, _ = _complete(c, det_params, yk, sk, None, batch)
     accept, better = sk <= c.threshold, sk < out["score_after"][pending]
     take = pending[accept | better]
     out["output"][take] = yk[accept | better]

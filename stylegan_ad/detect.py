@@ -45,6 +45,7 @@ class Scorer:
 
   def __init__(self):
     self.threshold: float | None = None
+    self.screen_threshold: float | None = None   # see DetectorScorer
     self._jit = jax.jit(self._fn)
 
   def _fn(self, y: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -89,16 +90,30 @@ class DiscriminatorScorer(Scorer):
 
 class DetectorScorer(Scorer):
   """The learned detector: image logit as the score, pixel probabilities as the map,
-  averaged over `views` flips and quarter turns of the image."""
+  averaged over `views` flips and quarter turns of the image.
+
+  With `screen_rate` > 0 (and several views), calibration also sets the threshold of
+  a 1-view screen: the score of one view that a fraction `screen_rate` of the clean
+  calibration outputs exceed (never above the full score's threshold). The correction
+  path (`correct.Corrector`) gives the full score only to images that pass the screen;
+  the rest are clean on their 1-view score. Scoring here is always the full score."""
   name = "detector"
 
-  def __init__(self, detector: Any, params: Any, views: int = 1):
-    self.detector, self.params, self.views = detector, params, views
+  def __init__(self, detector: Any, params: Any, views: int = 1, screen_rate: float = 0.0):
+    self.detector, self.params, self.views, self.screen_rate = detector, params, views, screen_rate
     super().__init__()
 
   def _fn(self, y, x):
     del x
     return detector_lib.predict(self.detector, self.params, y, self.views)
+
+  def calibrate(self, clean_images: np.ndarray, content: np.ndarray, fpr: float = 0.01) -> float:
+    super().calibrate(clean_images, content, fpr)
+    self.screen_threshold = None
+    if self.views > 1 and self.screen_rate > 0:
+      one_view = DetectorScorer(self.detector, self.params)(clean_images, content).score
+      self.screen_threshold = min(threshold_for_fpr(one_view, self.screen_rate), self.threshold)
+    return self.threshold
 
 
 class FeatureDistanceScorer(Scorer):
@@ -220,7 +235,9 @@ def evaluate_scorer(scores: Scores, test: dict[str, np.ndarray]) -> dict[str, An
 
 
 def save_calibration(path: str, scorers: Sequence[Scorer], fpr: float) -> None:
-  data = {"fpr": fpr, "thresholds": {s.name: s.threshold for s in scorers}}
+  data = {"fpr": fpr, "thresholds": {s.name: s.threshold for s in scorers},
+          "screen_thresholds": {s.name: s.screen_threshold for s in scorers
+                                if s.screen_threshold is not None}}
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(data, f, indent=2, sort_keys=True)
@@ -232,4 +249,5 @@ def load_calibration(path: str, scorers: Sequence[Scorer]) -> float:
     data = json.load(f)
   for s in scorers:
     s.threshold = data["thresholds"].get(s.name)
+    s.screen_threshold = data.get("screen_thresholds", {}).get(s.name)  # absent: no screen
   return float(data["fpr"])

@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,6 +44,27 @@ def test_scorers_calibrate_and_give_maps():
     t = scorer.calibrate(x, x, fpr=0.25)
     flagged = scorer(x, x).flagged
     assert flagged.mean() <= 0.25 and np.array_equal(flagged, scorer(x, x).score > t)
+
+
+def test_detector_screen_is_calibrated_and_saved(tmp_path):
+  x = _images(40, seed=2)
+  det = Detector(features=4, depth=2)
+  detp = det.init(jax.random.key(1), x[:1])["params"]
+  scorer = detect.DetectorScorer(det, detp, views=4, screen_rate=0.25)
+  t = scorer.calibrate(x, x, fpr=0.05)
+  one_view = detect.DetectorScorer(det, detp)(x, x).score
+  assert scorer.screen_threshold <= t
+  assert 0 < np.mean(one_view > scorer.screen_threshold) <= 0.25
+  path = str(tmp_path / "calibration.json")
+  detect.save_calibration(path, [scorer], 0.05)
+  loaded = detect.DetectorScorer(det, detp, views=4)
+  detect.load_calibration(path, [loaded])
+  assert (loaded.threshold, loaded.screen_threshold) == (t, scorer.screen_threshold)
+  # one view, or a zero rate: no screen
+  for views, rate in ((1, 0.25), (4, 0.0)):
+    plain = detect.DetectorScorer(det, detp, views=views, screen_rate=rate)
+    plain.calibrate(x, x, fpr=0.05)
+    assert plain.screen_threshold is None
 
 
 def test_paired_discriminator_scorers_judge_the_pair():
@@ -141,6 +164,54 @@ def test_gated_path_matches_the_one_program_path(corrector):
   np.testing.assert_array_equal(gated["verdict"], np.asarray(whole["verdict"]))
   np.testing.assert_allclose(gated["output"], np.asarray(whole["output"]), atol=1e-5)
   np.testing.assert_allclose(gated["score_after"], np.asarray(whole["score_after"]), rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def screened(corrector):
+  """The fixture's models behind a 4-view score with a 1-view screen that passes half."""
+  c, detp, resp, g, x, y, _ = corrector
+  one = np.asarray(detector_lib.predict(c.detector, detp, jnp.asarray(y), 1)[0])
+  full = np.asarray(detector_lib.predict(c.detector, detp, jnp.asarray(y), 4)[0])
+  threshold = float(np.median(full))
+  screen = min(float(np.median(one)), threshold)
+  sc = correct.Corrector(c.models, c.detector, c.restorer, threshold, 3, 2, views=4, screen=screen)
+  return sc, one, full
+
+
+def test_screen_gives_the_full_score_only_to_images_that_pass_it(corrector, screened, monkeypatch):
+  _, detp, resp, g, x, y, _ = corrector
+  sc, one, full = screened
+  passed = one > sc.screen
+  assert passed.any() and (~passed).any()
+  rows = []
+  score_jit = correct._score_jit
+  def spy(c, det_params, yb, views, skip=0):
+    rows.append((views, skip, yb.shape[0]))
+    return score_jit(c, det_params, yb, views, skip)
+  monkeypatch.setattr(correct, "_score_jit", spy)
+  out = correct.run_batched(sc, detp, resp, g, x, y, batch=8)
+  expected = np.where(passed, full, one)
+  np.testing.assert_allclose(out["score_before"], expected, rtol=1e-4, atol=1e-5)
+  np.testing.assert_array_equal(out["verdict"] > 0, expected > sc.threshold)
+  # the first look is one view for every image; the other views only for those that passed
+  # (nothing flagged here, so no re-scoring after a correction)
+  rows.clear()
+  correct.run_batched(dataclasses.replace(sc, threshold=np.inf), detp, resp, g, x, y, batch=8)
+  assert rows[0] == (1, 0, 8)
+  assert {r[:2] for r in rows[1:]} == {(4, 1)} and sum(r[2] for r in rows[1:]) == passed.sum()
+
+
+def test_screened_gated_path_matches_the_one_program_path(corrector, screened):
+  _, detp, resp, g, x, y, _ = corrector
+  sc, _, _ = screened
+  gated = correct.run_batched(sc, detp, resp, g, x, y, seed=0, batch=4)
+  whole = jax.jit(lambda xb, yb: correct.correct_outputs(sc, detp, resp, g, xb, yb, jax.random.key(0)))(
+      jnp.asarray(x), jnp.asarray(y))
+  np.testing.assert_array_equal(gated["verdict"], np.asarray(whole["verdict"]))
+  np.testing.assert_allclose(gated["output"], np.asarray(whole["output"]), atol=1e-5)
+  np.testing.assert_allclose(gated["score_before"], np.asarray(whole["score_before"]), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(gated["score_after"], np.asarray(whole["score_after"]), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(gated["map"], np.asarray(whole["map"]), atol=1e-5)
 
 
 def test_calibration_split_keeps_every_view_of_an_image_on_one_side():

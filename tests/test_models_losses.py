@@ -121,6 +121,25 @@ def test_transpose_upsample_is_flax_conv_transpose_with_the_same_parameters():
   np.testing.assert_allclose(ours.apply(params, x), want, rtol=1e-5, atol=1e-5)
 
 
+def test_unet_decoder_block_is_the_plain_layer_with_the_same_parameters():
+  # the decoder's first conv over [x2 nearest(h), skip], as resize_conv(h) + conv(skip)
+  h, skip = jax.random.normal(jax.random.key(4), (2, 4, 6, 8)), jax.random.normal(jax.random.key(5), (2, 8, 12, 3))
+  block = layers._ConvBlock(5)
+  params = block.init(jax.random.key(6), h, skip)["params"]
+  assert jax.tree.map(jnp.shape, params) == {"Conv_0": {"kernel": (3, 3, 11, 5), "bias": (5,)},
+                                             "Conv_1": {"kernel": (3, 3, 5, 5), "bias": (5,)}}
+  def plain(params, h, skip):
+    x = jnp.concatenate([jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2), skip], axis=-1)
+    for name in ("Conv_0", "Conv_1"):
+      x = jax.nn.relu(_plain_conv(x, params[name]["kernel"], 1, 1) + params[name]["bias"])
+    return x
+  ours = lambda params, h, skip: block.apply({"params": params}, h, skip)
+  np.testing.assert_allclose(ours(params, h, skip), plain(params, h, skip), rtol=1e-5, atol=1e-5)
+  loss = lambda f: jax.grad(lambda *a: jnp.sum(jnp.sin(f(*a))), argnums=(0, 1, 2))(params, h, skip)
+  for a, b in zip(jax.tree.leaves(loss(ours)), jax.tree.leaves(loss(plain))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_spectral_norm_gives_unit_sigma():
   k = jax.random.normal(jax.random.key(1), (4, 4, 3, 8))
   w = layers.spectral_normalize(k, iterations=30).reshape(-1, 8)

@@ -110,6 +110,7 @@ def test_paired_mode_trains(data_dir, tmp_path):
     (lambda c: c.train.__setitem__("lr", -1.0), "train.lr: must be > 0"),
     (lambda c: c.data.__setitem__("batch_size", 3), "data.batch_size: 3 is not divisible by the 4 devices"),
     (lambda c: c.model.__setitem__("upsample", "bilinear"), "model.upsample: must be one of"),
+    (lambda c: c.detect.__setitem__("screen_rate", 1.0), r"detect.screen_rate: must be in \[0, 1\)"),
 ])
 def test_config_validation_names_the_key(data_dir, change, match):
   # type_safe=False: validation must catch what a hand-built or loosely typed config holds

@@ -33,15 +33,18 @@ class Detector(nn.Module):
 SYMMETRIES = tuple((turns, flip) for turns in (0, 2, 1, 3) for flip in (False, True))
 
 
-def predict(detector: Detector, params, y: jax.Array, views: int = 1) -> tuple[jax.Array, jax.Array]:
+def predict(detector: Detector, params, y: jax.Array, views: int = 1, skip: int = 0
+            ) -> tuple[jax.Array, jax.Array]:
   """(image logit [N], pixel probability [N, H, W]) averaged over the first `views` of
-  the 8 symmetries of the square (test-time augmentation; 1 = the image as it is).
+  the 8 symmetries of the square (test-time augmentation; 1 = the image as it is),
+  leaving out the first `skip` of them (for a caller that has those already).
 
   Views of the same shape go through the detector as one batch (it has no
   batch-coupled layers): one call for a square image, two for an oblong one."""
   n = y.shape[0]
+  order = SYMMETRIES[skip:views]
   groups: dict[tuple, list] = {}
-  for turns, flip in SYMMETRIES[:views]:
+  for turns, flip in order:
     v = jnp.rot90(y, turns, axes=(1, 2))
     groups.setdefault(v.shape, []).append((turns, flip, v[:, :, ::-1] if flip else v))
   scores, maps = {}, {}
@@ -53,5 +56,4 @@ def predict(detector: Detector, params, y: jax.Array, views: int = 1) -> tuple[j
       m = m[:, :, ::-1] if flip else m
       scores[turns, flip] = out["image"][i * n:(i + 1) * n]
       maps[turns, flip] = jnp.rot90(m, -turns, axes=(1, 2))
-  order = SYMMETRIES[:views]
-  return sum(scores[s] for s in order) / views, sum(maps[s] for s in order) / views
+  return sum(scores[s] for s in order) / len(order), sum(maps[s] for s in order) / len(order)

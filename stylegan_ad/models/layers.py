@@ -119,13 +119,14 @@ def _interleave(phases: list[list[jax.Array]]) -> jax.Array:
 _RESIZE_TAPS = np.array([[[1., 0., 0.], [0., 1., 1.]], [[1., 1., 0.], [0., 0., 1.]]], np.float32)
 
 
-def resize_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Nearest-neighbour x2 resize, reflect pad 1, 3x3 conv: one 2x2 conv on the input grid."""
+def resize_conv(x: jax.Array, kernel: jax.Array, zero_pad: bool = False) -> jax.Array:
+  """Nearest-neighbour x2 resize, pad 1 (reflect, or zeros), 3x3 conv: one 2x2 conv on the input grid."""
   assert kernel.shape[:2] == (3, 3), kernel.shape
   n, h, w, _ = x.shape
   cout = kernel.shape[-1]
-  # the reflect-padded x2 image is the x2 image of the edge-padded input
-  xe = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+  # the reflect-padded x2 image is the x2 image of the edge-padded input (the zero-padded
+  # one, of the zero-padded input): the phase kernels reach one input pixel beyond the edge
+  xe = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="constant" if zero_pad else "edge")
   phase_kernels = jnp.einsum("rat,sbu,tuco->abcrso", _RESIZE_TAPS, _RESIZE_TAPS, kernel.astype(x.dtype))
   y = conv2d(xe, phase_kernels.reshape(2, 2, x.shape[-1], 4 * cout))  # n, h+1, w+1, (r, s, c)
   y = y.reshape(n, h + 1, w + 1, 2, 2, cout)
@@ -157,10 +158,11 @@ class _Weights(nn.Module):
   """A conv kernel (HWIO) and optional bias, for layers that compute with them themselves."""
   shape: tuple
   use_bias: bool = True
+  kernel_init: Callable = default_init
 
   @nn.compact
   def __call__(self):
-    kernel = self.param("kernel", default_init, self.shape)
+    kernel = self.param("kernel", self.kernel_init, self.shape)
     bias = self.param("bias", nn.initializers.zeros, (self.shape[-1],)) if self.use_bias else None
     return kernel, bias
 
@@ -186,13 +188,21 @@ class Upsample(nn.Module):
 
 
 class _ConvBlock(nn.Module):
+  """Two 3x3 convs + ReLU (zero padding). With `skip` (a U-Net decoder block), the first
+  conv sees [x2 nearest-upsampled x, skip], computed as a phase conv of x on its own grid
+  (`resize_conv`, 2.25x fewer FLOPs) plus a conv of skip; parameters as the plain layer's."""
   features: int
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, skip=None):
     init = nn.initializers.he_normal()
-    x = nn.relu(nn.Conv(self.features, (3, 3), kernel_init=init)(x))
-    return nn.relu(nn.Conv(self.features, (3, 3), kernel_init=init)(x))
+    if skip is None:
+      x = nn.Conv(self.features, (3, 3), kernel_init=init, name="Conv_0")(x)
+    else:
+      c = x.shape[-1]
+      kernel, bias = _Weights((3, 3, c + skip.shape[-1], self.features), kernel_init=init, name="Conv_0")()
+      x = resize_conv(x, kernel[:, :, :c], zero_pad=True) + conv2d(skip, kernel[:, :, c:], 1, ((1, 1), (1, 1))) + bias
+    return nn.relu(nn.Conv(self.features, (3, 3), kernel_init=init, name="Conv_1")(nn.relu(x)))
 
 
 class UNetTrunk(nn.Module):
@@ -213,7 +223,6 @@ class UNetTrunk(nn.Module):
       h = nn.max_pool(h, (2, 2), (2, 2))
     h = _ConvBlock(self.features * 2 ** self.depth)(h)
     pooled = jnp.concatenate([h.mean(axis=(1, 2)), h.max(axis=(1, 2))], axis=-1)
-    for i in reversed(range(self.depth)):
-      h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
-      h = _ConvBlock(self.features * 2 ** i)(jnp.concatenate([h, skips[i]], axis=-1))
+    for i in reversed(range(self.depth)):  # x2 nearest upsampling, concatenated with the skip
+      h = _ConvBlock(self.features * 2 ** i)(h, skips[i])
     return h, pooled

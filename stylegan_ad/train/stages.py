@@ -73,8 +73,10 @@ def make_detector(config: ml_collections.ConfigDict) -> Detector:
 
 
 def make_detector_scorer(config: ml_collections.ConfigDict, params: Any) -> detect.DetectorScorer:
-  """The learned detector's scorer, with the config's test-time views."""
-  return detect.DetectorScorer(make_detector(config), params, config.detect.views)
+  """The learned detector's scorer, with the config's test-time views and screen (runs
+  from before the screen existed have no `detect.screen_rate`: no screen)."""
+  return detect.DetectorScorer(make_detector(config), params, config.detect.views,
+                               config.detect.get("screen_rate", 0.0))
 
 
 def make_restorer(config: ml_collections.ConfigDict) -> Restorer:
