@@ -16,6 +16,8 @@ $py scripts/benchmark.py --what=train_step --size=128 --batch=1 --upsample=trans
 $py scripts/benchmark.py --what=train_step --size=256 --batch=1 --upsample=transpose --iters=3 --out="$out/train_step_256_transpose.json"
 $py scripts/benchmark.py --what=train_step --size=256 --batch=1 --iters=3 --out="$out/train_step_256.json"
 $py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --out="$out/inference_128.json"
+$py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --attempts=1 --out="$out/inference_128_attempts1.json"
+$py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --screen=0 --out="$out/inference_128_no_screen.json"
 $py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --views=2 --out="$out/inference_128_views2.json"
 $py scripts/benchmark.py --what=restart --out="$out/restart.json"
 # The PyTorch reference on this machine (issue #6's baseline); PyTorch is optional.

@@ -65,7 +65,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.detect.depth = 3
   c.detect.steps = 1500
   c.detect.views = 8              # test-time augmentation: flips/quarter turns averaged (1, 2, 4 or 8)
-  c.detect.screen_rate = 0.1      # 1-view screen before the full score: the fraction of clean
+  c.detect.screen_rate = 0.3      # 1-view screen before the full score: the fraction of clean
                                   # calibration outputs it passes on (0 = every image gets all views)
   c.detect.batch_size = 16
   c.detect.lr = 1e-3

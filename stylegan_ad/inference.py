@@ -5,7 +5,9 @@
 Every readable image of DIR (any size and format Pillow reads, EXIF orientation
 applied) is resized to the model's size, stylized, scored, corrected, and written to
 the output folder with its anomaly map; `results.csv`, `results.json` and a sortable
-`index.html` list every file with its scores and verdict. A file that cannot be read
+`index.html` list every file with its scores and verdict (a score is the detector's
+full `detect.views` score, or its 1-view screen score where the screen already cleared
+the image; either way above the threshold means flagged). A file that cannot be read
 gets its own error row and the rest go on. Inputs are never written; every output
 is written atomically.
 """

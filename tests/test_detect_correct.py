@@ -156,16 +156,6 @@ def test_stylize_and_correct_is_one_program(corrector):
   assert out["verdict"].shape == (8,)
 
 
-def test_gated_path_matches_the_one_program_path(corrector):
-  c, detp, resp, g, x, y, _ = corrector
-  gated = correct.run_batched(c, detp, resp, g, x, y, seed=0, batch=4)
-  whole = jax.jit(lambda xb, yb: correct.correct_outputs(c, detp, resp, g, xb, yb, jax.random.key(0)))(
-      jnp.asarray(x), jnp.asarray(y))
-  np.testing.assert_array_equal(gated["verdict"], np.asarray(whole["verdict"]))
-  np.testing.assert_allclose(gated["output"], np.asarray(whole["output"]), atol=1e-5)
-  np.testing.assert_allclose(gated["score_after"], np.asarray(whole["score_after"]), rtol=1e-4, atol=1e-5)
-
-
 @pytest.fixture(scope="module")
 def screened(corrector):
   """The fixture's models behind a 4-view score with a 1-view screen that passes half."""
@@ -201,11 +191,12 @@ def test_screen_gives_the_full_score_only_to_images_that_pass_it(corrector, scre
   assert {r[:2] for r in rows[1:]} == {(4, 1)} and sum(r[2] for r in rows[1:]) == passed.sum()
 
 
-def test_screened_gated_path_matches_the_one_program_path(corrector, screened):
-  _, detp, resp, g, x, y, _ = corrector
-  sc, _, _ = screened
-  gated = correct.run_batched(sc, detp, resp, g, x, y, seed=0, batch=4)
-  whole = jax.jit(lambda xb, yb: correct.correct_outputs(sc, detp, resp, g, xb, yb, jax.random.key(0)))(
+@pytest.mark.parametrize("screen", [False, True])
+def test_gated_path_matches_the_one_program_path(corrector, screened, screen):
+  c, detp, resp, g, x, y, _ = corrector
+  c = screened[0] if screen else c
+  gated = correct.run_batched(c, detp, resp, g, x, y, seed=0, batch=4)
+  whole = jax.jit(lambda xb, yb: correct.correct_outputs(c, detp, resp, g, xb, yb, jax.random.key(0)))(
       jnp.asarray(x), jnp.asarray(y))
   np.testing.assert_array_equal(gated["verdict"], np.asarray(whole["verdict"]))
   np.testing.assert_allclose(gated["output"], np.asarray(whole["output"]), atol=1e-5)
