@@ -70,9 +70,15 @@ def _judge(c: Corrector, det_params, y):
   s, m = _first_look(c, det_params, y)
   if not c.screened:
     return s, m
-  full_s, full_m = detector_lib.predict(c.detector, det_params, y, c.views)
+  rest_s, rest_m = detector_lib.predict(c.detector, det_params, y, c.views, skip=1)
   full = s > c.screen
-  return jnp.where(full, full_s, s), jnp.where(full[:, None, None], full_m, m)
+  return (jnp.where(full, _with_rest(c, s, rest_s), s),
+          jnp.where(full[:, None, None], _with_rest(c, m, rest_m), m))
+
+
+def _with_rest(c: Corrector, first, rest):
+  """The average over all views from the first view's and the mean of the others."""
+  return (first + (c.views - 1) * rest) / c.views
 
 
 def _restore(c: Corrector, det_params, res_params, x, y, prob, score=_judge):
@@ -163,10 +169,10 @@ def _complete(c: Corrector, det_params, images: np.ndarray, score: np.ndarray, a
   if len(idx):
     rest = _gated(lambda yb: _score_jit(c, det_params, yb, c.views, 1), idx, batch, images)
     score = score.copy()
-    score[idx] = (score[idx] + (c.views - 1) * rest["score_before"]) / c.views
+    score[idx] = _with_rest(c, score[idx], rest["score_before"])
     if amap is not None:
       amap = amap.copy()
-      amap[idx] = (amap[idx] + (c.views - 1) * rest["map"]) / c.views
+      amap[idx] = _with_rest(c, amap[idx], rest["map"])
   return score, amap
 
 
