@@ -140,9 +140,8 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
             "correct.batch_size", "correct.lr", "correct.dilate")
   if config.detect.views not in (1, 2, 4, 8):
     raise ConfigError(f"config key detect.views: must be 1, 2, 4 or 8, got {config.detect.views}")
-  screen_rate = config.detect.get("screen_rate", 0.0)  # absent in runs from before the screen
-  if not 0.0 <= screen_rate < 1.0:
-    raise ConfigError(f"config key detect.screen_rate: must be in [0, 1), got {screen_rate}")
+  if not 0.0 <= config.detect.screen_rate < 1.0:
+    raise ConfigError(f"config key detect.screen_rate: must be in [0, 1), got {config.detect.screen_rate}")
   if not 0.0 < config.detect.fpr < 1.0:
     raise ConfigError(f"config key detect.fpr: must be in (0, 1), got {config.detect.fpr}")
   if not 0.0 < config.detect.calibration_fraction < 1.0:

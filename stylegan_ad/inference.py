@@ -66,6 +66,8 @@ def load_trained(workdir: str) -> Trained:
     raise CheckpointError(f"{workdir}: not a main-job run directory (no gan/config.json)")
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
+  if "screen_rate" not in config.detect:  # a run from before the screen: none (its calibration has none)
+    config.detect.screen_rate = 0.0
   configs.validate(config)
   loop.enable_compilation_cache(os.path.join(workdir, "gan"))  # the run's cache: compile once
   models = steps.make_models(config)

@@ -73,10 +73,9 @@ def make_detector(config: ml_collections.ConfigDict) -> Detector:
 
 
 def make_detector_scorer(config: ml_collections.ConfigDict, params: Any) -> detect.DetectorScorer:
-  """The learned detector's scorer, with the config's test-time views and screen (runs
-  from before the screen existed have no `detect.screen_rate`: no screen)."""
+  """The learned detector's scorer, with the config's test-time views and screen."""
   return detect.DetectorScorer(make_detector(config), params, config.detect.views,
-                               config.detect.get("screen_rate", 0.0))
+                               config.detect.screen_rate)
 
 
 def make_restorer(config: ml_collections.ConfigDict) -> Restorer:
