@@ -87,21 +87,25 @@ def _restore(c: Corrector, det_params, res_params, x, y, prob, score=_judge):
   return restored, score(c, det_params, restored)[0]
 
 
-def _regenerate(c: Corrector, det_params, g_params, x, k: int, key, score=_judge):
+def _regenerate(c: Corrector, det_params, g_params, x, k: int, key, gx=None, score=_judge):
   """Attempt k's new generation of x, and its score. The perturbation is one noise
-  image for the whole batch, so a result does not depend on how images are batched."""
+  image for the whole batch, so a result does not depend on how images are batched.
+  `gx` is G(x) where the caller has it (it stylized x itself): the lower-strength
+  attempt then needs no generator pass."""
   g = lambda v: steps.generate(c.models, g_params, v)
   if k % 3 == 0:
     y = g(jnp.clip(x + 0.03 * jax.random.normal(jax.random.fold_in(key, k), x.shape[1:]), -1, 1))
   elif k % 3 == 1:
-    y = 0.85 * g(x) + 0.15 * x
+    y = 0.85 * (g(x) if gx is None else gx) + 0.15 * x
   else:
     y = g(x[:, :, ::-1])[:, :, ::-1]
   return y, score(c, det_params, y)[0]
 
 
-def correct_outputs(c: Corrector, det_params, res_params, g_params, x, y, key) -> dict[str, jax.Array]:
-  """The correction path for stylized outputs `y` of inputs `x` (pure; jit it)."""
+def correct_outputs(c: Corrector, det_params, res_params, g_params, x, y, key, generated: bool = False
+                    ) -> dict[str, jax.Array]:
+  """The correction path for stylized outputs `y` of inputs `x` (pure; jit it).
+  `generated`: y is G(x) with these `g_params` (not outputs from elsewhere)."""
   s0, p0 = _judge(c, det_params, y)
   flagged = s0 > c.threshold
   restored, s1 = _restore(c, det_params, res_params, x, y, p0)
@@ -112,7 +116,7 @@ def correct_outputs(c: Corrector, det_params, res_params, g_params, x, y, key) -
   pending = flagged & ~repaired
   regenerated = jnp.zeros_like(flagged)
   for k in range(c.attempts):
-    yk, sk = _regenerate(c, det_params, g_params, x, k, key)
+    yk, sk = _regenerate(c, det_params, g_params, x, k, key, y if generated else None)
     accept = pending & (sk <= c.threshold)
     better = pending & (sk < best_score)
     best = sel(accept | better, yk, best)
@@ -128,7 +132,7 @@ def correct_outputs(c: Corrector, det_params, res_params, g_params, x, y, key) -
 def stylize_and_correct(c: Corrector, det_params, res_params, g_params, x, key) -> dict[str, jax.Array]:
   """G(x), then the correction path: the whole main inference in one program."""
   y = steps.generate(c.models, g_params, x)
-  result = correct_outputs(c, det_params, res_params, g_params, x, y, key)
+  result = correct_outputs(c, det_params, res_params, g_params, x, y, key, generated=True)
   result["stylized"] = y
   return result
 
@@ -155,8 +159,8 @@ def _restore_jit(c: Corrector, det_params, res_params, x, y, prob):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
-def _regenerate_jit(c: Corrector, det_params, g_params, x, k, key):
-  return _regenerate(c, det_params, g_params, x, k, key, score=_first_look)
+def _regenerate_jit(c: Corrector, det_params, g_params, x, k, key, gx=None):
+  return _regenerate(c, det_params, g_params, x, k, key, gx, score=_first_look)
 
 
 def _complete(c: Corrector, det_params, images: np.ndarray, score: np.ndarray, amap: np.ndarray | None,
@@ -198,7 +202,8 @@ def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y
   those still flagged go on to each regeneration attempt.
   """
   key = jax.random.key(seed)
-  if y is None:
+  generated = y is None
+  if generated:
     first = aux_trainer.batched(lambda xb: _stylize_and_score_jit(c, det_params, g_params, xb), x, batch=batch)
     y = first["stylized"]
   else:
@@ -220,7 +225,10 @@ def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y
   for k in range(c.attempts):
     if not len(pending):
       break
-    yk, sk = _gated(lambda xb: _regenerate_jit(c, det_params, g_params, xb, k, key), pending, batch, x)
+    # the lower-strength attempt blends G(x), which the stylize path has already
+    reuse = generated and k % 3 == 1
+    yk, sk = _gated(lambda xb, gb=None: _regenerate_jit(c, det_params, g_params, xb, k, key, gb), pending,
+                    batch, *((x, y) if reuse else (x,)))
     sk, _ = _complete(c, det_params, yk, sk, None, batch)
     accept, better = sk <= c.threshold, sk < out["score_after"][pending]
     take = pending[accept | better]

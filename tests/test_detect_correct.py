@@ -191,13 +191,28 @@ def test_screen_gives_the_full_score_only_to_images_that_pass_it(corrector, scre
   assert {r[:2] for r in rows[1:]} == {(4, 1)} and sum(r[2] for r in rows[1:]) == passed.sum()
 
 
-@pytest.mark.parametrize("screen", [False, True])
-def test_gated_path_matches_the_one_program_path(corrector, screened, screen):
+@pytest.mark.parametrize("screen,stylized", [(False, False), (True, False), (True, True)])
+def test_gated_path_matches_the_one_program_path(corrector, screened, screen, stylized, monkeypatch):
   c, detp, resp, g, x, y, _ = corrector
   c = screened[0] if screen else c
-  gated = correct.run_batched(c, detp, resp, g, x, y, seed=0, batch=4)
-  whole = jax.jit(lambda xb, yb: correct.correct_outputs(c, detp, resp, g, xb, yb, jax.random.key(0)))(
-      jnp.asarray(x), jnp.asarray(y))
+  attempts = []
+  regenerate_jit = correct._regenerate_jit
+  def spy(c, det_params, g_params, xb, k, key, gx=None):
+    attempts.append((k, gx is not None))
+    return regenerate_jit(c, det_params, g_params, xb, k, key, gx)
+  monkeypatch.setattr(correct, "_regenerate_jit", spy)
+  key = jax.random.key(0)
+  if stylized:  # the corrector stylizes x itself
+    gated = correct.run_batched(c, detp, resp, g, x, None, seed=0, batch=4)
+    whole = jax.jit(lambda xb: correct.stylize_and_correct(c, detp, resp, g, xb, key))(jnp.asarray(x))
+    np.testing.assert_allclose(gated["stylized"], np.asarray(whole["stylized"]), atol=1e-5)
+  else:
+    gated = correct.run_batched(c, detp, resp, g, x, y, seed=0, batch=4)
+    whole = jax.jit(lambda xb, yb: correct.correct_outputs(c, detp, resp, g, xb, yb, key))(
+        jnp.asarray(x), jnp.asarray(y))
+  # both attempts ran; the lower-strength one (k = 1) reuses G(x) only where the path made it
+  assert {k for k, _ in attempts} == {0, 1}
+  assert {(k, reused) for k, reused in attempts} == {(0, False), (1, stylized)}
   np.testing.assert_array_equal(gated["verdict"], np.asarray(whole["verdict"]))
   np.testing.assert_allclose(gated["output"], np.asarray(whole["output"]), atol=1e-5)
   np.testing.assert_allclose(gated["score_before"], np.asarray(whole["score_before"]), rtol=1e-4, atol=1e-5)
