@@ -159,16 +159,23 @@ def bench_inference():
   # untrained detector's views disagree (a trained one's screen passes ~94% of anomalies
   # on 10% of clean images), so the figure errs on the slow side.
   score = lambda v: batched(jax.jit(lambda xb: detector_lib.predict(det, detp, stylize(xb), v)[0]), x, batch=n)
+  def between(a, i):
+    """Halfway between the i-th and (i+1)-th largest of a: exactly i above it, whatever
+    float differences another batching of the same images brings."""
+    d = np.sort(a)[::-1]
+    return float(d[0] + 1 if i == 0 else d[-1] - 1 if i >= len(d) else (d[i - 1] + d[i]) / 2)
   scores, k = score(views), int(round(_FLAGGED.value * len(x)))
-  threshold, screen = float(np.sort(scores)[-k - 1]), None
+  threshold, screen = between(scores, k), None
   if _SCREEN.value > 0 and views > 1:
     one = score(1)
-    ranked = np.sort(one)[::-1]
     passes = int(np.ceil(len(x) * (_FLAGGED.value + _SCREEN.value * (1 - _FLAGGED.value))))
-    while passes < len(x) - 1 and np.sum(scores[one > ranked[passes]] > ranked[passes]) < k:
+    while True:  # the k flagged must be among those the screen passes, above it
+      screen = between(one, passes)
+      behind = scores[one > screen]
+      if passes == len(x) - 1 or np.sum(behind > screen) > k:
+        break
       passes += 1
-    screen = float(ranked[passes])
-    threshold = max(float(np.sort(scores[one > screen])[-k - 1]), screen)
+    threshold = max(between(behind, k), screen)
   corr = correct.Corrector(models, det, res, threshold, c.correct.dilate, c.correct.attempts, views, screen)
   # the two alternate, so a slow spell of this shared machine hits both: the overhead is
   # the median of the per-round ratios
@@ -199,7 +206,9 @@ def bench_inference():
 
 
 def bench_restart():
-  """Seconds from process start to the first logged step: cold, then restarted (warm cache)."""
+  """Seconds from process start to the first logged step: cold, then restarted (warm
+  cache); the restarted run then goes on for --iters more steps, and the train-step
+  programs it traced are read from its last log line (`train_step_compiles`)."""
   import shutil
   import signal
   import subprocess
@@ -211,22 +220,28 @@ def bench_restart():
   if _DATA_DIR.value:
     cmd.append(f"--config.data.data_dir={_DATA_DIR.value}")
   env = {k: v for k, v in os.environ.items() if k != "STYLEGAN_AD_JAX_CACHE"}
+  metrics = os.path.join(workdir, "metrics.jsonl")
+  logged = lambda: open(metrics).read().splitlines() if os.path.exists(metrics) else []
   times = []
-  for _ in range(2):
-    metrics = os.path.join(workdir, "metrics.jsonl")
-    seen = sum(1 for _ in open(metrics)) if os.path.exists(metrics) else 0
+  for extra in (0, _ITERS.value):
+    seen = len(logged())
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not (os.path.exists(metrics) and sum(1 for _ in open(metrics)) > seen):
+    first = None
+    while len(logged()) <= seen + extra:
       if proc.poll() is not None:
-        raise RuntimeError("training exited before its first step")
+        raise RuntimeError(f"training exited before step {extra + 1} (see {workdir})")
+      if first is None and len(logged()) > seen:
+        first = time.perf_counter() - t0
       time.sleep(0.05)
-    times.append(time.perf_counter() - t0)
+    times.append(first if first is not None else time.perf_counter() - t0)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
+  last = json.loads(logged()[-1])
   shutil.rmtree(workdir, ignore_errors=True)
   return {"what": "restart", "config": "embedded", "cold_start_to_first_step_sec": times[0],
-          "warm_restart_to_first_step_sec": times[1]}
+          "warm_restart_to_first_step_sec": times[1], "steps_after_restart": _ITERS.value + 1,
+          "recompilations": int(last["train_step_compiles"]) - 1}
 
 
 def main(argv):

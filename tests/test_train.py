@@ -95,6 +95,10 @@ def test_save_restore_continue_is_bit_identical(data_dir, tmp_path):
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
   assert whole.pipeline.position == resumed.pipeline.position == 6
+  # one train-step program per process, recorded on every log line (no recompilation)
+  assert whole.train_step_compiles == part.train_step_compiles == resumed.train_step_compiles == 1
+  logged = [json.loads(line) for line in open(tmp_path / "whole" / "metrics.jsonl")]
+  assert len(logged) >= 3 and all(r["train_step_compiles"] == 1 for r in logged)
 
 
 def test_paired_mode_trains(data_dir, tmp_path):

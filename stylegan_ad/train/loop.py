@@ -43,6 +43,7 @@ class Run:
   state: steps.TrainState
   pipeline: pipeline_lib.Pipeline
   preempted: bool = False
+  train_step_compiles: int = 0   # programs traced for the train step by this process: 1 in a sound run
 
 
 def enable_compilation_cache(workdir: str) -> None:
@@ -101,10 +102,17 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Checkpo
 
 
 def compile_train_step(run: Run):
+  """The jitted train step. Each trace (a new program: a shape, dtype or sharding that
+  changed between steps) adds one to `run.train_step_compiles`, which every log line
+  records: it stays 1 for the whole run, or the loop is recompiling."""
   rep = parallel.replicated(run.mesh)
   data = parallel.data_sharding(run.mesh)
-  return jax.jit(functools.partial(steps.train_step, run.models),
-                 in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,))
+
+  def step(state, batch):
+    run.train_step_compiles += 1
+    return steps.train_step(run.models, state, batch)
+
+  return jax.jit(step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,))
 
 
 class _StopSignal:
@@ -167,7 +175,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
                 f"(train.max_bad_steps={config.train.max_bad_steps}); the last good checkpoint "
                 f"in {ckpt.directory} is intact")
         if step % config.log.every == 0 or step == end:
-          log.scalars(step, jax.device_get(m))
+          log.scalars(step, {**jax.device_get(m), "train_step_compiles": run.train_step_compiles})
         if step % config.log.sample_every == 0:
           log.image("samples", step, sample_grid(run.models, state, run.dataset))
         if step % config.checkpoint.every == 0 and step < end:

@@ -1,0 +1,46 @@
+"""scripts/benchmark.py runs and reports what it claims (tiny models; no timing is asserted)."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--size=32", "--ngf=4", "--n_blocks=1", "--ndf=4", "--iters=1"]
+
+
+def _bench(tmp_path, *flags):
+  out = tmp_path / "b.json"
+  env = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true"}  # compile fast: nothing here is timed
+  subprocess.run([sys.executable, "scripts/benchmark.py", *flags, f"--out={out}"], cwd=ROOT, check=True,
+                 capture_output=True, text=True, env=env)
+  return json.loads(out.read_text())
+
+
+def test_train_step_reports_flops_and_the_allreduce(tmp_path):
+  r = _bench(tmp_path, "--what=train_step", "--batch=4", *TINY)  # 4 forced devices: data parallel
+  assert r["devices"] == 4 and r["batch"] == 4
+  assert r["gflops_per_step"] > 0 and r["sec_per_iter"] > 0 and r["compile_sec"] > 0
+  assert r["gflops_per_sec"] == pytest.approx(r["gflops_per_step"] / r["sec_per_iter"])
+  assert r["gradient_allreduce_bytes_per_step"] == 4 * r["param_count"] and r["peak_rss_mb"] > 0
+
+
+@pytest.mark.parametrize("flags,screened", [((), True), (("--screen=0",), False)])
+def test_inference_flags_the_fraction_asked_for(tmp_path, flags, screened):
+  # 20 images at batch 4: 10% is 2 images, whatever float differences the two batchings bring
+  r = _bench(tmp_path, "--what=inference", "--batch=4", "--flagged=0.1", "--attempts=2", *TINY, *flags)
+  assert r["images"] == 20 and r["flagged_fraction"] == 0.1 and r["attempts"] == 2
+  if screened:
+    assert 0.1 < r["screen_passed_fraction"] < 1.0 and r["screen"] == 0.3
+  else:
+    assert r["screen_passed_fraction"] == 1.0 and r["screen"] == 0.0
+  assert math.isfinite(r["overhead_fraction"]) and r["stylize_images_per_sec"] > 0
+  assert r["detector_ms_per_image_view"] > 0
+
+
+def test_pipeline_and_peak(tmp_path, data_dir):
+  r = _bench(tmp_path, "--what=pipeline", "--size=64", "--batch=2", f"--data_dir={data_dir}")
+  assert r["examples_per_sec"] == pytest.approx(2 / r["sec_per_batch"])
+  assert _bench(tmp_path, "--what=peak")["gflops_per_sec"] > 0
