@@ -199,6 +199,11 @@ def bench_inference():
           "model": f"{_GENERATOR.value}-ngf{_NGF.value}", "views": views, "attempts": c.correct.attempts,
           "screen": _SCREEN.value if screen is not None else 0.0, "screen_passed_fraction": passed,
           "flagged_fraction": float(np.mean(flagged)),
+          # of the flagged: "failed" ones went through every regeneration attempt; a
+          # "regenerated" one through attempts 0..k, k counted in `regenerated_at_attempt`
+          "verdicts": {v: int(np.sum(last["verdict"] == i)) for i, v in enumerate(correct.VERDICTS) if i},
+          "regenerated_at_attempt": np.bincount(last["attempt"][last["verdict"] == 2],
+                                                minlength=c.correct.attempts).tolist(),
           "stylize_images_per_sec": len(x) / only, "full_images_per_sec": len(x) / full,
           "overhead_fraction": overhead, "compile_sec": compile_sec,
           "detector_ms_per_image_view": 1e3 * detector_sec / len(x),

@@ -4,7 +4,8 @@ The path for a batch:
 
     score y (a 1-view screen, then all views if it passes) -> flagged? -> restore inside the (dilated) map -> re-score
             -> still flagged? -> regenerate (K variants of the generation) -> re-score
-    verdict per image: clean / repaired / regenerated / failed
+    verdict per image: clean / repaired / regenerated / failed, and `attempt`: the
+    regeneration attempt whose output was kept (-1: none; REGENERATIONS[attempt % 3])
 
 `correct_outputs` is the whole path as one pure function (one jit program per
 batch); `run_batched` runs the same pieces gated, so only flagged images pay for
@@ -115,18 +116,20 @@ def correct_outputs(c: Corrector, det_params, res_params, g_params, x, y, key, g
   best, best_score = y1, jnp.where(flagged, s1, s0)
   pending = flagged & ~repaired
   regenerated = jnp.zeros_like(flagged)
+  attempt = jnp.full(flagged.shape, -1, jnp.int32)
   for k in range(c.attempts):
     yk, sk = _regenerate(c, det_params, g_params, x, k, key, y if generated else None)
     accept = pending & (sk <= c.threshold)
     better = pending & (sk < best_score)
     best = sel(accept | better, yk, best)
     best_score = jnp.where(accept | better, sk, best_score)
+    attempt = jnp.where(accept | better, k, attempt)
     regenerated = regenerated | accept
     pending = pending & ~accept
   out = sel(flagged, best, y)
   verdict = jnp.where(~flagged, 0, jnp.where(repaired, 1, jnp.where(regenerated, 2, 3)))
   return {"output": out, "restored": y1, "verdict": verdict.astype(jnp.int32), "score_before": s0,
-          "score_after": best_score, "map": p0}
+          "score_after": best_score, "map": p0, "attempt": attempt}
 
 
 def stylize_and_correct(c: Corrector, det_params, res_params, g_params, x, key) -> dict[str, jax.Array]:
@@ -210,7 +213,8 @@ def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y
     first = aux_trainer.batched(lambda yb: _score_jit(c, det_params, yb, c.first_views), y, batch=batch)
   s0, m0 = _complete(c, det_params, y, first["score_before"], first["map"], batch)
   out = {"stylized": y, "output": y.copy(), "restored": y.copy(), "map": m0,
-         "score_before": s0, "score_after": s0.copy(), "verdict": np.zeros(len(y), np.int32)}
+         "score_before": s0, "score_after": s0.copy(), "verdict": np.zeros(len(y), np.int32),
+         "attempt": np.full(len(y), -1, np.int32)}
   idx = np.flatnonzero(s0 > c.threshold)
   if not len(idx):
     return out
@@ -234,6 +238,7 @@ def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y
     take = pending[accept | better]
     out["output"][take] = yk[accept | better]
     out["score_after"][take] = sk[accept | better]
+    out["attempt"][take] = k
     out["verdict"][pending[accept]] = 2
     pending = pending[~accept]
   return out
@@ -262,6 +267,7 @@ def benchmark(c: Corrector, det_params, res_params, g_params, clean: np.ndarray,
                    np.arange(len(clean)), 16, content)
     regen[REGENERATIONS[k]] = float(np.mean(metrics.psnr(yk, clean)))
   unflagged_clean = clean_res["verdict"] == 0
+  by = res["attempt"][v == 2] % len(REGENERATIONS)
   return {
       "num_corrupted": int(anomalous.sum()),
       "num_clean": int(len(clean)),
@@ -273,6 +279,7 @@ def benchmark(c: Corrector, det_params, res_params, g_params, clean: np.ndarray,
       "repair_rate": float(np.mean((v == 1) | (v == 2))),
       "repaired_by_restorer": float(np.mean(v == 1)),
       "regenerated": float(np.mean(v == 2)),
+      "regenerated_by": {name: float(np.mean(by == i)) if len(by) else 0.0 for i, name in enumerate(REGENERATIONS)},
       "failed": float(np.mean(v == 3)),
       "clean_unchanged": float(np.mean(np.all(clean_res["output"] == clean, axis=(1, 2, 3)))),
       "clean_flagged": float(np.mean(~unflagged_clean)),

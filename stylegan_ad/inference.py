@@ -168,7 +168,9 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
              "map": f"{name}.map.png"}
     for key, arr in (("stylized", stylized), ("corrected", corrected), ("map", amap)):
       save_png(os.path.join(output_dir, files[key]), arr)
+    k = int(results["attempt"][i])
     rows.append({"file": name, "verdict": correct.VERDICTS[int(results["verdict"][i])],
+                 "regeneration": correct.REGENERATIONS[k % len(correct.REGENERATIONS)] if k >= 0 else "",
                  "score_before": float(results["score_before"][i]),
                  "score_after": float(results["score_after"][i]),
                  "width": w, "height": h, **files})
@@ -182,7 +184,7 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
 
 
 def _write_csv(path: str, rows: list[dict]) -> None:
-  fields = ["file", "verdict", "score_before", "score_after", "width", "height", "stylized",
+  fields = ["file", "verdict", "regeneration", "score_before", "score_after", "width", "height", "stylized",
             "corrected", "map", "error"]
   buf = io.StringIO()
   w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
@@ -205,7 +207,8 @@ def folder_report_html(rows: list[dict], threshold: float) -> str:
       body.append(f"<tr><td>{esc(r['file'])}</td><td>error</td><td data-v='-1e9'></td><td></td>"
                   f"<td colspan='3'>{esc(r['error'])}</td></tr>")
       continue
-    body.append(f"<tr><td>{esc(r['file'])}</td><td>{esc(r['verdict'])}</td>"
+    kept = f" ({esc(r['regeneration'])})" if r.get("regeneration") else ""
+    body.append(f"<tr><td>{esc(r['file'])}</td><td>{esc(r['verdict'])}{kept}</td>"
                 f"<td data-v='{r['score_before']:.6f}'>{r['score_before']:.3f}</td>"
                 f"<td data-v='{r['score_after']:.6f}'>{r['score_after']:.3f}</td>"
                 f"<td>{img(r['stylized'])}</td><td>{img(r['corrected'])}</td><td>{img(r['map'])}</td></tr>")

@@ -32,6 +32,8 @@ def test_inference_flags_the_fraction_asked_for(tmp_path, flags, screened):
   # 20 images at batch 4: 10% is 2 images, whatever float differences the two batchings bring
   r = _bench(tmp_path, "--what=inference", "--batch=4", "--flagged=0.1", "--attempts=2", *TINY, *flags)
   assert r["images"] == 20 and r["flagged_fraction"] == 0.1 and r["attempts"] == 2
+  assert sum(r["verdicts"].values()) == 2 and set(r["verdicts"]) == {"repaired", "regenerated", "failed"}
+  assert len(r["regenerated_at_attempt"]) == 2 and sum(r["regenerated_at_attempt"]) == r["verdicts"]["regenerated"]
   if screened:
     assert 0.1 < r["screen_passed_fraction"] < 1.0 and r["screen"] == 0.3
   else:

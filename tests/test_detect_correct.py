@@ -214,6 +214,11 @@ def test_gated_path_matches_the_one_program_path(corrector, screened, screen, st
   assert {k for k, _ in attempts} == {0, 1}
   assert {(k, reused) for k, reused in attempts} == {(0, False), (1, stylized)}
   np.testing.assert_array_equal(gated["verdict"], np.asarray(whole["verdict"]))
+  np.testing.assert_array_equal(gated["attempt"], np.asarray(whole["attempt"]))
+  # an output kept from a regeneration: only for images restoration did not fix; every
+  # "regenerated" one names its attempt
+  v, kept = gated["verdict"], gated["attempt"]
+  assert (kept >= 0).any() and np.all(kept[v < 2] == -1) and np.all(kept[v == 2] >= 0)
   np.testing.assert_allclose(gated["output"], np.asarray(whole["output"]), atol=1e-5)
   np.testing.assert_allclose(gated["score_before"], np.asarray(whole["score_before"]), rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(gated["score_after"], np.asarray(whole["score_after"]), rtol=1e-4, atol=1e-5)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from experiments.configs import embedded as embedded_config
-from stylegan_ad import experiment, inference
+from stylegan_ad import correct, experiment, inference
 from stylegan_ad.data import images as images_lib
 from stylegan_ad.errors import DataError
 
@@ -123,6 +123,10 @@ def test_cli_handles_hostile_folder(main_run, tmp_path, monkeypatch):
                 "palette.png", "la.png", "rotated.jpg"}
   for f in ok:
     assert rows[f]["verdict"] in ("clean", "repaired", "regenerated", "failed")
+    if rows[f]["verdict"] in ("clean", "repaired"):
+      assert rows[f]["regeneration"] == ""
+    elif rows[f]["verdict"] == "regenerated":
+      assert rows[f]["regeneration"] in correct.REGENERATIONS
     for key in ("stylized", "corrected", "map"):
       assert os.path.isfile(os.path.join(out, rows[f][key]))
   rot = Image.open(os.path.join(out, rows["rotated.jpg"]["stylized"]))
