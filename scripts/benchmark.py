@@ -3,9 +3,11 @@
   python scripts/benchmark.py --what=pipeline --size=128 --batch=1
   python scripts/benchmark.py --what=train_step --size=128 --batch=1   # reference-size models
   python scripts/benchmark.py --what=peak
+  python scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1
+  python scripts/benchmark.py --what=restart   # also counts recompilations after a restart
 
 Figures are medians after warm-up; `compile_sec` is the first call; `peak_rss_mb` is
-the process's peak resident memory.
+the process's peak resident memory. `bash scripts/benchmarks.sh` runs the whole set.
 """
 import functools
 import json
