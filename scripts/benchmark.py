@@ -25,8 +25,8 @@ _FLAGGED = flags.DEFINE_float("flagged", 0.1, "inference: fraction of images fla
 _VIEWS = flags.DEFINE_integer("views", 8, "inference: detector views averaged (detect.views: 1, 2, 4 or 8)")
 _SCREEN = flags.DEFINE_float("screen", 0.3, "inference: fraction of unflagged images the 1-view screen "
                              "passes on to the full score (as detect.screen_rate; 0 = no screen)")
-_ATTEMPTS = flags.DEFINE_integer("attempts", 3, "inference: regeneration attempts (correct.attempts); this "
-                                  "untrained detector keeps most flagged images flagged, so all of them run")
+_ATTEMPTS = flags.DEFINE_integer("attempts", 3, "inference: regeneration attempts (correct.attempts); the "
+                                  "JSON's regenerated_at_attempt says how many the flagged images needed")
 _GENERATOR = flags.DEFINE_string("generator", "resnet", "generator architecture")
 _SIZE = flags.DEFINE_integer("size", 128, "crop size")
 _BATCH = flags.DEFINE_integer("batch", 1, "global batch")
