@@ -14,7 +14,8 @@ from stylegan_ad.errors import StyleganAdError
 _WORKDIR = flags.DEFINE_string("workdir", None, "a finished main-job run directory")
 _INPUT = flags.DEFINE_string("input", None, "folder of images (never modified)")
 _OUTPUT = flags.DEFINE_string("output", None, "folder for results (created if needed)")
-_BATCH = flags.DEFINE_integer("batch", 8, "images per batch")
+_BATCH = flags.DEFINE_integer("batch", 8, "tiles per batch (large photos are cut into tiles)")
+_MAX_SIDE = flags.DEFINE_integer("max_side", 1024, "photos with a longer side are downscaled to it first")
 flags.mark_flags_as_required(["workdir", "input", "output"])
 
 
@@ -22,7 +23,8 @@ def main(argv):
   del argv
   from stylegan_ad import inference
   try:
-    summary = inference.stylize_folder(_WORKDIR.value, _INPUT.value, _OUTPUT.value, _BATCH.value)
+    summary = inference.stylize_folder(_WORKDIR.value, _INPUT.value, _OUTPUT.value, _BATCH.value,
+                                       _MAX_SIDE.value)
   except StyleganAdError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

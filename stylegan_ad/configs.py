@@ -22,11 +22,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.crop_size = 128
   c.data.data_dir = ""            # default: $STYLEGAN_AD_DATA or ~/.stylegan_ad/data
   c.data.batch_size = 1           # global, over all devices and processes
+  c.data.symmetries = 2           # augmentation: 2 = horizontal flips, 8 = flips and quarter turns
 
   c.model = ml_collections.ConfigDict()
-  c.model.generator = "resnet"    # resnet | unet
+  c.model.generator = "resnet"    # resnet | unet | residual_unet (models/generator.py)
   c.model.ngf = 64
-  c.model.n_blocks = 9
+  c.model.n_blocks = 9            # resnet: residual blocks
+  c.model.depth = 5               # unet, residual_unet: levels (downsamplings)
   c.model.upsample = "resize_conv"  # resize_conv | subpixel | transpose
   c.model.ndf = 64
   c.model.d_layers = 3            # 3 -> 70x70 PatchGAN
@@ -152,9 +154,12 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     if device_count is not None and config[group][name] % device_count:
       raise ConfigError(f"config key {key}: {config[group][name]} is not divisible by the "
                         f"{device_count} devices")
+  if not 1 <= config.model.depth <= 8:
+    raise ConfigError(f"config key model.depth: must be in [1, 8], got {config.model.depth}")
   if config.model.n_blocks < 0:
     raise ConfigError(f"config key model.n_blocks: must be >= 0, got {config.model.n_blocks}")
-  _choice("model.generator", config.model.generator, ("resnet", "unet"))
+  from stylegan_ad.models import generator
+  _choice("model.generator", config.model.generator, tuple(generator.GENERATORS))
   _choice("model.upsample", config.model.upsample, layers.UPSAMPLE_MODES)
   _choice("train.mode", config.train.mode, ("unpaired", "paired"))
   _choice("losses.adversarial", config.losses.adversarial, tuple(losses.ADVERSARIAL))
@@ -166,8 +171,9 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     raise ConfigError(f"config key train.pool_size: must be >= 0, got {config.train.pool_size}")
   if config.data.crop_size % 4:
     raise ConfigError(f"config key data.crop_size: must be divisible by 4, got {config.data.crop_size}")
-  if config.model.generator == "unet" and config.data.crop_size % 32:
-    raise ConfigError(f"config key data.crop_size: the U-Net needs a multiple of 32, got {config.data.crop_size}")
+  if config.model.generator != "resnet" and config.data.crop_size % 2 ** config.model.depth:
+    raise ConfigError(f"config key data.crop_size: a {config.model.depth}-level U-Net needs a multiple of "
+                      f"{2 ** config.model.depth}, got {config.data.crop_size}")
   if image_size is not None and config.data.crop_size > image_size:
     raise ConfigError(f"config key data.crop_size: {config.data.crop_size} is larger than the "
                       f"dataset's {image_size}x{image_size} images")

@@ -3,8 +3,9 @@
     python -m experiments.stylize --workdir=RUN --input=DIR --output=DIR
 
 Every readable image of DIR (any size and format Pillow reads, EXIF orientation
-applied) is resized to the model's size, stylized, scored, corrected, and written to
-the output folder with its anomaly map; `results.csv`, `results.json` and a sortable
+applied) is stylized, scored and corrected at its own resolution (photos with a side
+over `max_side` are first downscaled to it; large ones are tiled, `fullres`), and
+written to the output folder with its anomaly map, one file after another; `results.csv`, `results.json` and a sortable
 `index.html` list every file with its scores and verdict (a score is the detector's
 full `detect.views` score, or its 1-view screen score where the screen already cleared
 the image; either way above the threshold means flagged). A file that cannot be read
@@ -27,7 +28,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from stylegan_ad import configs, correct, detect
+from stylegan_ad import configs, correct, detect, fullres
 from stylegan_ad.data import images as images_lib
 from stylegan_ad.data.pipeline import to_float, to_uint8
 from stylegan_ad.errors import CheckpointError, DataError
@@ -68,6 +69,10 @@ def load_trained(workdir: str) -> Trained:
     config = ml_collections.ConfigDict(json.load(f))
   if "screen_rate" not in config.detect:  # a run from before the screen: none (its calibration has none)
     config.detect.screen_rate = 0.0
+  if "depth" not in config.model:  # runs from before the residual U-Net: the pix2pix U-Net's depth
+    config.model.depth = 5
+  if "symmetries" not in config.data:
+    config.data.symmetries = 2
   configs.validate(config)
   loop.enable_compilation_cache(os.path.join(workdir, "gan"))  # the run's cache: compile once
   models = steps.make_models(config)
@@ -127,55 +132,65 @@ def _check_writable(output_dir: str) -> None:
     raise DataError(f"{output_dir}: output folder is not writable ({e.strerror or e})") from None
 
 
-def _resize(image: np.ndarray, w: int, h: int) -> np.ndarray:
-  return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BICUBIC))
+def _flatten(values: np.ndarray, reduce) -> float:
+  return reduce(np.asarray(values).ravel())
+
+
+def correct_photo(trained: Trained, image: np.ndarray, *, max_side: int = fullres.DEFAULT_MAX_SIDE,
+                  tiling: fullres.Tiling = fullres.Tiling(), batch: int = 8) -> dict[str, Any]:
+  """Stylizes, scores and corrects one photo (uint8 HxWx3) at its own size.
+
+  Photos with a side over `max_side` are first downscaled to it (`scale` < 1). Large
+  photos are tiled (`fullres`); a photo's score is the highest of its tiles', its
+  verdict the worst. Returns the stylized and corrected images (uint8), the anomaly
+  map (float [0, 1]) at the processed size, and the scores."""
+  small, scale = fullres.fit_max_side(image, max_side)
+  c = trained.corrector
+  res = fullres.apply(lambda x: correct.run_batched(c, trained.det_params, trained.res_params,
+                                                    trained.g_params, x, None, batch=batch),
+                      to_float(small), tiling)
+  return {"stylized": to_uint8(res["stylized"]), "corrected": to_uint8(res["output"]),
+          "map": np.asarray(res["map"], np.float32), "scale": scale,
+          "score_before": _flatten(res["score_before"], np.max), "score_after": _flatten(res["score_after"], np.max),
+          "verdict": int(_flatten(res["verdict"], np.max)), "attempt": int(_flatten(res["attempt"], np.max)),
+          "tiles": int(np.asarray(res["verdict"]).size)}
 
 
 def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8,
-                   max_side: int = 512) -> dict[str, Any]:
-  """Stylizes and corrects every image of `input_dir` into `output_dir`; returns the results.
+                   max_side: int = fullres.DEFAULT_MAX_SIDE) -> dict[str, Any]:
+  """Stylizes and corrects every image of `input_dir` into `output_dir`, each at its own
+  resolution (up to `max_side`); returns the results.
 
   Raises:
     DataError / CheckpointError: the folders or the run cannot be used (nothing written).
   """
+  if max_side < 8:
+    raise DataError(f"--max_side must be at least 8, got {max_side}")
   trained = load_trained(workdir)
   paths = list_inputs(input_dir, output_dir)
   _check_writable(output_dir)
-  crop = trained.config.data.crop_size
-  rows, ok_paths, ok_images = [], [], []
+  rows = []
   for path in paths:
+    name = os.path.basename(path)
     try:
       im = images_lib.read_rgb(path)
-      ok_paths.append(path)
-      ok_images.append(im)
     except DataError as e:
-      rows.append({"file": os.path.basename(path), "verdict": "error", "error": str(e)})
-  results = []
-  if ok_images:
-    x = to_float(np.stack([_resize(im, crop, crop) for im in ok_images]))
-    c = trained.corrector
-    results = correct.run_batched(c, trained.det_params, trained.res_params, trained.g_params, x, None,
-                                  batch=batch)
-  for i, (path, im) in enumerate(zip(ok_paths, ok_images)):
-    name = os.path.basename(path)
+      rows.append({"file": name, "verdict": "error", "error": str(e)})
+      continue
+    out = correct_photo(trained, im, max_side=max_side, batch=batch)
     h, w = im.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    stylized = _resize(to_uint8(results["stylized"][i]), *size)
-    corrected = _resize(to_uint8(results["output"][i]), *size)
-    amap = _resize(heat(results["map"][i]), *size)
     files = {"stylized": f"{name}.stylized.png", "corrected": f"{name}.corrected.png",
              "map": f"{name}.map.png"}
-    for key, arr in (("stylized", stylized), ("corrected", corrected), ("map", amap)):
+    for key, arr in (("stylized", out["stylized"]), ("corrected", out["corrected"]), ("map", heat(out["map"]))):
       save_png(os.path.join(output_dir, files[key]), arr)
-    k = int(results["attempt"][i])
-    rows.append({"file": name, "verdict": correct.VERDICTS[int(results["verdict"][i])],
+    k = out["attempt"]
+    rows.append({"file": name, "verdict": correct.VERDICTS[out["verdict"]],
                  "regeneration": correct.REGENERATIONS[k % len(correct.REGENERATIONS)] if k >= 0 else "",
-                 "score_before": float(results["score_before"][i]),
-                 "score_after": float(results["score_after"][i]),
-                 "width": w, "height": h, **files})
+                 "score_before": out["score_before"], "score_after": out["score_after"],
+                 "width": w, "height": h, "out_width": int(out["stylized"].shape[1]),
+                 "out_height": int(out["stylized"].shape[0]), **files})
   rows.sort(key=lambda r: r["file"])
-  summary = {"threshold": trained.corrector.threshold, "num_files": len(rows),
+  summary = {"threshold": trained.corrector.threshold, "max_side": max_side, "num_files": len(rows),
              "num_errors": sum(r["verdict"] == "error" for r in rows), "files": rows}
   write_json(os.path.join(output_dir, "results.json"), summary)
   _write_csv(os.path.join(output_dir, "results.csv"), rows)
@@ -184,13 +199,21 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
 
 
 def _write_csv(path: str, rows: list[dict]) -> None:
-  fields = ["file", "verdict", "regeneration", "score_before", "score_after", "width", "height", "stylized",
+  fields = ["file", "verdict", "regeneration", "score_before", "score_after", "width", "height", "out_width",
+            "out_height", "stylized",
             "corrected", "map", "error"]
   buf = io.StringIO()
   w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
   w.writeheader()
   w.writerows(rows)
   write_text(path, buf.getvalue())
+
+
+def _size(row: dict) -> str:
+  size = f"{row['width']}x{row['height']}"
+  if (row["out_width"], row["out_height"]) != (row["width"], row["height"]):
+    size += f" (processed at {row['out_width']}x{row['out_height']}, --max_side)"
+  return size
 
 
 def folder_report_html(rows: list[dict], threshold: float) -> str:
@@ -201,16 +224,17 @@ def folder_report_html(rows: list[dict], threshold: float) -> str:
   img = lambda f: f"<img src='{esc(quote(f))}' width='128'>" if f else ""
   body = [f"<h1>stylegan_ad: stylized folder</h1><p>Detector threshold {threshold:.3f}; "
           "click a column to sort.</p><table><tr><th>file</th><th>verdict</th><th>score before</th>"
-          "<th>score after</th><th>stylized</th><th>corrected</th><th>anomaly map</th></tr>"]
+          "<th>score after</th><th>size</th><th>stylized</th><th>corrected</th><th>anomaly map</th></tr>"]
   for r in rows:
     if r["verdict"] == "error":
       body.append(f"<tr><td>{esc(r['file'])}</td><td>error</td><td data-v='-1e9'></td><td></td>"
-                  f"<td colspan='3'>{esc(r['error'])}</td></tr>")
+                  f"<td colspan='4'>{esc(r['error'])}</td></tr>")
       continue
     kept = f" ({esc(r['regeneration'])})" if r.get("regeneration") else ""
     body.append(f"<tr><td>{esc(r['file'])}</td><td>{esc(r['verdict'])}{kept}</td>"
                 f"<td data-v='{r['score_before']:.6f}'>{r['score_before']:.3f}</td>"
                 f"<td data-v='{r['score_after']:.6f}'>{r['score_after']:.3f}</td>"
+                f"<td data-v='{r['width'] * r['height']}'>{_size(r)}</td>"
                 f"<td>{img(r['stylized'])}</td><td>{img(r['corrected'])}</td><td>{img(r['map'])}</td></tr>")
   body.append("</table>")
   return _html_page("stylegan_ad: stylized folder", "".join(body))

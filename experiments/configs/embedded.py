@@ -5,8 +5,9 @@ Launch:
 Train the style GAN alone:
   python -m experiments.train_stylegan --config=experiments/configs/embedded.py --workdir=runs/gan
 Arguments (`--config=experiments/configs/embedded.py:ARG`):
-  "" (default) the CPU main job: 64x64 crops, paired training (pix2pix: conditional
-               PatchGAN, adversarial + 100 L1) of a small U-Net generator;
+  "" (default) the CPU main job: 64x64 crops in all 8 orientations, paired training
+               (pix2pix: conditional PatchGAN, adversarial + 100 L1) of a norm-free
+               residual U-Net generator that runs on photos of any size;
   "unpaired"   CycleGAN training (two ResNet generators, cycle + identity) instead;
   "ink_wash"   the default job on the ink-wash style;
   "tiny"       seconds-long unpaired runs for the test suite.
@@ -18,15 +19,17 @@ def get_config(arg: str | None = None):
   c = default_config()
   c.data.source = "embedded:ink_wash" if arg == "ink_wash" else "embedded:cartoon"
   c.data.crop_size = 64
-  c.data.batch_size = 4
-  c.model.generator = "unet"
-  c.model.ngf = 16
-  c.model.n_blocks = 3
+  c.data.batch_size = 8
+  c.data.symmetries = 8
+  c.model.generator = "residual_unet"
+  c.model.ngf = 32
+  c.model.depth = 3
   c.model.ndf = 16
   c.train.mode = "paired"
   c.losses.generator = {"adversarial": 1.0, "l1": 100.0}
-  c.train.num_steps = 3000
-  c.train.decay_start = 0.7
+  c.train.num_steps = 1500
+  c.train.lr = 1e-3
+  c.train.decay_start = 0.5
   c.train.pool_size = 20
   c.train.ema_decay = 0.99
   c.checkpoint.every = 500
@@ -37,6 +40,8 @@ def get_config(arg: str | None = None):
   c.correct.features, c.correct.batch_size, c.correct.steps = 8, 8, 1000
   if arg in ("unpaired", "tiny"):
     c.model.generator = "resnet"
+    c.model.n_blocks = 3
+    c.data.batch_size = 4
     c.train.mode = "unpaired"
     c.losses.generator = {"adversarial": 1.0, "cycle": 10.0, "identity": 5.0}
   if arg == "tiny":

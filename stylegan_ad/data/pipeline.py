@@ -48,13 +48,16 @@ class Pipeline:
     global_batch: examples per step over all processes.
     crop: output size; images larger than it are randomly cropped.
     seed: the only source of randomness.
-    augment: random crop and horizontal flip; otherwise a center crop.
+    augment: random crop and a random symmetry; otherwise a center crop.
+    symmetries: 2 (identity or a horizontal flip, as CycleGAN) or 8 (the dihedral
+      group: flips and quarter turns; for styles that do not depend on orientation,
+      four times the variety from the same photos).
     process_index, process_count: this process's slice (default: jax's).
   """
 
   def __init__(self, streams: Mapping[str, Mapping[str, Sequence[np.ndarray]]], *,
                global_batch: int, crop: int, seed: int, augment: bool = True,
-               process_index: int | None = None, process_count: int | None = None):
+               symmetries: int = 2, process_index: int | None = None, process_count: int | None = None):
     self.process_index = jax.process_index() if process_index is None else process_index
     self.process_count = jax.process_count() if process_count is None else process_count
     if global_batch % self.process_count:
@@ -65,7 +68,10 @@ class Pipeline:
       if len(lengths) != 1 or 0 in lengths:
         raise ConfigError(f"stream {name!r} has empty or misaligned columns: {sorted(lengths)}")
     self.streams = streams
+    if symmetries not in (2, 8):
+      raise ConfigError(f"config key data.symmetries: must be 2 or 8, got {symmetries}")
     self.global_batch, self.crop, self.seed, self.augment = global_batch, crop, seed, augment
+    self.symmetries = symmetries
     self.local_batch = global_batch // self.process_count
     self.position = 0
     self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
@@ -104,7 +110,10 @@ class Pipeline:
     rng = np.random.default_rng([self.seed, stream_id, g, 7])
     y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
     out = image[y:y + c, x:x + c]
-    return out[:, ::-1] if rng.random() < 0.5 else out
+    out = out[:, ::-1] if rng.random() < 0.5 else out
+    if self.symmetries == 8:
+      out = np.rot90(out, int(rng.integers(0, 4)))
+    return np.ascontiguousarray(out)
 
   def local_arrays(self, step: int) -> dict[str, np.ndarray]:
     """This process's rows of batch `step` as float32 arrays in [-1, 1]."""

@@ -57,6 +57,7 @@ class Dataset:
   test_b: ImageSet | None = None
   style: Callable[[np.ndarray], np.ndarray] | None = None  # the true operator, if known
   train_pairs: ImageSet | None = None  # every train image with its target (paired training)
+  test_photos: ImageSet | None = None  # whole test photos at their own size, with S(photo)
 
   def summary(self) -> dict[str, Any]:
     out = {"name": self.name, "crop_size": self.crop_size, "load_size": self.load_size}
@@ -111,7 +112,29 @@ def _load_embedded(style: str, crop_size: int, data_dir: str) -> Dataset:
       test_a=ImageSet("test_a", FieldView(test, "image"), FieldView(test, "target")),
       test_b=ImageSet("test_b", FieldView(test, "target")),
       style=operator,
-      train_pairs=ImageSet("train_pairs", FieldView(train, "image"), FieldView(train, "target")))
+      train_pairs=ImageSet("train_pairs", FieldView(train, "image"), FieldView(train, "target")),
+      test_photos=_whole_photos("test", operator))
+
+
+class _LazyPhotos(Sequence):
+  """Whole embedded photos of one split (or their S), loaded and styled on first access."""
+
+  def __init__(self, photo_ids: list[int], operator: Callable[[np.ndarray], np.ndarray] | None):
+    self._ids, self._operator, self._cache = photo_ids, operator, {}
+
+  def __len__(self) -> int:
+    return len(self._ids)
+
+  def __getitem__(self, i: int) -> np.ndarray:
+    if i not in self._cache:
+      photo = embedded.PHOTOS[self._ids[i]].load()
+      self._cache[i] = photo if self._operator is None else self._operator(photo)
+    return self._cache[i]
+
+
+def _whole_photos(split: str, operator) -> ImageSet:
+  ids = [i for i, p in enumerate(embedded.PHOTOS) if p.split == split]
+  return ImageSet(f"{split}_photos", _LazyPhotos(ids, None), _LazyPhotos(ids, operator))
 
 
 def _load_tfds(name: str, crop_size: int, data_dir: str) -> Dataset:

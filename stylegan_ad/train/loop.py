@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from stylegan_ad import configs, metrics, parallel, report
+from stylegan_ad import configs, fullres, metrics, parallel, report
 from stylegan_ad.data import pipeline as pipeline_lib
 from stylegan_ad.data import sources
 from stylegan_ad.errors import ConfigError, StyleganAdError
@@ -69,7 +69,7 @@ def make_pipeline(config: ml_collections.ConfigDict, dataset: sources.Dataset) -
     stream_a["target"] = source.targets
   return pipeline_lib.Pipeline({"a": stream_a, "b": {"b": dataset.train_b.images}},
                                global_batch=config.data.batch_size, crop=config.data.crop_size,
-                               seed=config.seed)
+                               seed=config.seed, symmetries=config.data.symmetries)
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Checkpointer]:
@@ -204,8 +204,20 @@ def stylize(models: steps.Models, params, x: np.ndarray) -> np.ndarray:
   return np.asarray(_stylize(models, params, jnp.asarray(x)))
 
 
-def evaluate(run: Run) -> dict[str, float]:
-  """PSNR/SSIM of G_ema(x) against the true S(x) on the test split, and of x itself."""
+def stylize_photo(models: steps.Models, params, photo: np.ndarray,
+                  tiling: fullres.Tiling = fullres.Tiling()) -> np.ndarray:
+  """G(photo) at the photo's own size (uint8 in, float [-1, 1] out), tiled where large."""
+  out = fullres.apply(lambda x: {"y": stylize(models, params, x)}, pipeline_lib.to_float(photo), tiling)
+  return out["y"]
+
+
+def _quality(y: np.ndarray, t: np.ndarray) -> tuple[float, float]:
+  return float(metrics.psnr(y[None], t[None])[0]), float(metrics.ssim(y[None], t[None])[0])
+
+
+def evaluate(run: Run) -> dict[str, Any]:
+  """PSNR/SSIM against the true S(x), of G_ema(x) and of x itself (the identity baseline):
+  on the test crops, and on the whole test photos at their own resolution (`photos`)."""
   test = run.dataset.test_a
   if test.targets is None or len(test) == 0:
     return {"note": "no true targets in this dataset's test split"}
@@ -218,9 +230,26 @@ def evaluate(run: Run) -> dict[str, float]:
     vals["ssim"] += list(np.asarray(metrics.ssim(y, t))[:n])
     vals["identity_psnr"] += list(np.asarray(metrics.psnr(x, t))[:n])
     vals["identity_ssim"] += list(np.asarray(metrics.ssim(x, t))[:n])
-  out = {k: float(np.mean(v)) for k, v in vals.items()}
+    # each channel's mean signed error over all pixels: a global colour drift shows here
+    vals.setdefault("channel_mean_error", []).extend(list(np.mean(y[:n] - t[:n], axis=(1, 2))))
+  out = {k: float(np.mean(v)) for k, v in vals.items() if k != "channel_mean_error"}
+  out["channel_mean_error"] = [float(v) for v in np.mean(vals["channel_mean_error"], axis=0)]
   out["num_images"] = len(test)
   out["step"] = int(jax.device_get(run.state.step))
+  photos = run.dataset.test_photos
+  if photos is not None and photos.targets is not None and len(photos):
+    rows = []
+    for i in range(len(photos)):
+      x, t = pipeline_lib.to_float(photos.images[i]), pipeline_lib.to_float(photos.targets[i])
+      y = stylize_photo(run.models, params, photos.images[i])
+      (p, s), (ip, is_) = _quality(y, t), _quality(x, t)
+      rows.append({"height": int(x.shape[0]), "width": int(x.shape[1]), "psnr": p, "ssim": s,
+                   "identity_psnr": ip, "identity_ssim": is_,
+                   "channel_mean_error": [float(v) for v in np.mean(y - t, axis=(0, 1))]})
+    out["photos"] = {k: float(np.mean([r[k] for r in rows]))
+                     for k in ("psnr", "ssim", "identity_psnr", "identity_ssim")}
+    out["photos"]["channel_mean_error"] = [float(v) for v in np.mean([r["channel_mean_error"] for r in rows], 0)]
+    out["photos"]["per_photo"] = rows
   return out
 
 

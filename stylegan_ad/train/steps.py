@@ -63,7 +63,7 @@ class Models:
 
 def make_models(config: ml_collections.ConfigDict) -> Models:
   m, t = config.model, config.train
-  generator = make_generator(m.generator, ngf=m.ngf, n_blocks=m.n_blocks, upsample=m.upsample)
+  generator = make_generator(m.generator, ngf=m.ngf, n_blocks=m.n_blocks, depth=m.depth, upsample=m.upsample)
   discriminator = Discriminator(m.ndf, m.d_layers, m.d_scales, m.spectral_norm)
   decay_start = int(t.num_steps * t.decay_start)
   schedule = optax.join_schedules(
