@@ -5,6 +5,8 @@
   python scripts/benchmark.py --what=peak
   python scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1
   python scripts/benchmark.py --what=restart   # also counts recompilations after a restart
+  python scripts/benchmark.py --what=photo --workdir=runs/embedded --photo=1024x768   # one photo, own size
+  python scripts/benchmark.py --what=photo --workdir=runs/embedded --photo=4000x3000 --max_side=4000  # tiled
 
 Figures are medians after warm-up; `compile_sec` is the first call; `peak_rss_mb` is
 the process's peak resident memory. `bash scripts/benchmarks.sh` runs the whole set.
@@ -19,8 +21,11 @@ import time
 
 from absl import app, flags
 
-_WHAT = flags.DEFINE_enum("what", "pipeline", ["pipeline", "train_step", "peak", "inference", "restart"],
+_WHAT = flags.DEFINE_enum("what", "pipeline", ["pipeline", "train_step", "peak", "inference", "restart", "photo"],
                           "what to measure")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/embedded", "photo: a finished main-job run")
+_PHOTO = flags.DEFINE_string("photo", "1024x768", "photo: WIDTHxHEIGHT (a test photo resized to it)")
+_MAX_SIDE = flags.DEFINE_integer("max_side", 1024, "photo: --max_side of the folder CLI")
 _FLAGGED = flags.DEFINE_float("flagged", 0.1, "inference: fraction of images flagged")
 _VIEWS = flags.DEFINE_integer("views", 8, "inference: detector views averaged (detect.views: 1, 2, 4 or 8)")
 _SCREEN = flags.DEFINE_float("screen", 0.3, "inference: fraction of unflagged images the 1-view screen "
@@ -251,10 +256,32 @@ def bench_restart():
           "recompilations": int(last["train_step_compiles"]) - 1}
 
 
+def bench_photo():
+  """One photo through the folder CLI's path: stylized, scored and corrected at its own size."""
+  import numpy as np
+  from PIL import Image
+  from stylegan_ad import inference
+  from stylegan_ad.data import embedded
+  w, h = (int(v) for v in _PHOTO.value.split("x"))
+  photo = next(p for p in embedded.PHOTOS if p.name == "motorcycle_left").load()
+  photo = np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.LANCZOS))
+  trained = inference.load_trained(_WORKDIR.value)
+  out = {}
+
+  def one():
+    out.update(inference.correct_photo(trained, photo, max_side=_MAX_SIDE.value))
+
+  compile_sec, sec = _timed(one, _ITERS.value)
+  return {"what": "photo", "photo": _PHOTO.value, "max_side": _MAX_SIDE.value,
+          "processed": f"{out['stylized'].shape[1]}x{out['stylized'].shape[0]}", "tiles": out["tiles"],
+          "verdict": out["verdict"], "first_call_sec": compile_sec, "sec_per_photo": sec,
+          "peak_rss_mb": _peak_rss_mb(), "iters": _ITERS.value}
+
+
 def main(argv):
   del argv
   result = {"pipeline": bench_pipeline, "peak": bench_peak, "train_step": bench_train_step,
-            "inference": bench_inference, "restart": bench_restart}[_WHAT.value]()
+            "inference": bench_inference, "restart": bench_restart, "photo": bench_photo}[_WHAT.value]()
   text = json.dumps(result, sort_keys=True)
   print(text)
   if _OUT.value:

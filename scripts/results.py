@@ -25,9 +25,7 @@ def tables(run: str) -> str:
   out = [
       f"Main job (`{summary['data']['name']}`, {summary['data']['crop_size']}x{summary['data']['crop_size']}, "
       f"{summary['train_steps']} GAN steps, {summary['seconds'] / 60:.1f} min in all):", "",
-      "| stylization (test photos vs. true S(x)) | PSNR (dB) | SSIM |", "|---|---|---|",
-      f"| G(x) | {s['psnr']:.2f} | {s['ssim']:.3f} |",
-      f"| identity baseline x | {s['identity_psnr']:.2f} | {s['identity_ssim']:.3f} |", "",
+      report.stylization_table(s), "",
       f"Detection on the test photos' outputs, all artifact types seen in training "
       f"({d['test_images']['clean']} clean, {d['test_images']['corrupted']} corrupted; thresholds "
       f"calibrated to 1% FPR on held-out clean train outputs):", "",

@@ -134,6 +134,13 @@ def target_l1(ctx: LossContext) -> jax.Array:
   return jnp.mean(jnp.abs(ctx.fake - ctx.target))
 
 
+@register("l2", needs=("target",))
+def target_l2(ctx: LossContext) -> jax.Array:
+  """Mean squared error to the true target: the mean, not the median, of what S can give
+  (PSNR is a squared error; for a quantising style L1 settles between levels less well)."""
+  return jnp.mean((ctx.fake - ctx.target) ** 2)
+
+
 @register("style_mse", needs=("target",))
 def style_mse(ctx: LossContext) -> jax.Array:
   """The seed design's L_style = E||G(x) - I_s||^2 + E||G(x) - I_t||^2 (paired data)."""

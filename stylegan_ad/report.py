@@ -53,6 +53,22 @@ def per_type_table(result: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
+def stylization_table(s: dict) -> str:
+  """G(x) and the identity x against S(x): test crops, and whole test photos at their own size."""
+  lines = ["| test photos vs. true S(x) | crops PSNR (dB) | crops SSIM | whole photos PSNR (dB) | whole photos SSIM |",
+           "|---|---|---|---|---|"]
+  p = s.get("photos", {})
+  for name, pre in (("G(x)", ""), ("identity baseline x", "identity_")):
+    whole = (f"{p[pre + 'psnr']:.2f} | {p[pre + 'ssim']:.3f}" if p else "n/a | n/a")
+    lines.append(f"| {name} | {s[pre + 'psnr']:.2f} | {s[pre + 'ssim']:.3f} | {whole} |")
+  if "channel_mean_error" in s:
+    err = lambda v: " / ".join(f"{e:+.3f}" for e in v)
+    lines.append("")
+    lines.append(f"Mean signed error of G(x) per channel (R / G / B, [-1, 1] units): crops {err(s['channel_mean_error'])}"
+                 + (f", whole photos {err(p['channel_mean_error'])}" if p else "") + ".")
+  return "\n".join(lines)
+
+
 def summary_markdown(summary: dict) -> str:
   s, c = summary["stylize"], summary["correct"]
   data = summary["data"]
@@ -62,9 +78,7 @@ def summary_markdown(summary: dict) -> str:
       f"{data['train_b']} train B, {data['test_a']} test images. {summary['train_steps']} GAN steps; "
       f"the whole job took {summary['seconds']:.0f} s.", "",
       "## Stylization (test split, against the true target S(x))", "",
-      "| | PSNR (dB) | SSIM |", "|---|---|---|",
-      f"| G_ema(x) | {s['psnr']:.2f} | {s['ssim']:.3f} |",
-      f"| identity x | {s['identity_psnr']:.2f} | {s['identity_ssim']:.3f} |", "",
+      stylization_table(s), "",
       "![samples](samples.png)", "", "Rows: input | G(x) | F(G(x)) | S(x).", "",
       "## Detection (test outputs, all artifact types seen in training)", "",
       f"{summary['detect']['test_images']['clean']} clean and "

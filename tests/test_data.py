@@ -43,6 +43,28 @@ def test_targets_are_the_style_operator(dataset):
   assert x.shape == (64, 64, 3) and dataset.train_a.images[0].shape == (72, 72, 3)
 
 
+def test_train_crops_include_the_photos_own_scale_and_gray_crops():
+  photo_id = next(i for i, p in enumerate(embedded.PHOTOS) if p.name == "coffee")
+  crops = embedded.photo_crops(photo_id, 64, "train")
+  assert len(crops) == embedded.CROPS_PER_PHOTO["train"]
+  gray = [c for c in crops if np.array_equal(c[..., 0], c[..., 1]) and np.array_equal(c[..., 1], c[..., 2])]
+  assert len(gray) == len(crops) // embedded.GRAY_EVERY
+  # the last scale is the photo itself: its crops are pixel-for-pixel windows of the photo
+  photo = embedded.PHOTOS[photo_id].load()
+  last = crops[-1]
+  assert (len(crops) - 1) % embedded.GRAY_EVERY  # not a gray one
+  candidates = np.argwhere(np.all(photo[:-71, :-71] == last[0, 0], axis=-1))
+  assert any(np.array_equal(photo[y:y + 72, x:x + 72], last) for y, x in candidates)
+
+
+def test_whole_test_photos_come_with_their_exact_target(dataset):
+  photos = dataset.test_photos
+  assert len(photos) == 4
+  x, t = photos.images[0], photos.targets[0]
+  assert x.shape[:2] == (300, 451)  # chelsea at its own size
+  np.testing.assert_array_equal(styles.cartoon(x), t)
+
+
 def test_build_is_byte_identical(data_dir, tmp_path):
   embedded.prepare("cartoon", 64, str(tmp_path))
   assert _record_digests(str(tmp_path)) == _record_digests(data_dir)

@@ -158,3 +158,27 @@ def test_cli_exit_codes_and_unwritable_output(main_run, tmp_path):
                          f"--input={src}", f"--output={tmp_path / 'o2'}"], capture_output=True, text=True,
                         env=env, cwd=ROOT)
   assert proc.returncode == 2 and "not a main-job run directory" in proc.stderr
+
+
+def test_cli_keeps_each_photos_own_size(main_run, tmp_path):
+  """Outputs and maps come back at the photo's resolution (any aspect ratio, odd sizes);
+  only a photo over --max_side is downscaled, and the report says so."""
+  workdir, _ = main_run
+  src = str(tmp_path / "in")
+  os.makedirs(src)
+  rng = np.random.default_rng(0)
+  sizes = {"wide.png": (300, 200), "big.png": (1000, 700), "tiny.png": (8, 8), "thin.png": (1, 97),
+           "huge.png": (1500, 1100)}
+  for name, (w, h) in sizes.items():
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), np.uint8)).save(os.path.join(src, name))
+  out = str(tmp_path / "out")
+  summary = inference.stylize_folder(workdir, src, out, max_side=1024)
+  rows = {r["file"]: r for r in summary["files"]}
+  for name, (w, h) in sizes.items():
+    want = (1024, 751) if name == "huge.png" else (w, h)
+    assert (rows[name]["width"], rows[name]["height"]) == (w, h)
+    assert (rows[name]["out_width"], rows[name]["out_height"]) == want
+    for key in ("stylized", "corrected", "map"):
+      assert Image.open(os.path.join(out, rows[name][key])).size == want, (name, key)
+  page = open(os.path.join(out, "index.html"), encoding="utf-8").read()
+  assert "1500x1100 (processed at 1024x751, --max_side)" in page

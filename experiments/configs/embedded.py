@@ -6,11 +6,11 @@ Train the style GAN alone:
   python -m experiments.train_stylegan --config=experiments/configs/embedded.py --workdir=runs/gan
 Arguments (`--config=experiments/configs/embedded.py:ARG`):
   "" (default) the CPU main job: 64x64 crops in all 8 orientations, paired training
-               (pix2pix: conditional PatchGAN, adversarial + 100 L1) of a norm-free
+               (pix2pix: conditional PatchGAN, adversarial + 100 L1 + 1000 L2) of a norm-free
                residual U-Net generator that runs on photos of any size;
-  "unpaired"   CycleGAN training (two ResNet generators, cycle + identity) instead;
+  "unpaired"   CycleGAN training (two generators, cycle + identity) instead;
   "ink_wash"   the default job on the ink-wash style;
-  "tiny"       seconds-long unpaired runs for the test suite.
+  "tiny"       seconds-long unpaired runs (ResNet generators) for the test suite.
 """
 from stylegan_ad.configs import default_config
 
@@ -26,7 +26,7 @@ def get_config(arg: str | None = None):
   c.model.depth = 3
   c.model.ndf = 16
   c.train.mode = "paired"
-  c.losses.generator = {"adversarial": 1.0, "l1": 100.0}
+  c.losses.generator = {"adversarial": 1.0, "l1": 100.0, "l2": 1000.0}
   c.train.num_steps = 1500
   c.train.lr = 1e-3
   c.train.decay_start = 0.5
@@ -36,15 +36,14 @@ def get_config(arg: str | None = None):
   c.log.every = 50
   c.log.sample_every = 500
   c.eval.batch_size = 16
-  c.detect.features, c.detect.batch_size, c.detect.steps = 16, 8, 3000
+  c.detect.features, c.detect.batch_size, c.detect.steps = 16, 8, 2000
   c.correct.features, c.correct.batch_size, c.correct.steps = 8, 8, 1000
   if arg in ("unpaired", "tiny"):
-    c.model.generator = "resnet"
-    c.model.n_blocks = 3
-    c.data.batch_size = 4
     c.train.mode = "unpaired"
     c.losses.generator = {"adversarial": 1.0, "cycle": 10.0, "identity": 5.0}
   if arg == "tiny":
+    c.model.generator = "resnet"
+    c.data.symmetries = 2
     c.data.batch_size = 4
     c.model.ngf = 4
     c.model.n_blocks = 1

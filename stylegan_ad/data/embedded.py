@@ -68,8 +68,12 @@ PHOTOS: tuple[Photo, ...] = (
 )
 
 SIZES = (64, 128, 256)
-CROPS_PER_PHOTO = {"train": 64, "test": 16}
-SCALES = (1.0, 1.6, 2.5)  # short side of the resized photo, in crop sizes
+CROPS_PER_PHOTO = {"train": 96, "test": 16}
+# Short side of the resized photo, in crop sizes; None: the photo at its own resolution.
+# Train crops also come at the photo's own scale, the one people stylize at (the test
+# crops keep the three small scales, so their figures compare across versions).
+SCALES = {"train": (1.0, 1.6, 2.5, 4.0, None), "test": (1.0, 1.6, 2.5)}
+GRAY_EVERY = 8  # every 8th train crop is made grayscale
 
 
 def load_size(crop: int) -> int:
@@ -85,17 +89,21 @@ def photo_crops(photo_id: int, crop: int, split: str) -> list[np.ndarray]:
   n = CROPS_PER_PHOTO[split]
   rng = np.random.default_rng([photo_id, crop, 0 if split == "train" else 1])
   out = []
-  for s_idx, scale in enumerate(SCALES):
-    short = int(round(side * scale))
+  scales = SCALES[split]
+  for s_idx, scale in enumerate(scales):
     h, w = image.shape[:2]
-    factor = short / min(h, w)
+    factor = 1.0 if scale is None else int(round(side * scale)) / min(h, w)
     size = (max(side, int(round(w * factor))), max(side, int(round(h * factor))))
-    resized = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
-    count = n // len(SCALES) + (1 if s_idx < n % len(SCALES) else 0)
+    resized = image if size == (w, h) else np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+    count = n // len(scales) + (1 if s_idx < n % len(scales) else 0)
     for _ in range(count):
       y = int(rng.integers(0, resized.shape[0] - side + 1))
       x = int(rng.integers(0, resized.shape[1] - side + 1))
       out.append(np.ascontiguousarray(resized[y:y + side, x:x + side]))
+  if split == "train":  # a share of grayscale crops: a gray photo must stay gray (no learnt tint)
+    for i in range(0, len(out), GRAY_EVERY):
+      gray = np.rint(out[i].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+      out[i] = np.repeat(np.clip(gray, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
   return out
 
 
@@ -106,8 +114,10 @@ def builder_config_name(style: str, crop: int) -> str:
 class EmbeddedStyle(tfds.core.GeneratorBasedBuilder):
   """Bundled photos and their stylized targets; one config per (style, crop size)."""
 
-  VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release.", "1.1.0": "64 train crops per photo."}
+  VERSION = tfds.core.Version("1.2.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.", "1.1.0": "64 train crops per photo.",
+                   "1.2.0": "96 train crops per photo, also at 4x and at the photo's own scale; "
+                            "every 8th train crop grayscale."}
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(name=builder_config_name(style, size),
                               description=f"{style} style, {size}x{size} crops")

@@ -90,6 +90,9 @@ class ResidualUNetGenerator(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     h, _ = UNetTrunk(self.ngf, self.depth)(x)
+    # a per-pixel MLP: cheap (1x1 convs), and what a style's sharp tone curves
+    # (palette quantisation: a staircase per channel) need more than more context
+    h = nn.relu(nn.Conv(2 * self.ngf, (1, 1), name="head")(h))
     delta = nn.Conv(self.out_channels, (1, 1), name="to_rgb")(h)
     return jnp.tanh(x[..., :self.out_channels] + delta)
 
