@@ -1,6 +1,7 @@
 """The generator ablation: which change made G generalise to unseen photos.
 
   python scripts/ablate_generator.py --out=runs/ablation [--rows=default,old_default] [--style=cartoon]
+  python scripts/ablate_generator.py --out=runs/ablation --rows=default,unpaired --style=ink_wash
 
 Each row is the GAN stage of the main job (`experiments/configs/embedded.py`) with a few
 config values changed, trained from scratch in OUT/<row>/ (a finished row is reused)
@@ -26,7 +27,9 @@ ROWS = {
     "default_lr2e-4": {"train.lr": 2e-4},
     "default_l1_only": {"losses.generator": {"l1": 100.0}},
     "default_ngf16": {"model.ngf": 16},
+    "unpaired": {},   # the config's "unpaired" argument: CycleGAN mode, no pairs seen
 }
+CONFIG_ARGS = {"unpaired": "unpaired"}
 
 _OUT = flags.DEFINE_string("out", "runs/ablation", "folder for the rows' runs and ablation.json")
 _ROWS = flags.DEFINE_list("rows", list(ROWS), f"rows to run, of {list(ROWS)}")
@@ -35,7 +38,9 @@ _STYLE = flags.DEFINE_string("style", "cartoon", "embedded style")
 
 def _config(row: str, style: str):
   from experiments.configs import embedded
-  c = embedded.get_config("ink_wash" if style == "ink_wash" else None)
+  arg = CONFIG_ARGS.get(row)
+  c = embedded.get_config(arg)
+  c.data.source = f"embedded:{style}"
   for key, value in ROWS[row].items():
     group, name = key.split(".")
     c[group][name] = value
@@ -58,22 +63,22 @@ def main(argv):
     run = loop.train(_config(row, _STYLE.value), os.path.join(_OUT.value, _STYLE.value, row))
     seconds = time.time() - t0
     ev = loop.evaluate(run)
-    results[key] = {"change": ROWS[row], "gan_stage_seconds": seconds, "crops": {
-        k: ev[k] for k in ("psnr", "ssim", "identity_psnr", "identity_ssim")}, "photos": {
-        k: ev["photos"][k] for k in ("psnr", "ssim", "identity_psnr", "identity_ssim")}}
+    keys = ("psnr", "ssim", "identity_psnr", "identity_ssim", "channel_mean_error")
+    change = {f"config arg": CONFIG_ARGS[row]} if row in CONFIG_ARGS else ROWS[row]
+    results[key] = {"change": change, "gan_stage_seconds": seconds, "crops": {k: ev[k] for k in keys},
+                    "photos": {k: ev["photos"][k] for k in keys}}
     with open(path, "w") as f:
       json.dump(results, f, indent=2)
-  print("| style | row | change | crops PSNR / SSIM | whole photos PSNR / SSIM | GAN stage (s) |")
-  print("|---|---|---|---|---|---|")
+  print("| style | row | change | crops PSNR / SSIM | whole photos PSNR / SSIM | identity, whole photos | "
+        "colour drift (whole photos, R/G/B) | GAN stage (s) |")
+  print("|---|---|---|---|---|---|---|---|")
   for key, r in results.items():
     style, row = key.split("/")
     change = ", ".join(f"`{k}={v}`" for k, v in r["change"].items()) or "(the main job's config)"
     c, p = r["crops"], r["photos"]
+    drift = " / ".join(f"{e:+.3f}" for e in p["channel_mean_error"])
     print(f"| {style} | {row} | {change} | {c['psnr']:.2f} / {c['ssim']:.3f} | {p['psnr']:.2f} / {p['ssim']:.3f} "
-          f"| {r['gan_stage_seconds']:.0f} |")
-  first = next(iter(results.values()))
-  print(f"\nidentity baseline x: crops {first['crops']['identity_psnr']:.2f} / {first['crops']['identity_ssim']:.3f}, "
-        f"whole photos {first['photos']['identity_psnr']:.2f} / {first['photos']['identity_ssim']:.3f}")
+          f"| {p['identity_psnr']:.2f} / {p['identity_ssim']:.3f} | {drift} | {r['gan_stage_seconds']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,15 @@ $py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --a
 $py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --screen=0 --out="$out/inference_128_no_screen.json"
 $py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --views=2 --out="$out/inference_128_views2.json"
 $py scripts/benchmark.py --what=restart --out="$out/restart.json"
+# One photo at its own size through the folder CLI's path (needs a finished main job).
+run="${STYLEGAN_AD_RUN:-runs/embedded}"
+if [ -f "$run/detector/calibration.json" ]; then
+  $py scripts/benchmark.py --what=photo --workdir="$run" --photo=1024x768 --out="$out/photo_1024x768.json"
+  $py scripts/benchmark.py --what=photo --workdir="$run" --photo=4000x3000 --max_side=4000 --iters=1 \
+    --out="$out/photo_4000x3000_tiled.json"
+else
+  echo "skipping the photo benchmarks: run the main job into $run first (bash scripts/run_main.sh)" >&2
+fi
 # The PyTorch reference on this machine (issue #6's baseline); PyTorch is optional.
 if $py -c "import torch" 2>/dev/null; then
   $py scripts/reference_torch.py --size=128 --out="$out/torch_reference_128.json"

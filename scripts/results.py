@@ -18,6 +18,15 @@ from stylegan_ad import report  # noqa: E402
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
+def _whole_photos(d: dict) -> list[str]:
+  w = d.get("whole_photos", {})
+  if "fpr" not in w:
+    return []
+  return [f"At the scale people use it, on clean outputs of the {w['images'] // len(w['scales'])} whole test "
+          f"photos at {', '.join(f'{s:g}x' for s in w['scales'])} their own size, the detector (calibrated on "
+          f"64 px crops) flags {w['flagged']} of {w['images']} ({100 * w['fpr']:.0f}%).", ""]
+
+
 def tables(run: str) -> str:
   with open(os.path.join(run, "report", "summary.json")) as f:
     summary = json.load(f)
@@ -30,6 +39,7 @@ def tables(run: str) -> str:
       f"({d['test_images']['clean']} clean, {d['test_images']['corrupted']} corrupted; thresholds "
       f"calibrated to 1% FPR on held-out clean train outputs):", "",
       report.detection_table({"seen types": summary["detect_all_scorers"]}), "",
+      *_whole_photos(d), 
       "| correction | value |", "|---|---|",
       f"| PSNR to the clean output: corrupted | {c['psnr_before']:.2f} dB |",
       f"| PSNR to the clean output: corrected (restorer, then regeneration) | {c['psnr_after']:.2f} dB |",

@@ -20,7 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from stylegan_ad import artifacts, correct, detect, report
+from stylegan_ad import artifacts, correct, detect, fullres, report
 from stylegan_ad.train import loop, stages
 
 
@@ -79,6 +79,29 @@ def train_and_calibrate_detector(config: ml_collections.ConfigDict, workdir: str
   return {} if stage is None else {s.name: s.threshold for s in stage.scorers}
 
 
+WHOLE_PHOTO_SCALES = (1.0, 0.75, 0.5)
+
+
+def whole_photo_false_positives(stage: DetectorStage, scorer: detect.Scorer) -> dict[str, Any]:
+  """The calibrated detector on clean G outputs of the whole test photos at the scale the
+  folder CLI uses them (their own size, and 0.75x, 0.5x): the share flagged, against the
+  crop-level calibration target."""
+  photos = stage.gan.dataset.test_photos
+  if photos is None or not len(photos):
+    return {"note": "no whole test photos in this dataset"}
+  fn = lambda y: dict(zip(("score", "map"), scorer._jit(y, y)))
+  scores = []
+  for i in range(len(photos)):
+    for scale in WHOLE_PHOTO_SCALES:
+      photo = photos.images[i]
+      photo, _ = fullres.fit_max_side(photo, int(round(max(photo.shape[:2]) * scale)))
+      y = loop.stylize_photo(stage.gan.models, stage.ema, photo)
+      scores.append(float(np.max(fullres.apply(fn, y)["score"])))
+  flagged = np.asarray(scores) > scorer.threshold
+  return {"images": len(scores), "scales": list(WHOLE_PHOTO_SCALES), "flagged": int(flagged.sum()),
+          "fpr": float(flagged.mean()), "scores": scores, "threshold": scorer.threshold}
+
+
 def seen_types_test_set(config: ml_collections.ConfigDict, stage: DetectorStage) -> dict[str, np.ndarray]:
   return detect.make_test_set(stage.test.clean, stage.test.content, ALL_TYPES, seed=config.seed + 7, copies=2)
 
@@ -110,7 +133,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                  "pixel_auroc": det["pixel_auroc"], "aupro": det["aupro"],
                  "fpr": det.get("fpr"), "tpr": det.get("tpr"),
                  "test_images": {"clean": int((test["is_anomalous"] == 0).sum()),
-                                 "corrupted": int((test["is_anomalous"] > 0).sum())}},
+                                 "corrupted": int((test["is_anomalous"] > 0).sum())},
+                 "whole_photos": whole_photo_false_positives(stage, scorers[1])},
       "detect_all_scorers": detection,
       "correct": correction,
       "seconds": time.time() - t0,

@@ -29,9 +29,17 @@ def main_run(data_dir, tmp_path_factory):
 def test_main_job_writes_summary_report_and_stage_runs(main_run):
   workdir, summary = main_run
   on_disk = json.load(open(os.path.join(workdir, "report", "summary.json")))
-  assert on_disk["stylize"] == pytest.approx(summary["stylize"])
   for key in ("psnr", "ssim", "identity_psnr", "identity_ssim"):
+    assert on_disk["stylize"][key] == pytest.approx(summary["stylize"][key])
     assert np.isfinite(on_disk["stylize"][key])
+    # the whole test photos at their own size, next to the crops
+    assert on_disk["stylize"]["photos"][key] == pytest.approx(summary["stylize"]["photos"][key])
+  sizes = [(r["height"], r["width"]) for r in on_disk["stylize"]["photos"]["per_photo"]]
+  assert sizes == [(300, 451), (427, 640), (500, 741), (500, 741)]
+  assert len(on_disk["stylize"]["channel_mean_error"]) == 3
+  whole = on_disk["detect"]["whole_photos"]
+  assert whole["images"] == 12 and 0 <= whole["fpr"] <= 1 and whole["flagged"] == sum(
+      s > whole["threshold"] for s in whole["scores"])
   for key in ("image_auroc", "pixel_auroc", "aupro"):
     assert 0.0 <= on_disk["detect"][key] <= 1.0
   for key in ("psnr_before", "psnr_after", "repair_rate", "clean_unchanged"):
@@ -62,7 +70,8 @@ def test_rerunning_the_main_job_resumes_every_stage(main_run, data_dir):
   c = embedded_config.get_config("tiny")
   c.data.data_dir = data_dir
   again = experiment.run(c, workdir)
-  assert again["stylize"] == pytest.approx(summary["stylize"])
+  assert again["stylize"]["psnr"] == pytest.approx(summary["stylize"]["psnr"])
+  assert again["stylize"]["photos"]["psnr"] == pytest.approx(summary["stylize"]["photos"]["psnr"])
   assert again["correct"]["psnr_after"] == pytest.approx(summary["correct"]["psnr_after"])
 
 
