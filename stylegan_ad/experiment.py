@@ -79,12 +79,12 @@ def train_and_calibrate_detector(config: ml_collections.ConfigDict, workdir: str
   return {} if stage is None else {s.name: s.threshold for s in stage.scorers}
 
 
-WHOLE_PHOTO_SCALES = (1.0, 0.75, 0.5)
+WHOLE_PHOTO_SCALES = (1.0, 0.5)
 
 
 def whole_photo_false_positives(stage: DetectorStage, scorer: detect.Scorer) -> dict[str, Any]:
   """The calibrated detector on clean G outputs of the whole test photos at the scale the
-  folder CLI uses them (their own size, and 0.75x, 0.5x): the share flagged, against the
+  folder CLI uses them (their own size, and half of it): the share flagged, against the
   crop-level calibration target."""
   photos = stage.gan.dataset.test_photos
   if photos is None or not len(photos):
