@@ -36,8 +36,8 @@ def get_config(arg: str | None = None):
   c.log.every = 50
   c.log.sample_every = 500
   c.eval.batch_size = 16
-  c.detect.features, c.detect.batch_size, c.detect.steps = 16, 8, 2000
-  c.correct.features, c.correct.batch_size, c.correct.steps = 8, 8, 1000
+  c.detect.features, c.detect.batch_size, c.detect.steps = 16, 8, 1500
+  c.correct.features, c.correct.batch_size, c.correct.steps = 8, 8, 400
   if arg in ("unpaired", "tiny"):
     c.train.mode = "unpaired"
     c.losses.generator = {"adversarial": 1.0, "cycle": 10.0, "identity": 5.0}
