@@ -33,7 +33,7 @@ def tables(run: str) -> str:
   s, d, c = summary["stylize"], summary["detect"], summary["correct"]
   out = [
       f"Main job (`{summary['data']['name']}`, {summary['data']['crop_size']}x{summary['data']['crop_size']}, "
-      f"{summary['train_steps']} GAN steps, {summary['seconds'] / 60:.1f} min in all):", "",
+      f"{summary['train_steps']} GAN steps):", "",
       report.stylization_table(s), "",
       f"Detection on the test photos' outputs, all artifact types seen in training "
       f"({d['test_images']['clean']} clean, {d['test_images']['corrupted']} corrupted; thresholds "
