@@ -3,11 +3,11 @@
     out = fullres.apply(fn, image)   # fn: [N, h, w, C] batch -> dict of arrays
 
 The networks (generator, detector, restorer) are fully convolutional, so a photo is
-never squashed to the training crop. `apply` reflect-pads the photo on its bottom and
-right to a multiple of `bucket` (so photos of nearby sizes share one compiled program),
-runs `fn` on it and crops every per-pixel output back to the photo's size. The photo
-first gets `border` pixels of reflected context on every side, so that its edges look
-to the networks like any other part of a photo (the tiles below get the same, wider).
+never squashed to the training crop. `apply` gives the photo `border` pixels of
+reflected context on every side (so its edges look to the networks like any other part
+of a photo), reflect-pads that on the bottom and right to a multiple of `bucket` (so
+photos of nearby sizes share one compiled program), runs `fn` on it and crops every
+per-pixel output back to the photo's size.
 
 Where the padded photo has more than `max_pixels` pixels (memory), it is cut into
 overlapping `window` x `window` tiles, one batch of fixed shape: each tile carries
