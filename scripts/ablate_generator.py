@@ -65,7 +65,7 @@ def main(argv):
     seconds = last["step"] / last["steps_per_sec"]
     ev = loop.evaluate(run)
     keys = ("psnr", "ssim", "identity_psnr", "identity_ssim", "channel_mean_error")
-    change = {f"config arg": CONFIG_ARGS[row]} if row in CONFIG_ARGS else ROWS[row]
+    change = {"config arg": CONFIG_ARGS[row]} if row in CONFIG_ARGS else ROWS[row]
     results[key] = {"change": change, "gan_stage_seconds": seconds, "crops": {k: ev[k] for k in keys},
                     "photos": {k: ev["photos"][k] for k in keys}}
     with open(path, "w") as f:

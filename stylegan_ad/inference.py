@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from PIL import Image
 
 from stylegan_ad import configs, correct, detect, fullres
 from stylegan_ad.data import images as images_lib
