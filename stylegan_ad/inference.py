@@ -131,10 +131,6 @@ def _check_writable(output_dir: str) -> None:
     raise DataError(f"{output_dir}: output folder is not writable ({e.strerror or e})") from None
 
 
-def _flatten(values: np.ndarray, reduce) -> float:
-  return reduce(np.asarray(values).ravel())
-
-
 def correct_photo(trained: Trained, image: np.ndarray, *, max_side: int = fullres.DEFAULT_MAX_SIDE,
                   tiling: fullres.Tiling = fullres.Tiling(), batch: int = 8) -> dict[str, Any]:
   """Stylizes, scores and corrects one photo (uint8 HxWx3) at its own size.
@@ -150,8 +146,8 @@ def correct_photo(trained: Trained, image: np.ndarray, *, max_side: int = fullre
                       to_float(small), tiling)
   return {"stylized": to_uint8(res["stylized"]), "corrected": to_uint8(res["output"]),
           "map": np.asarray(res["map"], np.float32), "scale": scale,
-          "score_before": _flatten(res["score_before"], np.max), "score_after": _flatten(res["score_after"], np.max),
-          "verdict": int(_flatten(res["verdict"], np.max)), "attempt": int(_flatten(res["attempt"], np.max)),
+          "score_before": float(np.max(res["score_before"])), "score_after": float(np.max(res["score_after"])),
+          "verdict": int(np.max(res["verdict"])), "attempt": int(np.max(res["attempt"])),
           "tiles": int(np.asarray(res["verdict"]).size)}
 
 
