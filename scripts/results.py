@@ -27,6 +27,19 @@ def _whole_photos(d: dict) -> list[str]:
           f"64 px crops) flags {w['flagged']} of {w['images']} ({100 * w['fpr']:.0f}%).", ""]
 
 
+def _real(summary: dict) -> list[str]:
+  real = summary.get("real", {})
+  if "pool" not in real:
+    return [f"G's real failures: skipped ({real.get('skipped', 'not in this run')}).", ""]
+  return ["G's real failures on the test photos, against the true target S(x): " + report.real_pool_line(real["pool"])
+          + " Thresholds: each scorer calibrated to 1% false positives on the reference photo's clean outputs "
+          "(whole, at three sizes). Brackets: 95% intervals, resampling the source photos.", "",
+          report.real_failure_table(summary["real_all_scorers"]), "",
+          *(["Correcting them, against S(x) (whole test photos; the restorer trained toward S(x) on the train "
+             "photos' real outputs):", "", report.real_correction_table(summary["correct_real"]), ""]
+            if "psnr_before" in summary.get("correct_real", {}) else [])]
+
+
 def tables(run: str) -> str:
   with open(os.path.join(run, "report", "summary.json")) as f:
     summary = json.load(f)
@@ -35,11 +48,13 @@ def tables(run: str) -> str:
       f"Main job (`{summary['data']['name']}`, {summary['data']['crop_size']}x{summary['data']['crop_size']}, "
       f"{summary['train_steps']} GAN steps):", "",
       report.stylization_table(s), "",
-      f"Detection on the test photos' outputs, all artifact types seen in training "
-      f"({d['test_images']['clean']} clean, {d['test_images']['corrupted']} corrupted; thresholds "
-      f"calibrated to 1% FPR on held-out clean train outputs):", "",
+      *_real(summary),
+      f"Synthetic artifacts pasted on the test photos' outputs, all types seen in training "
+      f"({d['test_images']['clean']} clean, {d['test_images']['corrupted']} corrupted; the same "
+      f"thresholds):", "",
       report.detection_table({"seen types": summary["detect_all_scorers"]}), "",
       *_whole_photos(d), 
+      "Synthetic artifacts, corrected (a proxy: PSNR to G's own clean output, not to S(x)):", "",
       "| correction | value |", "|---|---|",
       f"| PSNR to the clean output: corrupted | {c['psnr_before']:.2f} dB |",
       f"| PSNR to the clean output: corrected (restorer, then regeneration) | {c['psnr_after']:.2f} dB |",
@@ -59,15 +74,14 @@ def tables(run: str) -> str:
   if os.path.exists(det_path):
     with open(det_path) as f:
       det = json.load(f)
-    nat = det["natural"]
     out += ["", "All scorers x settings (`python -m experiments.evaluate_detection "
             "--config=experiments/configs/embedded.py --workdir=runs/embedded "
-            "--config.detect.heldout_steps=300`): seen types as above; each type held out of the "
-            "detector's training in turn, tested on that type alone (mean over the 10 types); natural "
-            f"failures: {nat['images']} outputs of the final and the kept earlier GAN checkpoints "
-            f"(steps {nat['checkpoints']}), an image anomalous when over 5% of its pixels have "
-            f"|G(x) - S(x)| > {nat['threshold']} ({nat['anomalous']} of them), that map the pixel truth.", "",
-            report.detection_table(det["results"])]
+            "--config.detect.heldout_steps=300`): synthetic seen types as above; each type held out of the "
+            "detector's training in turn, tested on that type alone (mean over the 10 types):", "",
+            report.detection_table({k: v for k, v in det["results"].items() if k != "real failures"})]
+    if "real failures" in det["results"]:
+      out += ["", "G's real failures, with the detector that sees G(x) only (no x) as well:", "",
+              report.real_failure_table(det["results"]["real failures"])]
   return "\n".join(out)
 
 

@@ -45,6 +45,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.pool_size = 50
   c.train.ema_decay = 0.999
   c.train.max_bad_steps = 5       # consecutive non-finite steps before the run stops
+  c.train.snapshots = (0.1, 0.25, 0.5)  # fractions of the run whose EMA generator is kept
+                                  # (gan/snapshots/): the real-failure benchmark's under-trained G
 
   c.losses = ml_collections.ConfigDict()
   c.losses.adversarial = "lsgan"  # lsgan | nsgan | hinge
@@ -73,8 +75,16 @@ def default_config() -> ml_collections.ConfigDict:
   c.detect.lr = 1e-3
   c.detect.fpr = 0.01             # calibration target false-positive rate
   c.detect.calibration_fraction = 0.25  # of the clean train outputs, held out for calibration
-  c.detect.natural_threshold = 0.3      # |G(x) - S(x)| (in [-1, 1] units) marking a natural failure
+  c.detect.sees_input = True      # the detector judges [x, G(x)], not G(x) alone
   c.detect.heldout_steps = 600    # detector steps per held-out-type run in the benchmark
+
+  c.failures = ml_collections.ConfigDict()   # G's real failures (failures.py)
+  c.failures.max_side = 256       # whole photos downscaled to this longer side
+  c.failures.quantile = 99.0      # pixel threshold: this percentile of the final G's error on the reference photo
+  c.failures.area_factor = 2.0    # image cut: this times the final G's own failing fraction there
+  c.failures.min_region = 16      # failing regions smaller than this (pixels) are dropped
+  c.failures.crops_per_image = 32  # real-failure crops per train-pool image, for the detector
+  c.failures.bootstrap = 200      # resamples (by source photo) for the 95% intervals
 
   c.correct = ml_collections.ConfigDict()
   c.correct.features = 16         # restorer U-Net width
@@ -108,7 +118,7 @@ def _check_schema(config: Any, schema: Any, prefix: str) -> None:
         raise ConfigError(f"config key {name}: expected a group, got {value!r}")
       _check_schema(value, expected, name + ".")
       continue
-    ok = (isinstance(value, type(expected)) and not (isinstance(value, bool) and not isinstance(expected, bool))
+    ok = (isinstance(value, type(expected)) or isinstance(expected, tuple) and isinstance(value, list) and not (isinstance(value, bool) and not isinstance(expected, bool))
           or isinstance(expected, float) and isinstance(value, int) and not isinstance(value, bool))
     if not ok:
       raise ConfigError(f"config key {name}: expected {type(expected).__name__}, got {value!r}")
@@ -139,7 +149,10 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
             "log.every", "log.sample_every", "eval.batch_size", "distributed.num_processes",
             "train.max_bad_steps", "detect.features", "detect.depth", "detect.steps",
             "detect.batch_size", "detect.lr", "correct.features", "correct.depth", "correct.steps",
-            "correct.batch_size", "correct.lr", "correct.dilate")
+            "correct.batch_size", "correct.lr", "correct.dilate", "failures.max_side", "failures.area_factor",
+            "failures.min_region", "failures.crops_per_image", "failures.bootstrap")
+  if not 0.0 < config.failures.quantile < 100.0:
+    raise ConfigError(f"config key failures.quantile: a percentile in (0, 100), got {config.failures.quantile}")
   if config.detect.views not in (1, 2, 4, 8):
     raise ConfigError(f"config key detect.views: must be 1, 2, 4 or 8, got {config.detect.views}")
   if not 0.0 <= config.detect.screen_rate < 1.0:
@@ -167,6 +180,8 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     raise ConfigError(f"config key train.ema_decay: must be in [0, 1), got {config.train.ema_decay}")
   if not 0.0 <= config.train.decay_start <= 1.0:
     raise ConfigError(f"config key train.decay_start: must be in [0, 1], got {config.train.decay_start}")
+  if not all(isinstance(f, (int, float)) and 0 < f < 1 for f in config.train.snapshots):
+    raise ConfigError(f"config key train.snapshots: fractions in (0, 1), got {config.train.snapshots!r}")
   if config.train.pool_size < 0:
     raise ConfigError(f"config key train.pool_size: must be >= 0, got {config.train.pool_size}")
   if config.data.crop_size % 4:

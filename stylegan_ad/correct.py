@@ -5,15 +5,16 @@ The path for a batch:
     score y (a 1-view screen, then all views if it passes) -> flagged? -> restore inside the (dilated) map -> re-score
             -> still flagged? -> regenerate (K variants of the generation) -> re-score
     verdict per image: clean / repaired / regenerated / failed, and `attempt`: the
-    regeneration attempt whose output was kept (-1: none; REGENERATIONS[attempt % 3])
+    regeneration attempt whose output was kept (-1: none; REGENERATIONS[attempt % 3]).
+    A candidate (restored or regenerated) is kept only where the detector passes it;
+    a failed image is returned unchanged.
 
 `correct_outputs` is the whole path as one pure function (one jit program per
 batch); `run_batched` runs the same pieces gated, so only flagged images pay for
 restoration and only still-flagged ones for each regeneration attempt. Unflagged
 outputs pass through unchanged, bit for bit. Regeneration changes the generation,
-as the seed design suggests, least change first: the generator on a slightly
-perturbed input, at a lower stylization strength (a blend toward the input), and
-on the mirrored input (mirrored back).
+as the seed design suggests: the test-time-augmentation average of G, G on a
+slightly perturbed input, and G on the mirrored input (mirrored back).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.train import aux_trainer, stages, steps
 
 VERDICTS = ("clean", "repaired", "regenerated", "failed")
-REGENERATIONS = ("perturbed_input", "lower_strength", "mirrored_input")  # attempt k uses k % 3
+REGENERATIONS = ("tta_average", "perturbed_input", "mirrored_input")  # attempt k uses k % 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +45,14 @@ class Corrector:
   attempts: int
   views: int = 1   # test-time augmentation of the detector (detect.views)
   screen: float | None = None   # the 1-view screen's threshold (detect.screen_rate), or none
+  sees_input: bool = False      # the detector judges (x, y), not y alone (detect.sees_input)
 
   @classmethod
   def build(cls, config, models: steps.Models, scorer) -> "Corrector":
     """From the config and a calibrated `DetectorScorer` (network, thresholds, views)."""
     return cls(models, scorer.detector, stages.make_restorer(config), float(scorer.threshold),
-               config.correct.dilate, config.correct.attempts, scorer.views, scorer.screen_threshold)
+               config.correct.dilate, config.correct.attempts, scorer.views, scorer.screen_threshold,
+               scorer.sees_input)
 
   @property
   def screened(self) -> bool:
@@ -61,17 +64,21 @@ class Corrector:
     return 1 if self.screened else self.views
 
 
-def _first_look(c: Corrector, det_params, y):
-  return detector_lib.predict(c.detector, det_params, y, c.first_views)
+def _predict(c: Corrector, det_params, y, x, views: int, skip: int = 0):
+  return detector_lib.predict(c.detector, det_params, y, views, skip, x=x if c.sees_input else None)
 
 
-def _judge(c: Corrector, det_params, y):
+def _first_look(c: Corrector, det_params, y, x):
+  return _predict(c, det_params, y, x, c.first_views)
+
+
+def _judge(c: Corrector, det_params, y, x):
   """(score, map) of the detector as the correction path uses it: the screen's 1-view
   score, replaced by the full `views` score where it passes the screen."""
-  s, m = _first_look(c, det_params, y)
+  s, m = _first_look(c, det_params, y, x)
   if not c.screened:
     return s, m
-  rest_s, rest_m = detector_lib.predict(c.detector, det_params, y, c.views, skip=1)
+  rest_s, rest_m = _predict(c, det_params, y, x, c.views, skip=1)
   full = s > c.screen
   return (jnp.where(full, _with_rest(c, s, rest_s), s),
           jnp.where(full[:, None, None], _with_rest(c, m, rest_m), m))
@@ -85,48 +92,59 @@ def _with_rest(c: Corrector, first, rest):
 def _restore(c: Corrector, det_params, res_params, x, y, prob, score=_judge):
   """The restorer's repair inside the dilated map, and its new score."""
   restored = c.restorer.apply({"params": res_params}, y, stages.soft_map(prob, c.dilate), x)
-  return restored, score(c, det_params, restored)[0]
+  return restored, score(c, det_params, restored, x)[0]
+
+
+def tta_average(generator_fn, x, gx=None):
+  """The mean of G over x, its mirror, its flip and a (3, 5)-pixel shift, each mapped
+  back: G's own errors that depend on orientation or alignment average out.
+  `gx` is G(x) where the caller has it."""
+  g = generator_fn
+  views = [g(x) if gx is None else gx, g(x[:, :, ::-1])[:, :, ::-1], g(x[:, ::-1])[:, ::-1],
+           jnp.roll(g(jnp.roll(x, (3, 5), (1, 2))), (-3, -5), (1, 2))]
+  return sum(views) / len(views)
 
 
 def _regenerate(c: Corrector, det_params, g_params, x, k: int, key, gx=None, score=_judge):
-  """Attempt k's new generation of x, and its score. The perturbation is one noise
-  image for the whole batch, so a result does not depend on how images are batched.
-  `gx` is G(x) where the caller has it (it stylized x itself): the lower-strength
-  attempt then needs no generator pass."""
+  """Attempt k's new generation of x, and its score: the test-time-augmentation average
+  of G, G on a slightly perturbed input (one noise image for the whole batch, so a
+  result does not depend on how images are batched), G on the mirrored input.
+  `gx` is G(x) where the caller has it (it stylized x itself): the average then needs
+  one generator pass fewer."""
   g = lambda v: steps.generate(c.models, g_params, v)
   if k % 3 == 0:
-    y = g(jnp.clip(x + 0.03 * jax.random.normal(jax.random.fold_in(key, k), x.shape[1:]), -1, 1))
+    y = tta_average(g, x, gx)
   elif k % 3 == 1:
-    y = 0.85 * (g(x) if gx is None else gx) + 0.15 * x
+    y = g(jnp.clip(x + 0.03 * jax.random.normal(jax.random.fold_in(key, k), x.shape[1:]), -1, 1))
   else:
     y = g(x[:, :, ::-1])[:, :, ::-1]
-  return y, score(c, det_params, y)[0]
+  return y, score(c, det_params, y, x)[0]
 
 
 def correct_outputs(c: Corrector, det_params, res_params, g_params, x, y, key, generated: bool = False
                     ) -> dict[str, jax.Array]:
   """The correction path for stylized outputs `y` of inputs `x` (pure; jit it).
   `generated`: y is G(x) with these `g_params` (not outputs from elsewhere)."""
-  s0, p0 = _judge(c, det_params, y)
+  s0, p0 = _judge(c, det_params, y, x)
   flagged = s0 > c.threshold
   restored, s1 = _restore(c, det_params, res_params, x, y, p0)
   sel = lambda cond, a, b: jnp.where(cond[:, None, None, None], a, b)
   y1 = sel(flagged, restored, y)
+  # a candidate is kept only where the detector passes it (so below the original's score)
   repaired = flagged & (s1 <= c.threshold)
-  best, best_score = y1, jnp.where(flagged, s1, s0)
+  best, best_score = sel(repaired, restored, y), jnp.where(repaired, s1, s0)
   pending = flagged & ~repaired
   regenerated = jnp.zeros_like(flagged)
   attempt = jnp.full(flagged.shape, -1, jnp.int32)
   for k in range(c.attempts):
     yk, sk = _regenerate(c, det_params, g_params, x, k, key, y if generated else None)
     accept = pending & (sk <= c.threshold)
-    better = pending & (sk < best_score)
-    best = sel(accept | better, yk, best)
-    best_score = jnp.where(accept | better, sk, best_score)
-    attempt = jnp.where(accept | better, k, attempt)
+    best = sel(accept, yk, best)
+    best_score = jnp.where(accept, sk, best_score)
+    attempt = jnp.where(accept, k, attempt)
     regenerated = regenerated | accept
     pending = pending & ~accept
-  out = sel(flagged, best, y)
+  out = best
   verdict = jnp.where(~flagged, 0, jnp.where(repaired, 1, jnp.where(regenerated, 2, 3)))
   return {"output": out, "restored": y1, "verdict": verdict.astype(jnp.int32), "score_before": s0,
           "score_after": best_score, "map": p0, "attempt": attempt}
@@ -146,13 +164,13 @@ def stylize_and_correct(c: Corrector, det_params, res_params, g_params, x, key) 
 @functools.partial(jax.jit, static_argnums=0)
 def _stylize_and_score_jit(c: Corrector, det_params, g_params, x):
   y = steps.generate(c.models, g_params, x)
-  score, prob = _first_look(c, det_params, y)
+  score, prob = _first_look(c, det_params, y, x)
   return {"stylized": y, "score_before": score, "map": prob}
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4))
-def _score_jit(c: Corrector, det_params, y, views: int, skip: int = 0):
-  score, prob = detector_lib.predict(c.detector, det_params, y, views, skip)
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _score_jit(c: Corrector, det_params, y, x, views: int, skip: int = 0):
+  score, prob = _predict(c, det_params, y, x, views, skip)
   return {"score_before": score, "map": prob}
 
 
@@ -166,15 +184,15 @@ def _regenerate_jit(c: Corrector, det_params, g_params, x, k, key, gx=None):
   return _regenerate(c, det_params, g_params, x, k, key, gx, score=_first_look)
 
 
-def _complete(c: Corrector, det_params, images: np.ndarray, score: np.ndarray, amap: np.ndarray | None,
-              batch: int):
+def _complete(c: Corrector, det_params, images: np.ndarray, inputs: np.ndarray, score: np.ndarray,
+              amap: np.ndarray | None, batch: int):
   """First-look (score, map) of `images` -> `_judge`'s: the full score where the screen
   passes (the other views, averaged with the first look's)."""
   if not c.screened:
     return score, amap
   idx = np.flatnonzero(score > c.screen)
   if len(idx):
-    rest = _gated(lambda yb: _score_jit(c, det_params, yb, c.views, 1), idx, batch, images)
+    rest = _gated(lambda yb, xb: _score_jit(c, det_params, yb, xb, c.views, 1), idx, batch, images, inputs)
     score = score.copy()
     score[idx] = _with_rest(c, score[idx], rest["score_before"])
     if amap is not None:
@@ -210,8 +228,9 @@ def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y
     first = aux_trainer.batched(lambda xb: _stylize_and_score_jit(c, det_params, g_params, xb), x, batch=batch)
     y = first["stylized"]
   else:
-    first = aux_trainer.batched(lambda yb: _score_jit(c, det_params, yb, c.first_views), y, batch=batch)
-  s0, m0 = _complete(c, det_params, y, first["score_before"], first["map"], batch)
+    first = aux_trainer.batched(lambda yb, xb: _score_jit(c, det_params, yb, xb, c.first_views), y, x,
+                                batch=batch)
+  s0, m0 = _complete(c, det_params, y, x, first["score_before"], first["map"], batch)
   out = {"stylized": y, "output": y.copy(), "restored": y.copy(), "map": m0,
          "score_before": s0, "score_after": s0.copy(), "verdict": np.zeros(len(y), np.int32),
          "attempt": np.full(len(y), -1, np.int32)}
@@ -220,26 +239,27 @@ def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y
     return out
   restored, s1 = _gated(lambda xb, yb, pb: _restore_jit(c, det_params, res_params, xb, yb, pb),
                         idx, batch, x, y, m0)
-  s1, _ = _complete(c, det_params, restored, s1, None, batch)
-  out["restored"][idx] = out["output"][idx] = restored
-  out["score_after"][idx] = s1
-  repaired = s1 <= c.threshold
+  s1, _ = _complete(c, det_params, restored, x[idx], s1, None, batch)
+  out["restored"][idx] = restored
+  repaired = s1 <= c.threshold   # kept only where the detector passes it
+  out["output"][idx[repaired]] = restored[repaired]
+  out["score_after"][idx[repaired]] = s1[repaired]
   out["verdict"][idx] = np.where(repaired, 1, 3)
   pending = idx[~repaired]
   for k in range(c.attempts):
     if not len(pending):
       break
-    # the lower-strength attempt blends G(x), which the stylize path has already
-    reuse = generated and k % 3 == 1
+    # the TTA average includes G(x), which the stylize path has already
+    reuse = generated and k % 3 == 0
     yk, sk = _gated(lambda xb, gb=None: _regenerate_jit(c, det_params, g_params, xb, k, key, gb), pending,
                     batch, *((x, y) if reuse else (x,)))
-    sk, _ = _complete(c, det_params, yk, sk, None, batch)
-    accept, better = sk <= c.threshold, sk < out["score_after"][pending]
-    take = pending[accept | better]
-    out["output"][take] = yk[accept | better]
-    out["score_after"][take] = sk[accept | better]
+    sk, _ = _complete(c, det_params, yk, x[pending], sk, None, batch)
+    accept = sk <= c.threshold
+    take = pending[accept]
+    out["output"][take] = yk[accept]
+    out["score_after"][take] = sk[accept]
     out["attempt"][take] = k
-    out["verdict"][pending[accept]] = 2
+    out["verdict"][take] = 2
     pending = pending[~accept]
   return out
 

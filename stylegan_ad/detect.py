@@ -1,11 +1,14 @@
 """Anomaly scorers for stylized outputs, calibration, and the detection benchmark.
 
-Three scorers behind one interface, each giving a score per image (higher = more
+Scorers behind one interface, each giving a score per image (higher = more
 anomalous), a map per pixel, and, once calibrated, a verdict:
+  - `DetectorScorer`: the learned segmentation detector (of y, or of [x, y]);
+  label-free (no true targets needed):
   - `DiscriminatorScorer`: the seed's first method, low realism under the trained D;
-  - `DetectorScorer`: the learned segmentation detector;
-  - `FeatureDistanceScorer`: a Gaussian per location over D's features of clean
-    outputs (PaDiM-like), no labels.
+  - `FeatureDistanceScorer`: a Gaussian over D's features of clean outputs;
+  - `StyleStatisticsScorer`: D-feature patch statistics against real style images;
+  - `TTAScorer`: G's disagreement with itself over mirrored / shifted inputs;
+  - `DisagreementScorer`: raw vs EMA weights, or cycle inconsistency (unpaired).
 """
 from __future__ import annotations
 
@@ -99,25 +102,34 @@ class DetectorScorer(Scorer):
   the rest are clean on their 1-view score. Scoring here is always the full score."""
   name = "detector"
 
-  def __init__(self, detector: Any, params: Any, views: int = 1, screen_rate: float = 0.0):
+  def __init__(self, detector: Any, params: Any, views: int = 1, screen_rate: float = 0.0,
+               sees_input: bool = False):
     self.detector, self.params, self.views, self.screen_rate = detector, params, views, screen_rate
+    self.sees_input = sees_input
     super().__init__()
 
   def _fn(self, y, x):
-    del x
-    return detector_lib.predict(self.detector, self.params, y, self.views)
+    return detector_lib.predict(self.detector, self.params, y, self.views, x=x if self.sees_input else None)
+
+  def one_view(self) -> "DetectorScorer":
+    return DetectorScorer(self.detector, self.params, sees_input=self.sees_input)
 
   def calibrate(self, clean_images: np.ndarray, content: np.ndarray, fpr: float = 0.01) -> float:
     super().calibrate(clean_images, content, fpr)
     self.screen_threshold = None
     if self.views > 1 and self.screen_rate > 0:
-      one_view = DetectorScorer(self.detector, self.params)(clean_images, content).score
-      self.screen_threshold = min(threshold_for_fpr(one_view, self.screen_rate), self.threshold)
+      one_view = self.one_view()(clean_images, content).score
+      self.set_screen(one_view)
     return self.threshold
+
+  def set_screen(self, one_view_clean_scores: np.ndarray) -> None:
+    """The 1-view screen's threshold from clean 1-view scores (after the threshold)."""
+    self.screen_threshold = min(threshold_for_fpr(one_view_clean_scores, self.screen_rate), self.threshold)
 
 
 class FeatureDistanceScorer(Scorer):
-  """Mahalanobis distance of D's first two feature layers to clean statistics per location."""
+  """Mahalanobis distance of D's first two feature layers to the clean outputs' statistics
+  (one Gaussian shared by every location, so it scores crops and whole photos alike)."""
   name = "feature_distance"
 
   def __init__(self, discriminator: Any, d_params: Any, conditional: bool = False,
@@ -137,26 +149,95 @@ class FeatureDistanceScorer(Scorer):
           seed: int = 0) -> None:
     feats = _batched(jax.jit(self._features), np.asarray(clean_images, np.float32),
                      np.asarray(content, np.float32))
-    n, h, w, c = feats.shape
+    c = feats.shape[-1]
     dims = np.sort(np.random.default_rng(seed).choice(c, min(c, max_dims), replace=False))
-    f = feats[..., dims].reshape(n, h * w, -1).astype(np.float64)
+    f = feats[..., dims].reshape(-1, len(dims)).astype(np.float64)
     mean = f.mean(0)
-    centered = f - mean
-    cov = np.einsum("nlc,nld->lcd", centered, centered) / max(n - 1, 1)
-    cov += reg * np.eye(len(dims))[None]
+    cov = np.cov(f, rowvar=False) + reg * np.eye(len(dims))
     self.stats = {"mean": mean.astype(np.float32), "inv_cov": np.linalg.inv(cov).astype(np.float32),
-                  "dims": dims.astype(np.int32), "grid": np.array([h, w], np.int32)}
+                  "dims": dims.astype(np.int32)}
     self._jit = jax.jit(self._fn)
 
   def _fn(self, y, x):
     if self.stats is None:
       raise RuntimeError("FeatureDistanceScorer.fit must run before scoring")
     f = self._features(y, x)[..., self.stats["dims"]]
-    n, h, w, c = f.shape
-    d = f.reshape(n, h * w, c) - self.stats["mean"]
-    dist = jnp.sqrt(jnp.maximum(jnp.einsum("nlc,lcd,nld->nl", d, self.stats["inv_cov"], d), 0.0))
-    amap = jax.image.resize(dist.reshape(n, h, w), y.shape[:3], "linear")
-    return dist.max(axis=-1), amap
+    d = f - self.stats["mean"]
+    dist = jnp.sqrt(jnp.maximum(jnp.einsum("nhwc,cd,nhwd->nhw", d, self.stats["inv_cov"], d), 0.0))
+    amap = jax.image.resize(dist, y.shape[:3], "linear")
+    return dist.reshape(dist.shape[0], -1).max(axis=-1), amap
+
+
+class StyleStatisticsScorer(Scorer):
+  """Impure style: per-patch mean and spread of D's first features, as z-scores against
+  the same statistics of the style domain's real images (the seed's style statistics)."""
+  name = "style_statistics"
+
+  def __init__(self, discriminator: Any, d_params: Any, conditional: bool = False, patch: int = 8):
+    self.discriminator, self.d_params, self.conditional, self.patch = discriminator, d_params, conditional, patch
+    self.stats: dict[str, np.ndarray] | None = None
+    super().__init__()
+
+  def _patch_stats(self, y, x):
+    _, feats = self.discriminator.apply({"params": self.d_params}, _d_input(y, x, self.conditional))
+    f = feats[0]
+    pool = lambda a: jax.lax.reduce_window(a, 0.0, jax.lax.add, (1, self.patch, self.patch, 1),
+                                           (1, 1, 1, 1), "SAME") / self.patch ** 2
+    mean = pool(f)
+    return jnp.concatenate([mean, jnp.sqrt(jnp.maximum(pool(f * f) - mean ** 2, 1e-8))], axis=-1)
+
+  def fit(self, style_images: np.ndarray, content: np.ndarray) -> None:
+    """`style_images`: real images of the style domain (with their inputs, for a paired D)."""
+    st = _batched(jax.jit(self._patch_stats), np.asarray(style_images, np.float32),
+                  np.asarray(content, np.float32))
+    st = st.reshape(-1, st.shape[-1]).astype(np.float64)
+    self.stats = {"mean": st.mean(0).astype(np.float32), "std": (st.std(0) + 1e-3).astype(np.float32)}
+    self._jit = jax.jit(self._fn)
+
+  def _fn(self, y, x):
+    if self.stats is None:
+      raise RuntimeError("StyleStatisticsScorer.fit must run before scoring")
+    z = (self._patch_stats(y, x) - self.stats["mean"]) / self.stats["std"]
+    dist = jnp.sqrt(jnp.mean(z * z, axis=-1))
+    amap = jax.image.resize(dist, y.shape[:3], "linear")
+    return amap.mean(axis=(1, 2)), amap
+
+
+def _smooth(amap: jax.Array, size: int = 5) -> jax.Array:
+  return jax.lax.reduce_window(amap, 0.0, jax.lax.add, (1, size, size), (1, 1, 1), "SAME") / size ** 2
+
+
+class TTAScorer(Scorer):
+  """Test-time-augmentation disagreement: the per-pixel spread of G over the output and
+  G on the mirrored, flipped and shifted input (each mapped back). Needs G."""
+  name = "tta_variance"
+
+  def __init__(self, generator: Any, g_params: Any):
+    self.generator, self.g_params = generator, g_params
+    super().__init__()
+
+  def _fn(self, y, x):
+    g = lambda v: self.generator.apply({"params": self.g_params}, v)
+    views = [y, g(x[:, :, ::-1])[:, :, ::-1], g(x[:, ::-1])[:, ::-1],
+             jnp.roll(g(jnp.roll(x, (3, 5), (1, 2))), (-3, -5), (1, 2))]
+    amap = _smooth(jnp.stack(views).std(axis=0).mean(axis=-1))
+    return amap.mean(axis=(1, 2)), amap
+
+
+class DisagreementScorer(Scorer):
+  """|G'(x) - y|: the output against another generator's (the raw weights against the
+  EMA ones: `raw_vs_ema`; the backward generator's reconstruction: `cycle`, where y is
+  mapped back and compared with x)."""
+
+  def __init__(self, name: str, generator: Any, params: Any, cycle: bool = False):
+    self.name, self.generator, self.params, self.cycle = name, generator, params, cycle
+    super().__init__()
+
+  def _fn(self, y, x):
+    g = lambda v: self.generator.apply({"params": self.params}, v)
+    diff = jnp.abs(g(y) - x) if self.cycle else jnp.abs(g(x) - y)
+    amap = _smooth(diff.mean(axis=-1))
+    return amap.mean(axis=(1, 2)), amap
 
 
 # -- synthetic test sets -------------------------------------------------------------

@@ -12,27 +12,72 @@ Every stage resumes from its checkpoints, so re-running after a stop continues.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import os
 import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stylegan_ad import artifacts, correct, detect, fullres, report
+from absl import logging
+
+from stylegan_ad import artifacts, correct, detect, failures, fullres, metrics, report
+from stylegan_ad.data import pipeline as pipeline_lib
+from stylegan_ad.train import checkpoint as checkpoint_lib
 from stylegan_ad.train import loop, stages
+from stylegan_ad.train import steps as steps_lib
 
 
 def build_scorers(config: ml_collections.ConfigDict, gan: loop.Run, det_params: Any,
                   fit: stages.Outputs) -> list[detect.Scorer]:
-  """[discriminator, detector, feature_distance] scorers (not yet calibrated)."""
+  """[discriminator, detector, feature_distance, style_statistics, tta_variance,
+  raw_vs_ema (+ cycle in unpaired mode)] scorers, not yet calibrated."""
   d_params = jax.device_get(gan.state.d_params["b"])
-  paired = gan.models.paired
+  paired, gen = gan.models.paired, gan.models.generator
+  ema, raw = jax.device_get(gan.state.ema), jax.device_get(gan.state.g_params)
   fd = detect.FeatureDistanceScorer(gan.models.discriminator, d_params, conditional=paired)
   fd.fit(fit.clean, fit.content, seed=config.seed)
-  return [detect.DiscriminatorScorer(gan.models.discriminator, d_params, conditional=paired),
-          stages.make_detector_scorer(config, det_params), fd]
+  style = detect.StyleStatisticsScorer(gan.models.discriminator, d_params, conditional=paired)
+  if paired and fit.target is not None:
+    style.fit(fit.target, fit.content)
+  else:
+    real = np.stack([pipeline_lib.center_crop(np.asarray(gan.dataset.train_b.images[i]), fit.clean.shape[1])
+                     for i in range(min(len(gan.dataset.train_b), 512))])
+    style.fit(pipeline_lib.to_float(real), pipeline_lib.to_float(real))
+  scorers = [detect.DiscriminatorScorer(gan.models.discriminator, d_params, conditional=paired),
+             stages.make_detector_scorer(config, det_params), fd, style,
+             detect.TTAScorer(gen, ema["ab"]), detect.DisagreementScorer("raw_vs_ema", gen, raw["ab"])]
+  if not paired:
+    scorers.append(detect.DisagreementScorer("cycle", gen, ema["ba"], cycle=True))
+  return scorers
+
+
+class StageClock:
+  """Wall seconds of each stage, logged as it ends (summary.json `stage_seconds`)."""
+
+  def __init__(self):
+    self.seconds: dict[str, float] = {}
+    self._last = time.time()
+
+  def done(self, name: str) -> None:
+    now = time.time()
+    self.seconds[name] = round(now - self._last, 1)
+    self._last = now
+    logging.info("stage %s done in %.0f s", name, self.seconds[name])
+
+
+@dataclasses.dataclass
+class RealPools:
+  """G's real outputs (failures.Pool) of the reference, train and test photos."""
+  truth: failures.Truth
+  reference: failures.Pool
+  reference_labels: failures.Labels
+  test: failures.Pool
+  test_labels: failures.Labels
 
 
 @dataclasses.dataclass
@@ -42,17 +87,65 @@ class DetectorStage:
   fit: stages.Outputs        # clean train outputs the detector and restorer learn from
   test: stages.Outputs       # clean outputs of the test photos
   det_params: Any
-  scorers: list              # [discriminator, detector, feature_distance], calibrated
+  scorers: list              # see build_scorers; calibrated
+  real: RealPools | None     # None: the data has no true targets (or no reference photos)
+  real_crops: dict | None    # the detector's real-failure training crops
+  real_skipped: str = ""     # why `real` is None
+  clock: StageClock = dataclasses.field(default_factory=StageClock)
 
 
 ALL_TYPES = list(range(len(artifacts.TYPES)))
+REFERENCE_SCALES = (1.0, 0.75, 0.5)
+
+
+def pool_generators(gan: loop.Run) -> dict[str, Any]:
+  """The generators of the real-failure pool: the final G (EMA weights first, then the
+  raw weights) and the run's under-trained snapshots, as photo -> output functions."""
+  ema = jax.device_get(gan.state.ema["ab"])
+  params = {"ema": ema, "raw": jax.device_get(gan.state.g_params["ab"])}
+  for step, p in checkpoint_lib.load_snapshots(gan.workdir, ema).items():
+    params[f"step_{step}"] = p
+  return {name: functools.partial(loop.stylize_photo, gan.models, p) for name, p in params.items()}
+
+
+def real_failure_pools(config: ml_collections.ConfigDict, gan: loop.Run) -> tuple[RealPools | None, Any, str]:
+  """(pools, the detector's real-failure crops of the train photos, why skipped)."""
+  ds = gan.dataset
+  if ds.style is None or not ds.reference_photos or not ds.train_photos or not ds.test_photos:
+    return None, None, (f"{ds.name} has no true targets S(x) and reference photos: the real-failure "
+                        "benchmark needs them (label-free scorers still run)")
+  f = config.failures
+  gens = pool_generators(gan)
+  ref = failures.build_pool(ds.reference_photos.images, gens, ds.style, f.max_side, scales=REFERENCE_SCALES)
+  truth = failures.fit_truth(ref, f.quantile, f.area_factor, min_region=f.min_region)
+  train = failures.build_pool(ds.train_photos.images, gens, ds.style, f.max_side)
+  crops = stages.real_crops(train, failures.label(train, truth), truth.area_cut, config.data.crop_size,
+                            f.crops_per_image, config.seed)
+  test = failures.build_pool(ds.test_photos.images, gens, ds.style, f.max_side)
+  pools = RealPools(truth, ref, failures.label(ref, truth), test, failures.label(test, truth))
+  return pools, crops, ""
+
+
+def calibrate_on_reference(scorer: detect.Scorer, real: RealPools, config: ml_collections.ConfigDict) -> None:
+  """The threshold flagging `detect.fpr` of the reference photo's clean outputs (whole
+  photos at several sizes, labelled clean by the truth): photos G never trained on."""
+  clean = failures.take(real.reference, ~real.reference_labels.anomalous)
+  scores, _ = failures.score_pool(scorer, clean, config.failures.max_side)
+  scorer.threshold = detect.threshold_for_fpr(scores, config.detect.fpr)
+  if isinstance(scorer, detect.DetectorScorer):
+    scorer.screen_threshold = None
+    if scorer.views > 1 and scorer.screen_rate > 0:
+      scorer.set_screen(failures.score_pool(scorer.one_view(), clean, config.failures.max_side)[0])
 
 
 def detector_stage(config: ml_collections.ConfigDict, workdir: str) -> DetectorStage | None:
-  """GAN (trained or resumed), its outputs, the detector, and the calibrated scorers."""
+  """GAN (trained or resumed), its outputs, the real-failure pools, the detector, and the
+  calibrated scorers."""
+  clock = StageClock()
   gan = loop.train(config, os.path.join(workdir, "gan"))
   if gan.preempted:
     return None
+  clock.done("gan")
   crop = config.data.crop_size
   ema = jax.device_get(gan.state.ema["ab"])
   # every train photo's outputs (all of them when the dataset has pairs): more variety
@@ -61,16 +154,45 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str) -> DetectorS
   train_out = stages.generator_outputs(gan.models, ema, train_set.images, train_set.targets, crop,
                                        corners=True)
   fit, calib = stages.split_calibration(train_out, config.detect.calibration_fraction, config.seed)
-  det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh, ALL_TYPES)
+  real, crops, skipped = real_failure_pools(config, gan)
+  if real is None:
+    logging.warning("real-failure benchmark skipped: %s", skipped)
+  clock.done("real-failure pools")
+  det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh, ALL_TYPES, crops)
+  clock.done("detector")
   scorers = build_scorers(config, gan, det_params, fit)
   for s in scorers:
-    s.calibrate(calib.clean, calib.content, config.detect.fpr)
+    if real is None:
+      s.calibrate(calib.clean, calib.content, config.detect.fpr)
+    else:
+      calibrate_on_reference(s, real, config)
   if jax.process_index() == 0:
     detect.save_calibration(os.path.join(workdir, "detector", "calibration.json"), scorers,
                             config.detect.fpr)
   test_out = stages.generator_outputs(gan.models, ema, gan.dataset.test_a.images,
                                       gan.dataset.test_a.targets, crop)
-  return DetectorStage(gan, ema, fit, test_out, det_params, scorers)
+  clock.done("scorers fitted and calibrated")
+  return DetectorStage(gan, ema, fit, test_out, det_params, scorers, real, crops, skipped, clock)
+
+
+def real_failure_benchmark(config: ml_collections.ConfigDict, stage: DetectorStage) -> dict[str, Any]:
+  """Every scorer on the test photos' real outputs, against the truth (failures.evaluate);
+  without targets, each scorer's flagged share of the test outputs."""
+  f = config.failures
+  if stage.real is None:
+    out = {"skipped": stage.real_skipped}
+    photos = stage.gan.dataset.test_photos or stage.gan.dataset.test_a
+    pool = failures.build_pool(photos.images, dict(list(pool_generators(stage.gan).items())[:1]), None, f.max_side)
+    out["flagged"] = {s.name: float(np.mean(failures.score_pool(s, pool, f.max_side)[0] > s.threshold))
+                      for s in stage.scorers}
+    return out
+  r = stage.real
+  results = {}
+  for s in stage.scorers:
+    score, maps = failures.score_pool(s, r.test, f.max_side)
+    results[s.name] = failures.evaluate(score, maps, r.test, r.test_labels, s.threshold, f.bootstrap, config.seed)
+  return {"pool": failures.describe(r.test, r.test_labels, r.truth),
+          "reference": failures.describe(r.reference, r.reference_labels, r.truth), "scorers": results}
 
 
 def train_and_calibrate_detector(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -89,14 +211,15 @@ def whole_photo_false_positives(stage: DetectorStage, scorer: detect.Scorer) -> 
   photos = stage.gan.dataset.test_photos
   if photos is None or not len(photos):
     return {"note": "no whole test photos in this dataset"}
-  fn = lambda y: dict(zip(("score", "map"), scorer._jit(y, y)))
+  fn = lambda v: dict(zip(("score", "map"), scorer._jit(v[..., 3:], v[..., :3])))
   scores = []
   for i in range(len(photos)):
     for scale in WHOLE_PHOTO_SCALES:
       photo = photos.images[i]
       photo, _ = fullres.fit_max_side(photo, int(round(max(photo.shape[:2]) * scale)))
       y = loop.stylize_photo(stage.gan.models, stage.ema, photo)
-      scores.append(float(np.max(fullres.apply(fn, y)["score"])))
+      xy = np.concatenate([pipeline_lib.to_float(photo), y], axis=-1)
+      scores.append(float(np.max(fullres.apply(fn, xy)["score"])))
   flagged = np.asarray(scores) > scorer.threshold
   return {"images": len(scores), "scales": list(WHOLE_PHOTO_SCALES), "flagged": int(flagged.sum()),
           "fpr": float(flagged.mean()), "scores": scores, "threshold": scorer.threshold}
@@ -106,6 +229,80 @@ def seen_types_test_set(config: ml_collections.ConfigDict, stage: DetectorStage)
   return detect.make_test_set(stage.test.clean, stage.test.content, ALL_TYPES, seed=config.seed + 7, copies=2)
 
 
+def real_correction_benchmark(config: ml_collections.ConfigDict, stage: DetectorStage, corrector: correct.Corrector,
+                              res_params: Any) -> dict[str, Any]:
+  """The correction path on the test photos' real outputs (whole photos), against the
+  true S(x), with baselines: the restorer everywhere (no detection), the TTA average
+  everywhere, the restorer inside the true (oracle) failure mask, and G(x) unchanged."""
+  r, f = stage.real, config.failures
+  det_params, g = stage.det_params, stage.ema
+  gen = lambda v: steps_lib.generate(stage.gan.models, g, v)
+
+  def fn(v):
+    x, y = v[..., :3], v[..., 3:]
+    out = correct.run_batched(corrector, det_params, res_params, g, x, y, batch=1)
+    return {"output": out["output"], "verdict": out["verdict"], "map": out["map"],
+            "everywhere": _restore_everywhere(corrector, res_params, x, y, out["map"]),
+            "tta": np.asarray(_tta_jit(gen, jnp.asarray(x)))}
+  outs = failures.apply_pool(fn, r.test, f.max_side)
+  oracle = [np.asarray(_restore_everywhere(corrector, res_params, x[None], y[None], m[None].astype(np.float32)))[0]
+            for x, y, m in zip(r.test.inputs, r.test.outputs, r.test_labels.masks)]
+  psnr = lambda a, t: float(metrics.psnr(a[None], t[None])[0])
+  ssim = lambda a, t: float(metrics.ssim(a[None], t[None])[0])
+  targets, before = r.test.targets, r.test.outputs
+  after = [o["output"] for o in outs]
+  p0 = np.array([psnr(y, t) for y, t in zip(before, targets)])
+  p1 = np.array([psnr(y, t) for y, t in zip(after, targets)])
+  flagged = np.array([int(np.max(o["verdict"])) > 0 for o in outs])
+  changed = np.array([not np.array_equal(a, b) for a, b in zip(after, before)])
+  inside = lambda ys: float(np.mean([np.abs(y - t).mean(-1)[o["map"] > 0.5].mean() if (o["map"] > 0.5).any()
+                                     else np.nan for y, t, o in zip(ys, targets, outs)]))
+  return {
+      "images": len(before), "flagged": int(flagged.sum()), "changed": int(changed.sum()),
+      "psnr_before": float(p0.mean()), "psnr_after": float(p1.mean()),
+      "psnr_gain_flagged": float((p1 - p0)[flagged].mean()) if flagged.any() else float("nan"),
+      "ssim_before": float(np.mean([ssim(y, t) for y, t in zip(before, targets)])),
+      "ssim_after": float(np.mean([ssim(y, t) for y, t in zip(after, targets)])),
+      "harm_rate": float(np.mean(p1[changed] < p0[changed])) if changed.any() else 0.0,
+      "error_inside_maps_before": inside(before), "error_inside_maps_after": inside(after),
+      "unflagged_bit_identical": bool(all(np.array_equal(a, b) for a, b, fl in zip(after, before, flagged) if not fl)),
+      "restore_everywhere_psnr": float(np.mean([psnr(o["everywhere"], t) for o, t in zip(outs, targets)])),
+      "tta_psnr": float(np.mean([psnr(o["tta"], t) for o, t in zip(outs, targets)])),
+      "oracle_psnr": float(np.mean([psnr(y, t) for y, t in zip(oracle, targets)])),
+  }
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _tta_jit(gen, x):
+  return correct.tta_average(gen, x)
+
+
+def _restore_everywhere(c: correct.Corrector, res_params, x, y, prob) -> np.ndarray:
+  """The restorer inside the (dilated) map `prob`, whatever the detector's verdict."""
+  return np.asarray(_restore_jit(c, res_params, jnp.asarray(x), jnp.asarray(y), jnp.asarray(prob)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _restore_jit(c: correct.Corrector, res_params, x, y, prob):
+  return c.restorer.apply({"params": res_params}, y, stages.soft_map(prob, c.dilate), x)
+
+
+REAL_KEYS = ("pixel_auroc", "aupro", "image_auroc", "spearman", "fpr", "tpr", "pixel_auroc_worse_than_identity")
+
+
+def real_summary(real: dict[str, Any]) -> dict[str, Any]:
+  """summary.json's `real` (the detector's figures and the pool) and `real_all_scorers`."""
+  if "scorers" not in real:
+    return {"real": {"skipped": real["skipped"]}, "real_all_scorers": {"flagged": real["flagged"]}}
+  det = real["scorers"]["detector"]
+  out = {k: det[k] for k in REAL_KEYS if k in det}
+  out.update({k: det[k] for k in det if k.endswith("_ci")})
+  out["anomalous_rate"] = real["pool"]["anomalous_rate"]
+  out["pool"] = real["pool"]
+  out["reference"] = {k: real["reference"][k] for k in ("images", "anomalous_rate", "pixel_threshold", "area_cut")}
+  return {"real": out, "real_all_scorers": real["scorers"]}
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs every stage and returns the summary written to `workdir/report/summary.json`."""
   t0 = time.time()
@@ -113,63 +310,60 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if stage is None:
     return {}
   gan, scorers, det_params = stage.gan, stage.scorers, stage.det_params
-  stylize = loop.evaluate(gan)
+  clock = stage.clock
+  evaluated = os.path.join(workdir, "gan", "eval.json")  # written by loop.train as the GAN finished
+  if os.path.exists(evaluated):
+    with open(evaluated) as f:
+      stylize = json.load(f)
+  else:
+    stylize = loop.evaluate(gan)
+  clock.done("stylization figures")
+  real = real_failure_benchmark(config, stage)
+  clock.done("real-failure benchmark")
   test = seen_types_test_set(config, stage)
   detection = {s.name: detect.evaluate_scorer(s(test["images"], test["content"]), test) for s in scorers}
+  clock.done("synthetic detection benchmark")
 
   res_params = stages.train_restorer(config, os.path.join(workdir, "restorer"), stage.fit, gan.mesh,
-                                     ALL_TYPES, det_params)
+                                     ALL_TYPES, det_params, stage.real_crops)
   detector_scorer = scorers[1]
   corrector = correct.Corrector.build(config, gan.models, detector_scorer)
+  clock.done("restorer")
   correction, per_image = correct.benchmark(corrector, det_params, res_params, stage.ema,
                                             stage.test.clean, stage.test.content, test)
+  clock.done("synthetic correction benchmark")
+  correct_real = ({"skipped": stage.real_skipped} if stage.real is None
+                  else real_correction_benchmark(config, stage, corrector, res_params))
+  clock.done("real correction benchmark")
+  whole = whole_photo_false_positives(stage, scorers[1])
+  clock.done("whole-photo false positives")
   det = detection["detector"]
   summary = {
       "data": gan.dataset.summary(),
       "train_steps": int(jax.device_get(gan.state.step)),
       "stylize": {k: stylize[k] for k in ("psnr", "ssim", "identity_psnr", "identity_ssim",
                                           "channel_mean_error", "photos") if k in stylize},
+      **real_summary(real),
       "detect": {"image_auroc": det["image_auroc"], "image_ap": det["image_ap"],
                  "pixel_auroc": det["pixel_auroc"], "aupro": det["aupro"],
                  "fpr": det.get("fpr"), "tpr": det.get("tpr"),
                  "test_images": {"clean": int((test["is_anomalous"] == 0).sum()),
                                  "corrupted": int((test["is_anomalous"] > 0).sum())},
-                 "whole_photos": whole_photo_false_positives(stage, scorers[1])},
+                 "whole_photos": whole},
       "detect_all_scorers": detection,
+      "correct_real": correct_real,
       "correct": correction,
       "seconds": time.time() - t0,
+      "stage_seconds": clock.seconds,
   }
   if jax.process_index() == 0:
     report.write_run_report(os.path.join(workdir, "report"), summary, gan, test, per_image)
   return summary
 
 
-def _natural_failures(config, gan: loop.Run, workdir: str, clean_test: stages.Outputs) -> dict[str, np.ndarray]:
-  """Outputs of under-trained checkpoints and of the final G, labelled by |G(x) - S(x)|."""
-  from stylegan_ad.train.checkpoint import Checkpointer
-  ckpt = Checkpointer(os.path.join(workdir, "gan"), keep=config.checkpoint.keep)
-  try:
-    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), gan.state)
-    early_steps = [s for s in ckpt.steps() if s < int(jax.device_get(gan.state.step))]
-    outputs = [clean_test.clean]
-    for s in early_steps:
-      _, state, _ = ckpt.restore(abstract, step=s)
-      g = jax.device_get(state.ema["ab"])
-      outputs.append(stages.generator_outputs(gan.models, g, gan.dataset.test_a.images, None,
-                                              config.data.crop_size).clean)
-  finally:
-    ckpt.close()
-  images = np.concatenate(outputs)
-  target = np.concatenate([clean_test.target] * len(outputs))
-  masks = (np.abs(images - target).mean(-1) > config.detect.natural_threshold).astype(np.float32)
-  anomalous = (masks.mean((1, 2)) > 0.05).astype(np.float32)
-  return {"images": images, "content": np.concatenate([clean_test.content] * len(outputs)),
-          "masks": masks * anomalous[:, None, None], "is_anomalous": anomalous,
-          "kind": np.full(len(images), -1, np.int32), "checkpoints": np.array(early_steps)}
-
-
 def evaluate_detection(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """All scorers x three settings: seen types, each type held out, natural failures.
+  """All scorers x three settings: seen types, each type held out, G's real failures
+  (with the detector that sees only G(x) as well).
 
   Needs a finished main-job run in `workdir`; writes `workdir/detection.json` and
   `workdir/detection.md`.
@@ -198,14 +392,24 @@ def evaluate_detection(config: ml_collections.ConfigDict, workdir: str) -> dict:
       s: {k: float(np.nanmean([per_type[t][s][k] for t in per_type])) for k in keys}
       for s in ("detector", "discriminator", "feature_distance")}
 
-  natural = _natural_failures(config, gan, workdir, test_out)
-  labels = natural["is_anomalous"] > 0
-  if labels.any() and (~labels).any():
-    results["natural failures"] = {s.name: detect.evaluate_scorer(s(natural["images"], natural["content"]),
-                                                                  natural) for s in scorers}
-  out = {"results": results, "held_out_per_type": per_type,
-         "natural": {"checkpoints": natural["checkpoints"].tolist(), "images": int(len(labels)),
-                     "anomalous": int(labels.sum()), "threshold": config.detect.natural_threshold}}
+  out = {"results": results, "held_out_per_type": per_type}
+  if stage.real is not None:
+    real = real_failure_benchmark(config, stage)
+    scorers_real = real["scorers"]
+    if config.detect.sees_input:  # the same detector, seeing G(x) only: what x adds
+      y_only = ml_collections.ConfigDict(config.to_dict())
+      y_only.detect.sees_input = False
+      params = stages.train_detector(y_only, os.path.join(workdir, "detector_y_only"), fit, gan.mesh,
+                                     all_types, stage.real_crops)
+      s = stages.make_detector_scorer(y_only, params)
+      calibrate_on_reference(s, stage.real, y_only)
+      score, maps = failures.score_pool(s, stage.real.test, config.failures.max_side)
+      scorers_real["detector (G(x) only)"] = failures.evaluate(score, maps, stage.real.test, stage.real.test_labels,
+                                                                s.threshold, config.failures.bootstrap, config.seed)
+    results["real failures"] = scorers_real
+    out["real"] = real
+  else:
+    out["real"] = {"skipped": stage.real_skipped}
   if jax.process_index() == 0:
     report.write_json(os.path.join(workdir, "detection.json"), out)
     report.write_text(os.path.join(workdir, "detection.md"),

@@ -193,12 +193,14 @@ def dice_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def detection_loss(out: dict, mask: jax.Array, is_anomalous: jax.Array, kind: jax.Array,
-                   dice_weight: float = 1.0) -> tuple[jax.Array, dict]:
-  """Pixel focal BCE + Dice, image BCE, and type cross-entropy on anomalous images."""
+                   dice_weight: float = 1.0, typed: jax.Array | None = None) -> tuple[jax.Array, dict]:
+  """Pixel focal BCE + Dice, image BCE, and type cross-entropy on the rows `typed`
+  (default: the anomalous ones; a real failure has no artifact type)."""
+  typed = is_anomalous if typed is None else typed
   pixel = focal_bce(out["pixel"], mask) * 10.0 + dice_weight * dice_loss(out["pixel"], mask)
   image = jnp.mean(jax.nn.softplus(out["image"]) - out["image"] * is_anomalous)
   ce = -jnp.take_along_axis(jax.nn.log_softmax(out["type"]), kind[:, None], axis=-1)[:, 0]
-  types = jnp.sum(ce * is_anomalous) / jnp.maximum(jnp.sum(is_anomalous), 1.0)
+  types = jnp.sum(ce * typed) / jnp.maximum(jnp.sum(typed), 1.0)
   total = pixel + image + 0.2 * types
   return total, {"pixel": pixel, "image": image, "type": types}
 

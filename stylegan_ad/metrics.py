@@ -86,31 +86,33 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
   return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def aupro(maps: np.ndarray, masks: np.ndarray, max_fpr: float = 0.3, num_thresholds: int = 200) -> float:
+def aupro(maps, masks, max_fpr: float = 0.3, num_thresholds: int = 200) -> float:
   """Area under the per-region-overlap curve up to `max_fpr`, normalised to [0, 1].
 
   The MVTec AD protocol: for each threshold, PRO is the mean over connected
   ground-truth regions of the fraction of the region detected; FPR is over the
   anomaly-free pixels. The curve is integrated over FPR in [0, max_fpr] and divided
-  by max_fpr.
+  by max_fpr. `maps` and `masks`: [N, H, W] arrays, or sequences of [H, W] maps of
+  different sizes.
   """
   from scipy import ndimage
-  maps = np.asarray(maps, np.float64)
-  masks = np.asarray(masks).astype(bool)
+  maps = [np.asarray(m, np.float64) for m in maps]
+  masks = [np.asarray(m).astype(bool) for m in masks]
   regions = []
-  for i in range(masks.shape[0]):
+  for i in range(len(masks)):
     labeled, n = ndimage.label(masks[i])
-    for r in range(1, n + 1):
-      regions.append((i, labeled == r))
+    if n:
+      flat = labeled.ravel()
+      groups = np.split(maps[i].ravel()[np.argsort(flat, kind="stable")], np.cumsum(np.bincount(flat))[:-1])
+      regions += [np.sort(g) for g in groups[1:]]
   if not regions:
     raise ValueError("AUPRO needs at least one anomalous region")
-  neg = ~masks
-  thresholds = np.quantile(maps[neg], np.linspace(1.0, 1.0 - max_fpr * 1.05, num_thresholds).clip(0, 1))
+  neg_scores = np.sort(np.concatenate([m[~t] for m, t in zip(maps, masks)]))
+  thresholds = np.quantile(neg_scores, np.linspace(1.0, 1.0 - max_fpr * 1.05, num_thresholds).clip(0, 1))
   fprs, pros = [], []
-  neg_scores = np.sort(maps[neg])
   for t in thresholds:
     fpr = 1.0 - np.searchsorted(neg_scores, t, side="right") / neg_scores.size
-    pro = np.mean([np.mean(maps[i][r] > t) for i, r in regions])
+    pro = np.mean([1.0 - np.searchsorted(v, t, side="right") / v.size for v in regions])
     fprs.append(fpr)
     pros.append(pro)
   fprs, pros = np.array([0.0] + fprs), np.array([0.0] + pros)

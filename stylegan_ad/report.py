@@ -69,6 +69,63 @@ def stylization_table(s: dict) -> str:
   return "\n".join(lines)
 
 
+def _ci(v: dict, key: str) -> str:
+  ci = v.get(key + "_ci")
+  return _fmt(v.get(key)) + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def real_failure_table(scorers: dict[str, dict]) -> str:
+  """Markdown: each scorer against G's real failures (failures.evaluate), with the 95%
+  intervals (resampled by photo) in brackets."""
+  lines = ["| scorer | Spearman vs. error | pixel AUROC | AUPRO | image AUROC | FPR | TPR | "
+           "pixel AUROC, worse than identity |", "|---|---|---|---|---|---|---|---|"]
+  for name, v in scorers.items():
+    lines.append(f"| {name} | {_ci(v, 'spearman')} | {_ci(v, 'pixel_auroc')} | {_fmt(v.get('aupro'))} | "
+                 f"{_ci(v, 'image_auroc')} | {_fmt(v.get('fpr'))} | {_fmt(v.get('tpr'))} | "
+                 f"{_fmt(v.get('pixel_auroc_worse_than_identity'))} |")
+  return "\n".join(lines)
+
+
+def real_correction_table(c: dict) -> str:
+  """Markdown: correction of G's real failures against S(x), with its baselines."""
+  f = lambda v: _fmt(float(v)) if v is not None else "n/a"
+  return "\n".join([
+      "| on the test photos' real outputs | PSNR to S(x) (dB) | SSIM |", "|---|---|---|",
+      f"| G(x) unchanged | {c['psnr_before']:.2f} | {c['ssim_before']:.3f} |",
+      f"| detect, then correct (restorer / regeneration, kept only where the detector passes it) | "
+      f"{c['psnr_after']:.2f} | {c['ssim_after']:.3f} |",
+      f"| baseline: restorer everywhere, no detection | {c['restore_everywhere_psnr']:.2f} | |",
+      f"| baseline: TTA average of G everywhere | {c['tta_psnr']:.2f} | |",
+      f"| baseline: restorer inside the true (oracle) failure mask | {c['oracle_psnr']:.2f} | |",
+      "",
+      f"{c['flagged']} of {c['images']} outputs flagged, {c['changed']} changed; PSNR gain on the flagged ones "
+      f"{f(c['psnr_gain_flagged'])} dB; harm rate (changed outputs whose PSNR to S(x) fell) "
+      f"{f(c['harm_rate'])}; mean |error| inside the detector's maps {f(c['error_inside_maps_before'])} -> "
+      f"{f(c['error_inside_maps_after'])}; unflagged outputs bit-identical: {c['unflagged_bit_identical']}."])
+
+
+def real_pool_line(pool: dict) -> str:
+  """One sentence: what the real-failure pool holds and how its truth was fixed."""
+  return (f"{pool['images']} outputs of {pool['photos']} whole test photos ({pool['anomalous']} anomalous, "
+          f"{100 * pool['anomalous_rate']:.0f}%): the final G (EMA and raw weights), its under-trained "
+          f"snapshots, and the final G on shifted inputs; a pixel fails where the smoothed |G(x) - S(x)| > "
+          f"{pool['pixel_threshold']:.3f} (99th percentile of the final G's error on the reference photo, which "
+          f"nothing trains or is tested on), an image where over {100 * pool['area_cut']:.1f}% of it fails.")
+
+
+def _real_section(summary: dict) -> list[str]:
+  real = summary.get("real", {})
+  if "skipped" in real:
+    return ["## G's real failures", "", f"Skipped: {real['skipped']}", ""]
+  if "pool" not in real:
+    return []
+  out = ["## G's real failures (test photos, against the true target S(x))", "", real_pool_line(real["pool"]), "",
+         real_failure_table(summary["real_all_scorers"]), ""]
+  if "psnr_before" in summary.get("correct_real", {}):
+    out += ["### Correcting them", "", real_correction_table(summary["correct_real"]), ""]
+  return out
+
+
 def summary_markdown(summary: dict) -> str:
   s, c = summary["stylize"], summary["correct"]
   data = summary["data"]
@@ -80,12 +137,13 @@ def summary_markdown(summary: dict) -> str:
       "## Stylization (test split, against the true target S(x))", "",
       stylization_table(s), "",
       "![samples](samples.png)", "", "Rows: input | G(x) | F(G(x)) | S(x).", "",
-      "## Detection (test outputs, all artifact types seen in training)", "",
+      *_real_section(summary),
+      "## Detection of synthetic artifacts (test outputs, all artifact types seen in training)", "",
       f"{summary['detect']['test_images']['clean']} clean and "
       f"{summary['detect']['test_images']['corrupted']} corrupted outputs.", "",
       detection_table({"seen types": summary["detect_all_scorers"]}), "",
       "Learned detector by artifact type:", "", per_type_table(summary["detect_all_scorers"]["detector"]), "",
-      "## Correction", "",
+      "## Correction of synthetic artifacts (PSNR to the clean output)", "",
       "| PSNR corrupted (dB) | PSNR corrected (dB) | restorer only (dB) | gain (dB) | repair rate | "
       "by restorer | regenerated | failed | clean unchanged |",
       "|---|---|---|---|---|---|---|---|---|",

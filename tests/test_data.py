@@ -40,29 +40,16 @@ def test_domains_a_and_b_come_from_different_photos(dataset):
 def test_targets_are_the_style_operator(dataset):
   x, t = dataset.test_a.images[5], dataset.test_a.targets[5]
   np.testing.assert_array_equal(styles.cartoon(x), t)
-  assert x.shape == (64, 64, 3) and dataset.train_a.images[0].shape == (72, 72, 3)
 
 
-def test_train_crops_include_the_photos_own_scale_and_gray_crops():
-  photo_id = next(i for i, p in enumerate(embedded.PHOTOS) if p.name == "coffee")
-  crops = embedded.photo_crops(photo_id, 64, "train")
-  assert len(crops) == embedded.CROPS_PER_PHOTO["train"]
-  gray = [c for c in crops if np.array_equal(c[..., 0], c[..., 1]) and np.array_equal(c[..., 1], c[..., 2])]
-  assert len(gray) == len(crops) // embedded.GRAY_EVERY
-  # the last scale is the photo itself: its crops are pixel-for-pixel windows of the photo
-  photo = embedded.PHOTOS[photo_id].load()
-  last = crops[-1]
-  assert (len(crops) - 1) % embedded.GRAY_EVERY  # not a gray one
-  candidates = np.argwhere(np.all(photo[:-71, :-71] == last[0, 0], axis=-1))
-  assert any(np.array_equal(photo[y:y + 72, x:x + 72], last) for y, x in candidates)
-
-
-def test_whole_test_photos_come_with_their_exact_target(dataset):
-  photos = dataset.test_photos
-  assert len(photos) == 4
-  x, t = photos.images[0], photos.targets[0]
-  assert x.shape[:2] == (300, 451)  # chelsea at its own size
-  np.testing.assert_array_equal(styles.cartoon(x), t)
+def test_reference_photo_is_neither_trained_nor_tested_on(dataset):
+  ref = dataset.reference_photos
+  assert len(ref) == 1 and ref.images[0].shape[:2] == (400, 600)  # coffee
+  np.testing.assert_array_equal(styles.cartoon(ref.images[0]), ref.targets[0])
+  ref_id = next(i for i, p in enumerate(embedded.PHOTOS) if p.split == "reference")
+  for split in (dataset.train_pairs, dataset.test_a):
+    src = split.images._source
+    assert ref_id not in {int(src[i]["photo_id"]) for i in range(len(src))}
 
 
 def test_build_is_byte_identical(data_dir, tmp_path):

@@ -129,13 +129,13 @@ def corrector():
   g = models.generator.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
   det, res = stages.make_detector(c), stages.make_restorer(c)
   z = jnp.zeros((1, 32, 32, 3))
-  detp = det.init(jax.random.key(1), z)["params"]
+  detp = det.init(jax.random.key(1), jnp.zeros((1, 32, 32, 6)))["params"]  # it sees [x, y]
   resp = res.init(jax.random.key(2), z, z[..., 0], z)["params"]
   x = _images(8)
   y = np.asarray(steps.generate(models, g, jnp.asarray(x)))
-  scores = np.asarray(det.apply({"params": detp}, jnp.asarray(y))["image"])
+  scores = np.asarray(det.apply({"params": detp}, jnp.concatenate([x, y], axis=-1))["image"])
   threshold = float(np.median(scores))
-  return correct.Corrector(models, det, res, threshold, 3, 2), detp, resp, g, x, y, scores
+  return correct.Corrector(models, det, res, threshold, 3, 2, sees_input=True), detp, resp, g, x, y, scores
 
 
 def test_unflagged_outputs_are_bit_identical(corrector):
@@ -160,11 +160,11 @@ def test_stylize_and_correct_is_one_program(corrector):
 def screened(corrector):
   """The fixture's models behind a 4-view score with a 1-view screen that passes half."""
   c, detp, resp, g, x, y, _ = corrector
-  one = np.asarray(detector_lib.predict(c.detector, detp, jnp.asarray(y), 1)[0])
-  full = np.asarray(detector_lib.predict(c.detector, detp, jnp.asarray(y), 4)[0])
+  one = np.asarray(detector_lib.predict(c.detector, detp, jnp.asarray(y), 1, x=jnp.asarray(x))[0])
+  full = np.asarray(detector_lib.predict(c.detector, detp, jnp.asarray(y), 4, x=jnp.asarray(x))[0])
   threshold = float(np.median(full))
   screen = min(float(np.median(one)), threshold)
-  sc = correct.Corrector(c.models, c.detector, c.restorer, threshold, 3, 2, views=4, screen=screen)
+  sc = dataclasses.replace(c, threshold=threshold, views=4, screen=screen)
   return sc, one, full
 
 
@@ -175,9 +175,9 @@ def test_screen_gives_the_full_score_only_to_images_that_pass_it(corrector, scre
   assert passed.any() and (~passed).any()
   rows = []
   score_jit = correct._score_jit
-  def spy(c, det_params, yb, views, skip=0):
+  def spy(c, det_params, yb, xb, views, skip=0):
     rows.append((views, skip, yb.shape[0]))
-    return score_jit(c, det_params, yb, views, skip)
+    return score_jit(c, det_params, yb, xb, views, skip)
   monkeypatch.setattr(correct, "_score_jit", spy)
   out = correct.run_batched(sc, detp, resp, g, x, y, batch=8)
   expected = np.where(passed, full, one)
@@ -210,15 +210,18 @@ def test_gated_path_matches_the_one_program_path(corrector, screened, screen, st
     gated = correct.run_batched(c, detp, resp, g, x, y, seed=0, batch=4)
     whole = jax.jit(lambda xb, yb: correct.correct_outputs(c, detp, resp, g, xb, yb, key))(
         jnp.asarray(x), jnp.asarray(y))
-  # both attempts ran; the lower-strength one (k = 1) reuses G(x) only where the path made it
+  # both attempts ran; the TTA average (k = 0) reuses G(x) only where the path made it
   assert {k for k, _ in attempts} == {0, 1}
-  assert {(k, reused) for k, reused in attempts} == {(0, False), (1, stylized)}
+  assert {(k, reused) for k, reused in attempts} == {(0, stylized), (1, False)}
   np.testing.assert_array_equal(gated["verdict"], np.asarray(whole["verdict"]))
   np.testing.assert_array_equal(gated["attempt"], np.asarray(whole["attempt"]))
   # an output kept from a regeneration: only for images restoration did not fix; every
   # "regenerated" one names its attempt
   v, kept = gated["verdict"], gated["attempt"]
   assert (kept >= 0).any() and np.all(kept[v < 2] == -1) and np.all(kept[v == 2] >= 0)
+  # a candidate is kept only where the detector passes it: a failed image comes back as it was
+  assert np.all(kept[v == 3] == -1) and np.all(gated["score_after"][(v == 1) | (v == 2)] <= c.threshold)
+  np.testing.assert_array_equal(gated["output"][v == 3], gated["stylized"][v == 3])
   np.testing.assert_allclose(gated["output"], np.asarray(whole["output"]), atol=1e-5)
   np.testing.assert_allclose(gated["score_before"], np.asarray(whole["score_before"]), rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(gated["score_after"], np.asarray(whole["score_after"]), rtol=1e-4, atol=1e-5)

@@ -47,9 +47,22 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   assert on_disk["correct"]["unflagged_bit_identical"] is True
   # one fidelity figure per regeneration attempt (the tiny config makes 2)
   regen = on_disk["correct"]["regeneration_psnr_to_clean"]
-  assert set(regen) == {"perturbed_input", "lower_strength"} and all(v > 0 for v in regen.values())
+  assert set(regen) == {"tta_average", "perturbed_input"} and all(v > 0 for v in regen.values())
   assert on_disk["seconds"] > 0
-  assert set(on_disk["detect_all_scorers"]) == {"discriminator", "detector", "feature_distance"}
+  scorers = {"discriminator", "detector", "feature_distance", "style_statistics", "tta_variance", "raw_vs_ema",
+             "cycle"}  # cycle: the tiny run is unpaired
+  assert set(on_disk["detect_all_scorers"]) == scorers
+  # G's real failures: the detector's figures, every scorer's, the pool and its truth
+  real = on_disk["real"]
+  assert set(on_disk["real_all_scorers"]) == scorers
+  for key in ("pixel_auroc", "aupro", "image_auroc", "spearman", "fpr", "tpr", "anomalous_rate"):
+    assert key in real
+  assert 0.0 <= real["anomalous_rate"] <= 1.0 and real["pool"]["photos"] == 4
+  assert real["reference"]["pixel_threshold"] > 0 and real["pool"]["pixel_threshold"] == real["reference"]["pixel_threshold"]
+  variants = real["pool"]["variants"]
+  assert {"ema/none", "raw/none", "step_1/none", "step_2/none", "step_3/none", "ema/hue"} <= set(variants)
+  assert os.listdir(os.path.join(workdir, "gan", "snapshots")) and sorted(
+      os.listdir(os.path.join(workdir, "gan", "snapshots")), key=int) == ["1", "2", "3"]
   report = os.path.join(workdir, "report")
   assert {"summary.json", "report.md", "index.html", "samples.png", "correction.png"} <= set(os.listdir(report))
   md = open(os.path.join(report, "report.md")).read()

@@ -58,4 +58,5 @@ def get_config(arg: str | None = None):
     c.detect.heldout_steps = 2
     c.correct.features, c.correct.depth, c.correct.steps, c.correct.batch_size = 4, 2, 4, 4
     c.correct.attempts = 2
+    c.failures.max_side, c.failures.crops_per_image, c.failures.bootstrap = 96, 4, 20
   return c

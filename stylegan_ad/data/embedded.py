@@ -2,7 +2,9 @@
 
 Built offline, deterministically, as a TFDS builder (array_record files, uint8 Tensor
 features, no TensorFlow needed). Train and test are split by source photo; the
-stereo motorcycle pair counts as one photo. Inside the train split, photos are
+stereo motorcycle pair counts as one photo. A third, "reference" photo is in neither:
+G never trains on it and no figure is tested on it; the real-failure benchmark fixes
+its thresholds and the detector its calibration on it (`sources.Dataset.reference_photos`). Inside the train split, photos are
 assigned to domain A (content) or domain B (stylized) so that unpaired training
 never sees a photo on both sides; every example also carries its true target S(x).
 
@@ -28,7 +30,7 @@ from stylegan_ad.data import styles
 class Photo:
   name: str
   load: Callable[[], np.ndarray]
-  split: str   # "train" or "test"
+  split: str   # "train", "test" or "reference" (whole photo only, not in the TFDS splits)
   domain: int  # 0 = A (content side), 1 = B (style side); test photos use 0
 
 
@@ -55,7 +57,7 @@ def _sklearn(filename: str) -> Callable[[], np.ndarray]:
 
 PHOTOS: tuple[Photo, ...] = (
     Photo("astronaut", _skimage("astronaut"), "train", 0),
-    Photo("coffee", _skimage("coffee"), "train", 0),
+    Photo("coffee", _skimage("coffee"), "reference", 0),
     Photo("china", _sklearn("china.jpg"), "train", 0),
     Photo("hubble_deep_field", _skimage("hubble_deep_field"), "train", 0),
     Photo("rocket", _skimage("rocket"), "train", 1),
@@ -114,10 +116,11 @@ def builder_config_name(style: str, crop: int) -> str:
 class EmbeddedStyle(tfds.core.GeneratorBasedBuilder):
   """Bundled photos and their stylized targets; one config per (style, crop size)."""
 
-  VERSION = tfds.core.Version("1.2.0")
+  VERSION = tfds.core.Version("1.3.0")
   RELEASE_NOTES = {"1.0.0": "Initial release.", "1.1.0": "64 train crops per photo.",
                    "1.2.0": "96 train crops per photo, also at 4x and at the photo's own scale; "
-                            "every 8th train crop grayscale."}
+                            "every 8th train crop grayscale.",
+                   "1.3.0": "coffee moves from train to the reference split (no crops)."}
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(name=builder_config_name(style, size),
                               description=f"{style} style, {size}x{size} crops")

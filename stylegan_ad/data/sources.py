@@ -58,6 +58,8 @@ class Dataset:
   style: Callable[[np.ndarray], np.ndarray] | None = None  # the true operator, if known
   train_pairs: ImageSet | None = None  # every train image with its target (paired training)
   test_photos: ImageSet | None = None  # whole test photos at their own size, with S(photo)
+  reference_photos: ImageSet | None = None  # whole photos neither trained nor tested on, with S
+  train_photos: ImageSet | None = None  # the whole train photos, with S
 
   def summary(self) -> dict[str, Any]:
     out = {"name": self.name, "crop_size": self.crop_size, "load_size": self.load_size}
@@ -113,7 +115,9 @@ def _load_embedded(style: str, crop_size: int, data_dir: str) -> Dataset:
       test_b=ImageSet("test_b", FieldView(test, "target")),
       style=operator,
       train_pairs=ImageSet("train_pairs", FieldView(train, "image"), FieldView(train, "target")),
-      test_photos=_whole_photos("test", operator))
+      test_photos=_whole_photos("test", operator),
+      reference_photos=_whole_photos("reference", operator),
+      train_photos=_whole_photos("train", operator))
 
 
 class _LazyPhotos(Sequence):

@@ -1,6 +1,7 @@
 """The learned artifact detector: a small U-Net segmentation network.
 
-Outputs per image: pixel logits (H, W) for "this pixel is an artifact", an image
+Its input is the output y, or [x, y] (6 channels) for a detector that sees the photo
+x the output was made from. Outputs per image: pixel logits (H, W) for "this pixel is an artifact", an image
 logit, and artifact-type logits. No normalisation layers: instance or group norm
 would erase exactly the global colour statistics a colour cast changes.
 """
@@ -33,15 +34,19 @@ class Detector(nn.Module):
 SYMMETRIES = tuple((turns, flip) for turns in (0, 2, 1, 3) for flip in (False, True))
 
 
-def predict(detector: Detector, params, y: jax.Array, views: int = 1, skip: int = 0
-            ) -> tuple[jax.Array, jax.Array]:
+def predict(detector: Detector, params, y: jax.Array, views: int = 1, skip: int = 0,
+            x: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """(image logit [N], pixel probability [N, H, W]) averaged over the first `views` of
   the 8 symmetries of the square (test-time augmentation; 1 = the image as it is),
   leaving out the first `skip` of them (for a caller that has those already).
+  With `x` (a detector that sees the input: `detect.sees_input`), it judges the
+  output y together with the photo x it was made from, as 6 channels [x, y].
 
   Views of the same shape go through the detector as one batch (it has no
   batch-coupled layers): one call for a square image, two for an oblong one."""
   n = y.shape[0]
+  if x is not None:
+    y = jnp.concatenate([x, y], axis=-1)
   order = SYMMETRIES[skip:views]
   groups: dict[tuple, list] = {}
   for turns, flip in order:

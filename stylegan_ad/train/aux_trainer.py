@@ -41,6 +41,8 @@ def sample_batch(arrays: dict[str, np.ndarray], batch: int, seed: int, step: int
   turns, flips = rng.integers(0, 4, batch), rng.random(batch) < 0.5
 
   def transform(row, t, f):
+    if row.ndim < 2:  # a per-row label
+      return row
     row = np.rot90(row, t, axes=(0, 1)) if row.shape[0] == row.shape[1] else row
     return row[:, ::-1] if f else row
 

@@ -77,3 +77,32 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def snapshot_steps(num_steps: int, fractions) -> list[int]:
+  """The steps (fractions of the run) whose EMA generator is kept as a snapshot."""
+  return sorted({min(num_steps - 1, max(1, round(f * num_steps))) for f in fractions if 0 < f < 1})
+
+
+def save_snapshot(workdir: str, step: int, params: Any) -> None:
+  """The generator's parameters at `step`, under `<workdir>/snapshots/<step>` (Orbax,
+  atomic): truly under-trained generators for the real-failure benchmark."""
+  path = os.path.abspath(os.path.join(workdir, "snapshots", str(step)))
+  if os.path.exists(path):
+    return
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(path, params)
+
+
+def load_snapshots(workdir: str, like: Any) -> dict[int, Any]:
+  """{step: params} of every snapshot in `workdir`, restored to the structure of `like`."""
+  root = os.path.abspath(os.path.join(workdir, "snapshots"))
+  if not os.path.isdir(root):
+    return {}
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), like)
+  out = {}
+  with ocp.StandardCheckpointer() as ckptr:
+    for name in sorted(os.listdir(root), key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0)):
+      if name.isdigit():
+        out[int(name)] = jax.device_get(ckptr.restore(os.path.join(root, name), abstract))
+  return out

@@ -24,6 +24,7 @@ from stylegan_ad.data import pipeline as pipeline_lib
 from stylegan_ad.data import sources
 from stylegan_ad.errors import ConfigError, StyleganAdError
 from stylegan_ad.train import steps
+from stylegan_ad.train import checkpoint as checkpoint_lib
 from stylegan_ad.train.checkpoint import Checkpointer
 from stylegan_ad.train.logger import RunLogger, grid
 
@@ -155,6 +156,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
   end = total if stop_after is None else min(total, stop_after)
   start = int(jax.device_get(run.state.step))
   log = RunLogger(workdir, total, start)
+  snapshots = checkpoint_lib.snapshot_steps(total, config.train.snapshots)
   state, step = run.state, start
   try:
     with _StopSignal() as stop:
@@ -178,6 +180,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
           log.scalars(step, {**jax.device_get(m), "train_step_compiles": run.train_step_compiles})
         if step % config.log.sample_every == 0:
           log.image("samples", step, sample_grid(run.models, state, run.dataset))
+        if step in snapshots:
+          checkpoint_lib.save_snapshot(workdir, step, state.ema["ab"])
         if step % config.checkpoint.every == 0 and step < end:
           ckpt.save(step, state, run.pipeline.get_state())
       if not ckpt.steps() or ckpt.steps()[-1] != step:

@@ -73,9 +73,32 @@ def make_detector(config: ml_collections.ConfigDict) -> Detector:
 
 
 def make_detector_scorer(config: ml_collections.ConfigDict, params: Any) -> detect.DetectorScorer:
-  """The learned detector's scorer, with the config's test-time views and screen."""
+  """The learned detector's scorer, with the config's test-time views, screen and input."""
   return detect.DetectorScorer(make_detector(config), params, config.detect.views,
-                               config.detect.screen_rate)
+                               config.detect.screen_rate, config.detect.sees_input)
+
+
+def _detector_input(config: ml_collections.ConfigDict, y: jax.Array, x: jax.Array) -> jax.Array:
+  return jnp.concatenate([x, y], axis=-1) if config.detect.sees_input else y
+
+
+def real_crops(pool, labels, area_cut: float, crop: int, per_image: int, seed: int) -> dict[str, np.ndarray]:
+  """Random `crop` x `crop` windows of a real-failure pool (`failures.Pool` of train
+  photos): G's output ("clean", as the synthetic rows call it), its input, the true
+  target S(x), the true failure mask, and the crop's label."""
+  rng = np.random.default_rng(seed)
+  rows = {"clean": [], "content": [], "target": [], "mask": []}
+  for y, x, t, m in zip(pool.outputs, pool.inputs, pool.targets, labels.masks):
+    h, w = m.shape
+    if h < crop or w < crop:
+      continue
+    for _ in range(per_image):
+      i, j = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+      for k, a in (("clean", y), ("content", x), ("target", t), ("mask", m)):
+        rows[k].append(a[i:i + crop, j:j + crop])
+  out = {k: np.stack(v).astype(np.float32) for k, v in rows.items()}
+  out["anomalous"] = (out["mask"].mean((1, 2)) > area_cut).astype(np.float32)
+  return out
 
 
 def make_restorer(config: ml_collections.ConfigDict) -> Restorer:
@@ -88,21 +111,35 @@ def optimizer(group: ml_collections.ConfigDict) -> optax.GradientTransformation:
 
 
 def train_detector(config: ml_collections.ConfigDict, workdir: str, train: Outputs, mesh,
-                   types: Sequence[int]) -> Any:
-  """Trains the segmentation detector on clean vs. corrupted outputs; returns params."""
+                   types: Sequence[int], real: dict[str, np.ndarray] | None = None) -> Any:
+  """Trains the segmentation detector; returns params.
+
+  Its rows: clean outputs `train`, half of them corrupted on the fly by synthetic
+  artifacts of `types`; and, where given, `real` crops of G's real outputs (from
+  `real_crops`), labelled by the true failure mask (the seed's L_det on generated
+  images). With `detect.sees_input`, it sees [x, y]."""
   model = make_detector(config)
   types = tuple(int(t) for t in types)
   crop = train.clean.shape[1]
+  n = len(train.clean)
+  arrays = {"clean": train.clean, "content": train.content, "mask": np.zeros(train.clean.shape[:3], np.float32),
+            "anomalous": np.zeros(n, np.float32), "real": np.zeros(n, np.float32)}
+  arrays = _with_real_rows(arrays, real)
 
   def loss_fn(params, b, key):
     c = detect.corrupt_batch(b["clean"], b["content"], b["other"], key, types, 0.5)
-    out = model.apply({"params": params}, c["images"])
-    return losses.detection_loss(out, c["masks"], c["is_anomalous"], c["kind"])
+    real_row = b["real"] > 0
+    images = jnp.where(real_row[:, None, None, None], b["clean"], c["images"])
+    masks = jnp.where(real_row[:, None, None], b["mask"], c["masks"])
+    anomalous = jnp.where(real_row, b["anomalous"], c["is_anomalous"])
+    out = model.apply({"params": params}, _detector_input(config, images, b["content"]))
+    return losses.detection_loss(out, masks, anomalous, c["kind"], typed=c["is_anomalous"] * (1 - b["real"]))
 
   d = config.detect
   tx = optimizer(d)
-  return aux_trainer.fit("detector", workdir, model=model, init_inputs=(jnp.zeros((1, crop, crop, 3)),),
-                         tx=tx, loss_fn=loss_fn, arrays={"clean": train.clean, "content": train.content},
+  channels = 6 if d.sees_input else 3
+  return aux_trainer.fit("detector", workdir, model=model, init_inputs=(jnp.zeros((1, crop, crop, channels)),),
+                         tx=tx, loss_fn=loss_fn, arrays=arrays,
                          batch=d.batch_size, num_steps=d.steps, seed=config.seed + 101, mesh=mesh,
                          log_every=config.log.every, checkpoint_every=config.checkpoint.every)
 
@@ -115,28 +152,48 @@ def soft_map(pixel_prob: jax.Array, dilate: int) -> jax.Array:
                                (1, 1, 1), "SAME")
 
 
+def _with_real_rows(arrays: dict[str, np.ndarray], real: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+  """The synthetic rows, and the real-failure crops after them (`real` = 1)."""
+  if real is None or not len(real["clean"]):
+    return arrays
+  extra = dict(real, real=np.ones(len(real["clean"]), np.float32))
+  return {k: np.concatenate([arrays[k], extra[k].astype(np.float32)]) for k in arrays}
+
+
 def train_restorer(config: ml_collections.ConfigDict, workdir: str, train: Outputs, mesh,
-                   types: Sequence[int], detector_params: Any) -> Any:
-  """Trains the restorer on detector maps of corrupted outputs; returns params."""
+                   types: Sequence[int], detector_params: Any, real: dict[str, np.ndarray] | None = None) -> Any:
+  """Trains the restorer; returns params.
+
+  Rows: clean outputs corrupted by synthetic artifacts, restored toward the clean
+  output; and, where given, `real` crops of G's real outputs (`real_crops`), restored
+  toward the true target S(x) (the seed's L_rec). The mask it sees: the detector's map
+  (dilated) joined with the true region, so it learns to repair what the detector found
+  only in part; outside the mask its output is its input, exactly."""
   model = make_restorer(config)
   detector = make_detector(config)
   types = tuple(int(t) for t in types)
   crop = train.clean.shape[1]
   dilate = config.correct.dilate
+  n = len(train.clean)
+  arrays = _with_real_rows({"clean": train.clean, "content": train.content, "target": train.clean,
+                            "mask": np.zeros(train.clean.shape[:3], np.float32),
+                            "real": np.zeros(n, np.float32)}, real)
 
   def loss_fn(params, b, key):
     c = detect.corrupt_batch(b["clean"], b["content"], b["other"], key, types, 0.8)
-    prob = jax.nn.sigmoid(detector.apply({"params": detector_params}, c["images"])["pixel"])
-    # the map the restorer will see at inference, plus the true region (so it learns
-    # to repair what the detector found only in part)
-    m = jnp.maximum(soft_map(prob, dilate), c["masks"])
-    pred = model.apply({"params": params}, c["images"], m, b["content"])
-    return losses.restoration_loss(pred, b["clean"])
+    real_row = b["real"] > 0
+    images = jnp.where(real_row[:, None, None, None], b["clean"], c["images"])
+    true_mask = jnp.where(real_row[:, None, None], b["mask"], c["masks"])
+    prob = jax.nn.sigmoid(detector.apply({"params": detector_params},
+                                         _detector_input(config, images, b["content"]))["pixel"])
+    m = jnp.maximum(soft_map(prob, dilate), true_mask)
+    pred = model.apply({"params": params}, images, m, b["content"])
+    return losses.restoration_loss(pred, b["target"])
 
   r = config.correct
   tx = optimizer(r)
   zeros = jnp.zeros((1, crop, crop, 3))
   return aux_trainer.fit("restorer", workdir, model=model, init_inputs=(zeros, zeros[..., 0], zeros),
-                         tx=tx, loss_fn=loss_fn, arrays={"clean": train.clean, "content": train.content},
+                         tx=tx, loss_fn=loss_fn, arrays=arrays,
                          batch=r.batch_size, num_steps=r.steps, seed=config.seed + 202, mesh=mesh,
                          log_every=config.log.every, checkpoint_every=config.checkpoint.every)

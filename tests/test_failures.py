@@ -1,0 +1,177 @@
+"""The real-failure benchmark's construction (failures.py), on stand-in generators."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from stylegan_ad import detect, experiment, failures
+from stylegan_ad.data import styles
+
+
+def _photos(n, seed=0, size=(48, 72)):
+  rng = np.random.default_rng(seed)
+  base = rng.integers(0, 256, (n, size[0] // 8, size[1] // 8, 3)).astype(np.uint8)
+  return [np.kron(b, np.ones((8, 8, 1), np.uint8)) for b in base]
+
+
+def _generators(strength=0.0):
+  """'final' = the true style; 'weak' = the style blended toward the input."""
+  f = lambda x: styles.cartoon(x).astype(np.float32) / 127.5 - 1.0
+  weak = lambda x: 0.5 * f(x) + 0.5 * (x.astype(np.float32) / 127.5 - 1.0)
+  noisy = lambda x: f(x) + strength * np.random.default_rng(x.size).normal(0, 1, x.shape).astype(np.float32)
+  return {"final": noisy, "weak": weak}
+
+
+def test_pool_has_each_generator_and_every_shift_of_the_final_one():
+  pool = failures.build_pool(_photos(2), _generators(), styles.cartoon, max_side=64)
+  per_photo = len(_generators()) + len(failures.SHIFTS) - 1
+  assert len(pool) == 2 * per_photo and list(pool.photo) == [0] * per_photo + [1] * per_photo
+  assert pool.generator.count("weak") == 2 and pool.where("final", "zoom").sum() == 2
+  for x, y, t in zip(pool.inputs, pool.outputs, pool.targets):
+    assert x.shape == y.shape == t.shape and max(x.shape[:2]) == 64  # downscaled to max_side
+  # the truth of a shifted input is S of the shifted input
+  i = int(np.flatnonzero(pool.where("final", "gray"))[0])
+  gray = failures.SHIFTS["gray"](((pool.inputs[0] + 1) * 127.5).round().astype(np.uint8))
+  np.testing.assert_allclose(pool.targets[i], styles.cartoon(gray) / 127.5 - 1.0, atol=1e-6)
+  without = failures.build_pool(_photos(1), _generators(), None, max_side=64)
+  assert without.targets is None and len(without) == per_photo
+
+
+def test_truth_is_fixed_on_the_reference_pool_alone():
+  ref = failures.build_pool(_photos(1, seed=1), _generators(0.2), styles.cartoon, max_side=64)
+  truth = failures.fit_truth(ref, quantile=99.0, area_factor=2.0, min_region=4)
+  final = ref.where("final", "none")
+  errors = np.concatenate([truth.error(ref.outputs[i], ref.targets[i]).ravel() for i in np.flatnonzero(final)])
+  assert truth.pixel_threshold == pytest.approx(np.percentile(errors, 99.0))
+  own = max(truth.mask(ref.outputs[i], ref.targets[i]).mean() for i in np.flatnonzero(final))
+  assert truth.area_cut == pytest.approx(max(0.01, 2.0 * own))
+  # other reference outputs (weak G, shifts) do not move the thresholds
+  changed = dataclasses.replace(ref, outputs=[y if f else -y for y, f in zip(ref.outputs, final)])
+  assert failures.fit_truth(changed, area_factor=2.0, min_region=4) == truth
+  with pytest.raises(ValueError, match="reference photos with true targets"):
+    failures.fit_truth(failures.build_pool(_photos(1), _generators(), None, 64))
+
+
+def test_labels_drop_specks_and_mark_worse_than_identity():
+  truth = failures.Truth(pixel_threshold=0.5, area_cut=0.02, min_region=10, smooth=1)
+  t = np.zeros((32, 32, 3), np.float32)
+  y = t.copy()
+  y[2, 2] = 1.0            # a 1-pixel speck: dropped
+  y[10:20, 10:20] = 1.0    # a 100-pixel region: kept
+  mask = truth.mask(y, t)
+  assert not mask[2, 2] and mask[10:20, 10:20].all() and mask.sum() == 100
+  x = t.copy()
+  x[10:15] = 1.0           # the input itself is off there: G is no worse than doing nothing
+  worse = truth.worse_than_identity(x, y, t)
+  assert not worse[10:15].any() and worse[15:20, 10:20].all()
+
+
+def test_bootstrap_resamples_whole_photos():
+  pool = failures.build_pool(_photos(3), _generators(0.3), styles.cartoon, max_side=64)
+  labels = failures.label(pool, failures.Truth(0.3, 0.05, min_region=4))
+  rng = np.random.default_rng(0)
+  score = -labels.psnr + rng.normal(0, 1, len(pool))
+  maps = [m + rng.random(m.shape) for m in labels.masks]
+  full = failures.evaluate(score, maps, pool, labels, boot=50)
+  assert full["spearman_ci"][0] <= full["spearman"] <= full["spearman_ci"][1]
+  # one photo: every resample by photo is that photo, so the interval is a point
+  sel = pool.photo == pool.photo[np.argmax(labels.area)]
+  one = failures.take(pool, sel)
+  lab1 = failures.label(one, failures.Truth(0.3, 0.05, min_region=4))
+  res = failures.evaluate(score[sel], [maps[i] for i in np.flatnonzero(sel)], one, lab1, boot=20)
+  assert res["spearman_ci"][0] == pytest.approx(res["spearman_ci"][1]) == pytest.approx(res["spearman"])
+  assert res["pixel_auroc_ci"][0] == pytest.approx(res["pixel_auroc_ci"][1])
+
+
+def test_describe_reports_the_anomalous_rate_and_its_bounds():
+  pool = failures.build_pool(_photos(2), _generators(0.3), styles.cartoon, max_side=64)
+  for cut, in_bounds in ((0.0, False), (1.0, False)):
+    labels = failures.label(pool, failures.Truth(0.3, cut, min_region=4))
+    d = failures.describe(pool, labels, failures.Truth(0.3, cut))
+    assert d["rate_in_bounds"] is in_bounds and d["images"] == len(pool)
+  labels = failures.label(pool, failures.Truth(0.3, 0.05, min_region=4))
+  d = failures.describe(pool, labels, failures.Truth(0.3, 0.05))
+  assert d["anomalous_rate"] == pytest.approx(labels.anomalous.mean())
+  assert sum(v["images"] for v in d["variants"].values()) == len(pool)
+
+
+class _Recorder(detect.Scorer):
+  """Scores an output by its mean; records every input it was shown."""
+  name = "recorder"
+
+  def __init__(self):
+    self.seen = []
+    super().__init__()
+    self._jit = self._fn
+
+  def _fn(self, y, x):
+    self.seen.append(np.asarray(x))
+    return np.asarray(y).mean(axis=(1, 2, 3)), np.asarray(y).mean(-1)
+
+
+def test_calibration_sees_only_clean_reference_outputs():
+  ref = failures.build_pool(_photos(1, seed=5), _generators(0.2), styles.cartoon, max_side=64)
+  test = failures.build_pool(_photos(2, seed=6), _generators(0.2), styles.cartoon, max_side=64)
+  truth = failures.fit_truth(ref, min_region=4)
+  real = experiment.RealPools(truth, ref, failures.label(ref, truth), test, failures.label(test, truth))
+  config = experiment_config()
+  scorer = _Recorder()
+  experiment.calibrate_on_reference(scorer, real, config)
+  clean = ~real.reference_labels.anomalous
+  assert len(scorer.seen) == clean.sum() and scorer.threshold is not None
+  refs = [ref.inputs[i] for i in np.flatnonzero(clean)]
+  for seen, x in zip(scorer.seen, refs):  # the photo, with the reflected border fullres adds
+    assert np.array_equal(seen[0, 32:32 + x.shape[0], 32:32 + x.shape[1]], x)
+  assert not any(np.array_equal(seen[0, 32:32 + x.shape[0], 32:32 + x.shape[1]], x)
+                 for seen in scorer.seen for x in test.inputs)
+
+
+def experiment_config():
+  from stylegan_ad import configs
+  c = configs.default_config()
+  c.failures.max_side = 64
+  return c
+
+
+def test_every_scorer_runs_on_whole_photos_without_targets():
+  """The label-free scorers and the detector (seeing [x, y]) on a pool of data with no
+  S(x): scores and maps at each photo's own size."""
+  import jax
+  import jax.numpy as jnp
+  from experiments.configs import embedded as embedded_config
+  from stylegan_ad.train import loop, stages, steps
+  c = embedded_config.get_config("tiny")
+  models = steps.make_models(c)
+  z = jnp.zeros((1, 32, 32, 3))
+  g = models.generator.init(jax.random.key(0), z)["params"]
+  d = models.discriminator.init(jax.random.key(1), z)["params"]
+  det = stages.make_detector(c)
+  detp = det.init(jax.random.key(2), jnp.zeros((1, 32, 32, 6)))["params"]
+  stylize = lambda x: loop.stylize_photo(models, g, x)
+  pool = failures.build_pool(_photos(2, size=(40, 56)), {"final": stylize}, None, max_side=48,
+                             shifts=("none", "hue"))
+  assert pool.targets is None
+  clean = np.stack([o[:32, :32] for o in pool.outputs])
+  content = np.stack([x[:32, :32] for x in pool.inputs])
+  fd = detect.FeatureDistanceScorer(models.discriminator, d)
+  fd.fit(clean, content)
+  style = detect.StyleStatisticsScorer(models.discriminator, d)
+  style.fit(clean, content)
+  scorers = [detect.DiscriminatorScorer(models.discriminator, d), fd, style, detect.TTAScorer(models.generator, g),
+             detect.DisagreementScorer("raw_vs_ema", models.generator, g),
+             detect.DisagreementScorer("cycle", models.generator, g, cycle=True),
+             stages.make_detector_scorer(c, detp)]
+  assert scorers[-1].sees_input
+  for s in scorers:
+    score, maps = failures.score_pool(s, pool, max_side=48)
+    assert score.shape == (len(pool),) and np.isfinite(score).all(), s.name
+    assert [m.shape for m in maps] == [x.shape[:2] for x in pool.inputs], s.name
+
+
+def test_real_failure_benchmark_is_skipped_without_targets():
+  from types import SimpleNamespace
+  ds = SimpleNamespace(name="folder:/photos", style=None, reference_photos=None, train_photos=None,
+                       test_photos=None)
+  pools, crops, why = experiment.real_failure_pools(experiment_config(), SimpleNamespace(dataset=ds))
+  assert pools is None and crops is None
+  assert "folder:/photos has no true targets" in why and "\n" not in why
