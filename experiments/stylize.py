@@ -16,6 +16,10 @@ _INPUT = flags.DEFINE_string("input", None, "folder of images (never modified)")
 _OUTPUT = flags.DEFINE_string("output", None, "folder for results (created if needed)")
 _BATCH = flags.DEFINE_integer("batch", 8, "tiles per batch (large photos are cut into tiles)")
 _MAX_SIDE = flags.DEFINE_integer("max_side", 1024, "photos with a longer side are downscaled to it first")
+_TARGETS = flags.DEFINE_string("targets", None, "folder of true targets with the same file names (optional): "
+                               "PSNR/SSIM to them before and after correction, and detection figures")
+_SAVE_MAPS = flags.DEFINE_bool("save_maps", False, "also save each anomaly map as a float32 .npy at the "
+                               "photo's own resolution")
 flags.mark_flags_as_required(["workdir", "input", "output"])
 
 
@@ -24,7 +28,7 @@ def main(argv):
   from stylegan_ad import inference
   try:
     summary = inference.stylize_folder(_WORKDIR.value, _INPUT.value, _OUTPUT.value, _BATCH.value,
-                                       _MAX_SIDE.value)
+                                       _MAX_SIDE.value, _TARGETS.value, _SAVE_MAPS.value)
   except StyleganAdError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -32,7 +36,13 @@ def main(argv):
     if row["verdict"] == "error":
       print(f"error: {row['error']}", file=sys.stderr)
     else:
-      print(f"{row['file']}: {row['verdict']} (score {row['score_before']:.3f} -> {row['score_after']:.3f})")
+      psnr = (f"; PSNR to target {row['psnr_stylized']:.2f} -> {row['psnr_corrected']:.2f} dB"
+              if "psnr_stylized" in row else "")
+      print(f"{row['file']}: {row['verdict']} (score {row['score_before']:.3f} -> {row['score_after']:.3f}{psnr})")
+      if row.get("target_error"):
+        print(f"error: {row['target_error']}", file=sys.stderr)
+  for name in summary.get("targets", {}).get("targets_without_input", []):
+    print(f"error: {_TARGETS.value}/{name}: a target with no input photo of that name", file=sys.stderr)
   print(f"{summary['num_files'] - summary['num_errors']} processed, {summary['num_errors']} failed; "
         f"report: {_OUTPUT.value}/index.html")
   sys.exit(1 if summary["num_errors"] else 0)

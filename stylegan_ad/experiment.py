@@ -98,14 +98,16 @@ ALL_TYPES = list(range(len(artifacts.TYPES)))
 REFERENCE_SCALES = (1.0, 0.75, 0.5)
 
 
-def pool_generators(gan: loop.Run) -> dict[str, Any]:
+def pool_generators(gan: loop.Run, max_side: int) -> dict[str, Any]:
   """The generators of the real-failure pool: the final G (EMA weights first, then the
-  raw weights) and the run's under-trained snapshots, as photo -> output functions."""
+  raw weights) and the run's under-trained snapshots, as photo -> output functions
+  (on the pool's one canvas: a photo of up to `max_side`)."""
   ema = jax.device_get(gan.state.ema["ab"])
   params = {"ema": ema, "raw": jax.device_get(gan.state.g_params["ab"])}
   for step, p in checkpoint_lib.load_snapshots(gan.workdir, ema).items():
     params[f"step_{step}"] = p
-  return {name: functools.partial(loop.stylize_photo, gan.models, p) for name, p in params.items()}
+  tiling = failures.canvas_tiling(max_side)
+  return {name: functools.partial(loop.stylize_photo, gan.models, p, tiling=tiling) for name, p in params.items()}
 
 
 def real_failure_pools(config: ml_collections.ConfigDict, gan: loop.Run) -> tuple[RealPools | None, Any, str]:
@@ -115,7 +117,7 @@ def real_failure_pools(config: ml_collections.ConfigDict, gan: loop.Run) -> tupl
     return None, None, (f"{ds.name} has no true targets S(x) and reference photos: the real-failure "
                         "benchmark needs them (label-free scorers still run)")
   f = config.failures
-  gens = pool_generators(gan)
+  gens = pool_generators(gan, f.max_side)
   ref = failures.build_pool(ds.reference_photos.images, gens, ds.style, f.max_side, scales=REFERENCE_SCALES)
   truth = failures.fit_truth(ref, f.quantile, f.area_factor, min_region=f.min_region)
   train = failures.build_pool(ds.train_photos.images, gens, ds.style, f.max_side)
@@ -169,6 +171,8 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str) -> DetectorS
   if jax.process_index() == 0:
     detect.save_calibration(os.path.join(workdir, "detector", "calibration.json"), scorers,
                             config.detect.fpr)
+    if real is not None:  # the folder CLI's `--targets` labels failures with the same truth
+      report.write_json(os.path.join(workdir, "detector", "failure_truth.json"), dataclasses.asdict(real.truth))
   test_out = stages.generator_outputs(gan.models, ema, gan.dataset.test_a.images,
                                       gan.dataset.test_a.targets, crop)
   clock.done("scorers fitted and calibrated")
@@ -182,7 +186,7 @@ def real_failure_benchmark(config: ml_collections.ConfigDict, stage: DetectorSta
   if stage.real is None:
     out = {"skipped": stage.real_skipped}
     photos = stage.gan.dataset.test_photos or stage.gan.dataset.test_a
-    pool = failures.build_pool(photos.images, dict(list(pool_generators(stage.gan).items())[:1]), None, f.max_side)
+    pool = failures.build_pool(photos.images, dict(list(pool_generators(stage.gan, f.max_side).items())[:1]), None, f.max_side)
     out["flagged"] = {s.name: float(np.mean(failures.score_pool(s, pool, f.max_side)[0] > s.threshold))
                       for s in stage.scorers}
     return out
@@ -238,15 +242,17 @@ def real_correction_benchmark(config: ml_collections.ConfigDict, stage: Detector
   det_params, g = stage.det_params, stage.ema
   gen = lambda v: steps_lib.generate(stage.gan.models, g, v)
 
-  def fn(v):
-    x, y = v[..., :3], v[..., 3:]
+  def fn(v):  # v: [x, y, true mask]
+    x, y, true_mask = v[..., :3], v[..., 3:6], v[..., 6]
     out = correct.run_batched(corrector, det_params, res_params, g, x, y, batch=1)
     return {"output": out["output"], "verdict": out["verdict"], "map": out["map"],
             "everywhere": _restore_everywhere(corrector, res_params, x, y, out["map"]),
+            "oracle": _restore_everywhere(corrector, res_params, x, y, true_mask),
             "tta": np.asarray(_tta_jit(gen, jnp.asarray(x)))}
-  outs = failures.apply_pool(fn, r.test, f.max_side)
-  oracle = [np.asarray(_restore_everywhere(corrector, res_params, x[None], y[None], m[None].astype(np.float32)))[0]
-            for x, y, m in zip(r.test.inputs, r.test.outputs, r.test_labels.masks)]
+  tiling = failures.canvas_tiling(f.max_side)
+  outs = [fullres.apply(fn, np.concatenate([x, y, m[..., None].astype(np.float32)], axis=-1), tiling)
+          for x, y, m in zip(r.test.inputs, r.test.outputs, r.test_labels.masks)]
+  oracle = [o["oracle"] for o in outs]
   psnr = lambda a, t: float(metrics.psnr(a[None], t[None])[0])
   ssim = lambda a, t: float(metrics.ssim(a[None], t[None])[0])
   targets, before = r.test.targets, r.test.outputs

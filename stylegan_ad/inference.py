@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stylegan_ad import configs, correct, detect, fullres
+from stylegan_ad import configs, correct, detect, failures, fullres, metrics
 from stylegan_ad.data import images as images_lib
 from stylegan_ad.data.pipeline import to_float, to_uint8
 from stylegan_ad.errors import CheckpointError, DataError
@@ -44,6 +44,7 @@ class Trained:
   g_params: Any
   det_params: Any
   res_params: Any
+  truth: failures.Truth | None = None   # the run's real-failure thresholds, for `--targets`
 
 
 def _restore(directory: str, abstract: Any) -> Any:
@@ -72,6 +73,9 @@ def load_trained(workdir: str) -> Trained:
     config.model.depth = 5
   if "symmetries" not in config.data:
     config.data.symmetries = 2
+  if "sees_input" not in config.detect:  # runs from before the detector saw x
+    config.detect.sees_input = False
+  config.detect.pop("natural_threshold", None)
   configs.validate(config)
   loop.enable_compilation_cache(os.path.join(workdir, "gan"))  # the run's cache: compile once
   models = steps.make_models(config)
@@ -88,7 +92,8 @@ def load_trained(workdir: str) -> Trained:
 
   zeros = jnp.zeros((1, crop, crop, 3))
   det_state = _restore(os.path.join(workdir, "detector"),
-                       abstract(det, stages.optimizer(config.detect), zeros))
+                       abstract(det, stages.optimizer(config.detect),
+                                jnp.zeros((1, crop, crop, 6 if config.detect.sees_input else 3))))
   res_state = _restore(os.path.join(workdir, "restorer"),
                        abstract(res, stages.optimizer(config.correct), zeros, zeros[..., 0], zeros))
   scorer = stages.make_detector_scorer(config, det_state.params)
@@ -97,7 +102,12 @@ def load_trained(workdir: str) -> Trained:
     raise CheckpointError(f"{calibration}: missing (the main job did not finish calibration)")
   detect.load_calibration(calibration, [scorer])
   corrector = correct.Corrector.build(config, models, scorer)
-  return Trained(config, corrector, gan.ema["ab"], det_state.params, res_state.params)
+  truth = None
+  truth_path = os.path.join(workdir, "detector", "failure_truth.json")
+  if os.path.isfile(truth_path):
+    with open(truth_path) as f:
+      truth = failures.Truth(**json.load(f))
+  return Trained(config, corrector, gan.ema["ab"], det_state.params, res_state.params, truth)
 
 
 def _is_inside(path: str, root: str) -> bool:
@@ -151,10 +161,81 @@ def correct_photo(trained: Trained, image: np.ndarray, *, max_side: int = fullre
           "tiles": int(np.asarray(res["verdict"]).size)}
 
 
+def _targets(targets_dir: str | None, input_dir: str, output_dir: str, names: list[str]) -> tuple[dict, list[str]]:
+  """{input file name: target path} and the target files that match no input."""
+  if targets_dir is None:
+    return {}, []
+  if not os.path.isdir(targets_dir):
+    raise DataError(f"--targets: {targets_dir}: no such folder")
+  for other, what in ((input_dir, "input"), (output_dir, "output")):
+    if os.path.realpath(targets_dir) == os.path.realpath(other):
+      raise DataError(f"--targets: {targets_dir} is the {what} folder; give the true targets their own folder")
+  present = {n for n in os.listdir(targets_dir) if not n.startswith(".")
+             and os.path.isfile(os.path.join(targets_dir, n))}
+  return ({n: os.path.join(targets_dir, n) for n in names if n in present},
+          sorted(present - set(names)))
+
+
+def _measure(row: dict, out: dict, target: np.ndarray, truth: failures.Truth | None, pixels: list) -> None:
+  """PSNR/SSIM of the stylized and corrected outputs to the target (at the processed
+  size), and, with the run's failure truth, the output's true failing area."""
+  y, z, t = to_float(out["stylized"]), to_float(out["corrected"]), to_float(target)
+  for key, a in (("stylized", y), ("corrected", z)):
+    row[f"psnr_{key}"] = float(metrics.psnr(a[None], t[None])[0])
+    row[f"ssim_{key}"] = float(metrics.ssim(a[None], t[None])[0])
+  if truth is not None:
+    mask = truth.mask(y, t)
+    row["true_failing_area"] = float(mask.mean())
+    row["true_anomalous"] = bool(mask.mean() > truth.area_cut)
+    pixels.append(failures._pixel_sample([out["map"]], [mask], 4096, len(pixels))[0])
+
+
+def _target_summary(rows: list[dict], pixels: list, extra: list[str]) -> dict:
+  measured = [r for r in rows if "psnr_stylized" in r]
+  out = {"measured": len(measured), "targets_without_input": extra,
+         "target_errors": [r["target_error"] for r in rows if r.get("target_error")]}
+  if measured:
+    for k in ("psnr_stylized", "psnr_corrected", "ssim_stylized", "ssim_corrected"):
+      out[k] = float(np.mean([r[k] for r in measured]))
+  labelled = [r for r in measured if "true_anomalous" in r]
+  if labelled:
+    labels = np.array([r["true_anomalous"] for r in labelled])
+    out["true_anomalous"] = int(labels.sum())
+    out["image_auroc"] = failures._auroc_or_nan([r["score_before"] for r in labelled], labels)
+    out["pixel_auroc"] = failures._auroc_or_nan(np.concatenate([p[0] for p in pixels]),
+                                                np.concatenate([p[1] for p in pixels]))
+  return out
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+  buf = io.BytesIO()
+  np.save(buf, array)
+  tmp = path + ".tmp"
+  with open(tmp, "wb") as f:
+    f.write(buf.getvalue())
+  os.replace(tmp, path)
+
+
+def _map_at(amap: np.ndarray, width: int, height: int) -> np.ndarray:
+  """The anomaly map (float) at the photo's own resolution (upsampled where the photo
+  was processed downscaled)."""
+  if amap.shape == (height, width):
+    return amap.astype(np.float32)
+  from PIL import Image
+  return np.asarray(Image.fromarray(amap.astype(np.float32), "F").resize((width, height), Image.Resampling.BILINEAR))
+
+
 def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8,
-                   max_side: int = fullres.DEFAULT_MAX_SIDE) -> dict[str, Any]:
+                   max_side: int = fullres.DEFAULT_MAX_SIDE, targets_dir: str | None = None,
+                   save_maps: bool = False) -> dict[str, Any]:
   """Stylizes and corrects every image of `input_dir` into `output_dir`, each at its own
   resolution (up to `max_side`); returns the results.
+
+  `targets_dir`: true targets with the same file names (a paired test set): each
+  photo's PSNR/SSIM to its target before and after correction, and (with the run's
+  failure truth) detection figures. A missing, unreadable or differently sized target
+  is named in its row; the rest are still measured. `save_maps`: each anomaly map as a
+  float32 `.npy` at the photo's own resolution, next to the outputs.
 
   Raises:
     DataError / CheckpointError: the folders or the run cannot be used (nothing written).
@@ -163,8 +244,9 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
     raise DataError(f"--max_side must be at least 8, got {max_side}")
   trained = load_trained(workdir)
   paths = list_inputs(input_dir, output_dir)
+  targets, extra = _targets(targets_dir, input_dir, output_dir, [os.path.basename(p) for p in paths])
   _check_writable(output_dir)
-  rows = []
+  rows, pixels = [], []
   for path in paths:
     name = os.path.basename(path)
     try:
@@ -178,25 +260,50 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
              "map": f"{name}.map.png"}
     for key, arr in (("stylized", out["stylized"]), ("corrected", out["corrected"]), ("map", heat(out["map"]))):
       save_png(os.path.join(output_dir, files[key]), arr)
+    if save_maps:
+      files["map_npy"] = f"{name}.map.npy"
+      _save_npy(os.path.join(output_dir, files["map_npy"]), _map_at(out["map"], w, h))
     k = out["attempt"]
-    rows.append({"file": name, "verdict": correct.VERDICTS[out["verdict"]],
-                 "regeneration": correct.REGENERATIONS[k % len(correct.REGENERATIONS)] if k >= 0 else "",
-                 "score_before": out["score_before"], "score_after": out["score_after"],
-                 "width": w, "height": h, "out_width": int(out["stylized"].shape[1]),
-                 "out_height": int(out["stylized"].shape[0]), **files})
+    row = {"file": name, "verdict": correct.VERDICTS[out["verdict"]],
+           "regeneration": correct.REGENERATIONS[k % len(correct.REGENERATIONS)] if k >= 0 else "",
+           "score_before": out["score_before"], "score_after": out["score_after"],
+           "width": w, "height": h, "out_width": int(out["stylized"].shape[1]),
+           "out_height": int(out["stylized"].shape[0]), **files}
+    if targets_dir is not None:
+      _target_row(row, targets.get(name), targets_dir, im, out, max_side, trained.truth, pixels)
+    rows.append(row)
   rows.sort(key=lambda r: r["file"])
   summary = {"threshold": trained.corrector.threshold, "max_side": max_side, "num_files": len(rows),
              "num_errors": sum(r["verdict"] == "error" for r in rows), "files": rows}
+  if targets_dir is not None:
+    summary["targets"] = _target_summary(rows, pixels, extra)
   write_json(os.path.join(output_dir, "results.json"), summary)
   _write_csv(os.path.join(output_dir, "results.csv"), rows)
   write_text(os.path.join(output_dir, "index.html"), folder_report_html(rows, trained.corrector.threshold))
   return summary
 
 
+def _target_row(row: dict, target_path: str | None, targets_dir: str, im: np.ndarray, out: dict, max_side: int,
+                truth: failures.Truth | None, pixels: list) -> None:
+  if target_path is None:
+    row["target_error"] = f"{os.path.join(targets_dir, row['file'])}: no target with this file name"
+    return
+  try:
+    target = images_lib.read_rgb(target_path)
+  except DataError as e:
+    row["target_error"] = str(e)
+    return
+  if target.shape != im.shape:
+    row["target_error"] = (f"{target_path}: the target is {target.shape[1]}x{target.shape[0]}, the photo "
+                           f"{im.shape[1]}x{im.shape[0]}")
+    return
+  _measure(row, out, fullres.fit_max_side(target, max_side)[0], truth, pixels)
+
+
 def _write_csv(path: str, rows: list[dict]) -> None:
   fields = ["file", "verdict", "regeneration", "score_before", "score_after", "width", "height", "out_width",
-            "out_height", "stylized",
-            "corrected", "map", "error"]
+            "out_height", "stylized", "corrected", "map", "map_npy", "psnr_stylized", "psnr_corrected",
+            "ssim_stylized", "ssim_corrected", "true_failing_area", "true_anomalous", "target_error", "error"]
   buf = io.StringIO()
   w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
   w.writeheader()
@@ -211,25 +318,34 @@ def _size(row: dict) -> str:
   return size
 
 
+def _target_cell(r: dict) -> str:
+  if "psnr_stylized" in r:
+    return (f"<td data-v='{r['psnr_corrected'] - r['psnr_stylized']:.6f}'>{r['psnr_stylized']:.2f} -> "
+            f"{r['psnr_corrected']:.2f}</td>")
+  return f"<td data-v='-1e9'>{html.escape(r.get('target_error', ''))}</td>"
+
+
 def folder_report_html(rows: list[dict], threshold: float) -> str:
   """A sortable table: file | verdict | scores | before | after | heat map (names escaped)."""
   from stylegan_ad.report import _html_page
   from urllib.parse import quote
   esc = lambda s: html.escape(str(s), quote=True)
   img = lambda f: f"<img src='{esc(quote(f))}' width='128'>" if f else ""
+  paired = any("psnr_stylized" in r or r.get("target_error") for r in rows)
+  target_th = "<th>PSNR to target: stylized -> corrected (dB)</th>" if paired else ""
   body = [f"<h1>stylegan_ad: stylized folder</h1><p>Detector threshold {threshold:.3f}; "
           "click a column to sort.</p><table><tr><th>file</th><th>verdict</th><th>score before</th>"
-          "<th>score after</th><th>size</th><th>stylized</th><th>corrected</th><th>anomaly map</th></tr>"]
+          f"<th>score after</th><th>size</th>{target_th}<th>stylized</th><th>corrected</th><th>anomaly map</th></tr>"]
   for r in rows:
     if r["verdict"] == "error":
       body.append(f"<tr><td>{esc(r['file'])}</td><td>error</td><td data-v='-1e9'></td><td></td>"
-                  f"<td colspan='4'>{esc(r['error'])}</td></tr>")
+                  f"<td colspan='{5 if paired else 4}'>{esc(r['error'])}</td></tr>")
       continue
     kept = f" ({esc(r['regeneration'])})" if r.get("regeneration") else ""
     body.append(f"<tr><td>{esc(r['file'])}</td><td>{esc(r['verdict'])}{kept}</td>"
                 f"<td data-v='{r['score_before']:.6f}'>{r['score_before']:.3f}</td>"
                 f"<td data-v='{r['score_after']:.6f}'>{r['score_after']:.3f}</td>"
-                f"<td data-v='{r['width'] * r['height']}'>{_size(r)}</td>"
+                f"<td data-v='{r['width'] * r['height']}'>{_size(r)}</td>{_target_cell(r) if paired else ''}"
                 f"<td>{img(r['stylized'])}</td><td>{img(r['corrected'])}</td><td>{img(r['map'])}</td></tr>")
   body.append("</table>")
   return _html_page("stylegan_ad: stylized folder", "".join(body))

@@ -204,3 +204,43 @@ def test_cli_keeps_each_photos_own_size(main_run, tmp_path):
       assert Image.open(os.path.join(out, rows[name][key])).size == want, (name, key)
   page = open(os.path.join(out, "index.html"), encoding="utf-8").read()
   assert "1500x1000 (processed at 1024x683, --max_side)" in page
+
+
+def test_cli_targets_and_saved_maps(main_run, tmp_path):
+  """--targets: PSNR/SSIM to each photo's target before and after correction, detection
+  figures from the run's failure truth; a missing, extra or differently sized target is
+  named and the rest still measured. --save_maps: float maps at the photo's resolution."""
+  from stylegan_ad.data import styles
+  workdir, _ = main_run
+  src, tgt, out = (str(tmp_path / d) for d in ("in", "targets", "out"))
+  os.makedirs(src)
+  os.makedirs(tgt)
+  rng = np.random.default_rng(1)
+  sizes = {"a.png": (53, 37), "b.png": (100, 37), "c.png": (41, 70), "d.png": (30, 30)}
+  for name, (w, h) in sizes.items():
+    photo = rng.integers(0, 255, (h, w, 3), np.uint8)
+    Image.fromarray(photo).save(os.path.join(src, name))
+    if name in ("a.png", "b.png"):
+      Image.fromarray(styles.cartoon(photo)).save(os.path.join(tgt, name))
+  Image.fromarray(rng.integers(0, 255, (12, 12, 3), np.uint8)).save(os.path.join(tgt, "c.png"))  # wrong size
+  Image.fromarray(rng.integers(0, 255, (12, 12, 3), np.uint8)).save(os.path.join(tgt, "extra.png"))
+  summary = inference.stylize_folder(workdir, src, out, max_side=64, targets_dir=tgt, save_maps=True)
+  rows = {r["file"]: r for r in summary["files"]}
+  for name in ("a.png", "b.png"):
+    r = rows[name]
+    assert np.isfinite([r["psnr_stylized"], r["psnr_corrected"], r["ssim_stylized"], r["ssim_corrected"]]).all()
+    assert 0.0 <= r["true_failing_area"] <= 1.0 and "target_error" not in r
+  assert "the target is 12x12, the photo 41x70" in rows["c.png"]["target_error"]
+  assert "no target with this file name" in rows["d.png"]["target_error"]
+  targets = summary["targets"]
+  assert targets["measured"] == 2 and targets["targets_without_input"] == ["extra.png"]
+  assert len(targets["target_errors"]) == 2 and "image_auroc" in targets and "pixel_auroc" in targets
+  for name, (w, h) in sizes.items():  # b.png was processed at 64x24 (--max_side); its map is back at 100x37
+    m = np.load(os.path.join(out, rows[name]["map_npy"]))
+    assert m.shape == (h, w) and m.dtype == np.float32 and np.all((m >= 0) & (m <= 1))
+  assert (rows["b.png"]["out_width"], rows["b.png"]["out_height"]) == (64, 24)
+  html_text = open(os.path.join(out, "index.html")).read()
+  assert "PSNR to target" in html_text and "no target with this file name" in html_text
+  for bad, what in ((src, "input"), (out, "output")):
+    with pytest.raises(DataError, match=f"is the {what} folder"):
+      inference.stylize_folder(workdir, src, out, targets_dir=bad)
