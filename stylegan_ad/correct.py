@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylegan_ad import metrics
+from stylegan_ad import detect, metrics
 from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.train import aux_trainer, stages, steps
 
@@ -99,9 +99,7 @@ def tta_average(generator_fn, x, gx=None):
   """The mean of G over x, its mirror, its flip and a (3, 5)-pixel shift, each mapped
   back: G's own errors that depend on orientation or alignment average out.
   `gx` is G(x) where the caller has it."""
-  g = generator_fn
-  views = [g(x) if gx is None else gx, g(x[:, :, ::-1])[:, :, ::-1], g(x[:, ::-1])[:, ::-1],
-           jnp.roll(g(jnp.roll(x, (3, 5), (1, 2))), (-3, -5), (1, 2))]
+  views = detect.tta_views(generator_fn, x, gx)
   return sum(views) / len(views)
 
 

@@ -207,6 +207,14 @@ def _smooth(amap: jax.Array, size: int = 5) -> jax.Array:
   return jax.lax.reduce_window(amap, 0.0, jax.lax.add, (1, size, size), (1, 1, 1), "SAME") / size ** 2
 
 
+def tta_views(g, x: jax.Array, gx: jax.Array | None = None) -> list[jax.Array]:
+  """G over x, its mirror, its flip and a (3, 5)-pixel shift, each mapped back (`gx`:
+  G(x) where the caller has it). Their spread is `TTAScorer`'s map, their mean
+  `correct.tta_average`."""
+  return [g(x) if gx is None else gx, g(x[:, :, ::-1])[:, :, ::-1], g(x[:, ::-1])[:, ::-1],
+          jnp.roll(g(jnp.roll(x, (3, 5), (1, 2))), (-3, -5), (1, 2))]
+
+
 class TTAScorer(Scorer):
   """Test-time-augmentation disagreement: the per-pixel spread of G over the output and
   G on the mirrored, flipped and shifted input (each mapped back). Needs G."""
@@ -217,9 +225,7 @@ class TTAScorer(Scorer):
     super().__init__()
 
   def _fn(self, y, x):
-    g = lambda v: self.generator.apply({"params": self.g_params}, v)
-    views = [y, g(x[:, :, ::-1])[:, :, ::-1], g(x[:, ::-1])[:, ::-1],
-             jnp.roll(g(jnp.roll(x, (3, 5), (1, 2))), (-3, -5), (1, 2))]
+    views = tta_views(lambda v: self.generator.apply({"params": self.g_params}, v), x, y)
     amap = _smooth(jnp.stack(views).std(axis=0).mean(axis=-1))
     return amap.mean(axis=(1, 2)), amap
 
