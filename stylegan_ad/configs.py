@@ -76,6 +76,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.detect.fpr = 0.01             # calibration target false-positive rate
   c.detect.calibration_fraction = 0.25  # of the clean train outputs, held out for calibration
   c.detect.sees_input = True      # the detector judges [x, G(x)], not G(x) alone
+  c.detect.sees_tta = True        # ... and the spread of G(x) and G's flipped/shifted views of x
   c.detect.heldout_steps = 600    # detector steps per held-out-type run in the benchmark
 
   c.failures = ml_collections.ConfigDict()   # G's real failures (failures.py)

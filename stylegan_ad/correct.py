@@ -46,13 +46,14 @@ class Corrector:
   views: int = 1   # test-time augmentation of the detector (detect.views)
   screen: float | None = None   # the 1-view screen's threshold (detect.screen_rate), or none
   sees_input: bool = False      # the detector judges (x, y), not y alone (detect.sees_input)
+  sees_tta: bool = False        # ... and G's test-time disagreement (detect.sees_tta)
 
   @classmethod
   def build(cls, config, models: steps.Models, scorer) -> "Corrector":
     """From the config and a calibrated `DetectorScorer` (network, thresholds, views)."""
     return cls(models, scorer.detector, stages.make_restorer(config), float(scorer.threshold),
                config.correct.dilate, config.correct.attempts, scorer.views, scorer.screen_threshold,
-               scorer.sees_input)
+               scorer.sees_input, scorer.sees_tta)
 
   @property
   def screened(self) -> bool:
@@ -64,8 +65,29 @@ class Corrector:
     return 1 if self.screened else self.views
 
 
+# Inside the path, `x` is the input's *context*: the photo x itself, followed (with
+# `sees_tta`) by G's alternate views of it (`detect.tta_alternates`, 9 more channels).
+# They depend on x alone, so they are computed once per image and reused by every
+# look of the detector and by the TTA-average regeneration.
+
+def context(c: Corrector, g_params, x):
+  """x, or [x, G's alternate views of x] for a detector that sees the TTA spread."""
+  if not c.sees_tta:
+    return x
+  return jnp.concatenate([x, detect.tta_alternates(lambda v: steps.generate(c.models, g_params, v), x)], axis=-1)
+
+
+def _photo(x):
+  return x[..., :3]
+
+
+def _alts(c: Corrector, x):
+  return x[..., 3:] if c.sees_tta else None
+
+
 def _predict(c: Corrector, det_params, y, x, views: int, skip: int = 0):
-  return detector_lib.predict(c.detector, det_params, y, views, skip, x=x if c.sees_input else None)
+  return detector_lib.predict(c.detector, det_params, y, views, skip, x=_photo(x) if c.sees_input else None,
+                              alts=_alts(c, x))
 
 
 def _first_look(c: Corrector, det_params, y, x):
@@ -91,15 +113,15 @@ def _with_rest(c: Corrector, first, rest):
 
 def _restore(c: Corrector, det_params, res_params, x, y, prob, score=_judge):
   """The restorer's repair inside the dilated map, and its new score."""
-  restored = c.restorer.apply({"params": res_params}, y, stages.soft_map(prob, c.dilate), x)
+  restored = c.restorer.apply({"params": res_params}, y, stages.soft_map(prob, c.dilate), _photo(x))
   return restored, score(c, det_params, restored, x)[0]
 
 
-def tta_average(generator_fn, x, gx=None):
+def tta_average(generator_fn, x, gx=None, alts=None):
   """The mean of G over x, its mirror, its flip and a (3, 5)-pixel shift, each mapped
   back: G's own errors that depend on orientation or alignment average out.
-  `gx` is G(x) where the caller has it."""
-  views = detect.tta_views(generator_fn, x, gx)
+  `gx` is G(x) and `alts` the alternate views where the caller has them."""
+  views = detect.tta_views(generator_fn, x, gx, alts)
   return sum(views) / len(views)
 
 
@@ -110,12 +132,13 @@ def _regenerate(c: Corrector, det_params, g_params, x, k: int, key, gx=None, sco
   `gx` is G(x) where the caller has it (it stylized x itself): the average then needs
   one generator pass fewer."""
   g = lambda v: steps.generate(c.models, g_params, v)
+  p = _photo(x)
   if k % 3 == 0:
-    y = tta_average(g, x, gx)
+    y = tta_average(g, p, gx, _alts(c, x))
   elif k % 3 == 1:
-    y = g(jnp.clip(x + 0.03 * jax.random.normal(jax.random.fold_in(key, k), x.shape[1:]), -1, 1))
+    y = g(jnp.clip(p + 0.03 * jax.random.normal(jax.random.fold_in(key, k), p.shape[1:]), -1, 1))
   else:
-    y = g(x[:, :, ::-1])[:, :, ::-1]
+    y = g(p[:, :, ::-1])[:, :, ::-1]
   return y, score(c, det_params, y, x)[0]
 
 
@@ -123,6 +146,7 @@ def correct_outputs(c: Corrector, det_params, res_params, g_params, x, y, key, g
                     ) -> dict[str, jax.Array]:
   """The correction path for stylized outputs `y` of inputs `x` (pure; jit it).
   `generated`: y is G(x) with these `g_params` (not outputs from elsewhere)."""
+  x = context(c, g_params, x)
   s0, p0 = _judge(c, det_params, y, x)
   flagged = s0 > c.threshold
   restored, s1 = _restore(c, det_params, res_params, x, y, p0)
@@ -162,8 +186,14 @@ def stylize_and_correct(c: Corrector, det_params, res_params, g_params, x, key) 
 @functools.partial(jax.jit, static_argnums=0)
 def _stylize_and_score_jit(c: Corrector, det_params, g_params, x):
   y = steps.generate(c.models, g_params, x)
+  x = context(c, g_params, x)
   score, prob = _first_look(c, det_params, y, x)
-  return {"stylized": y, "score_before": score, "map": prob}
+  return {"stylized": y, "score_before": score, "map": prob, "context": x}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _context_jit(c: Corrector, g_params, x):
+  return context(c, g_params, x)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
@@ -224,8 +254,10 @@ def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y
   generated = y is None
   if generated:
     first = aux_trainer.batched(lambda xb: _stylize_and_score_jit(c, det_params, g_params, xb), x, batch=batch)
-    y = first["stylized"]
+    y, x = first["stylized"], first["context"]
   else:
+    if c.sees_tta:
+      x = aux_trainer.batched(lambda xb: _context_jit(c, g_params, xb), x, batch=batch)
     first = aux_trainer.batched(lambda yb, xb: _score_jit(c, det_params, yb, xb, c.first_views), y, x,
                                 batch=batch)
   s0, m0 = _complete(c, det_params, y, x, first["score_before"], first["map"], batch)
@@ -281,7 +313,8 @@ def benchmark(c: Corrector, det_params, res_params, g_params, clean: np.ndarray,
   # can give back at best, whatever the artifact
   regen = {}
   for k in range(min(c.attempts, len(REGENERATIONS))):
-    yk, _ = _gated(lambda xb: _regenerate_jit(c, det_params, g_params, xb, k, jax.random.key(0)),
+    yk, _ = _gated(lambda xb: _regenerate_jit(c, det_params, g_params, _context_jit(c, g_params, xb), k,
+                                              jax.random.key(0)),
                    np.arange(len(clean)), 16, content)
     regen[REGENERATIONS[k]] = float(np.mean(metrics.psnr(yk, clean)))
   unflagged_clean = clean_res["verdict"] == 0

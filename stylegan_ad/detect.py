@@ -99,20 +99,29 @@ class DetectorScorer(Scorer):
   a 1-view screen: the score of one view that a fraction `screen_rate` of the clean
   calibration outputs exceed (never above the full score's threshold). The correction
   path (`correct.Corrector`) gives the full score only to images that pass the screen;
-  the rest are clean on their 1-view score. Scoring here is always the full score."""
+  the rest are clean on their 1-view score. Scoring here is always the full score.
+
+  `generator` (x -> G(x), jit-able) is given to a detector that sees G's test-time
+  disagreement (`detect.sees_tta`): the scorer runs G's alternate views of x itself."""
   name = "detector"
 
   def __init__(self, detector: Any, params: Any, views: int = 1, screen_rate: float = 0.0,
-               sees_input: bool = False):
+               sees_input: bool = False, generator: Any = None):
     self.detector, self.params, self.views, self.screen_rate = detector, params, views, screen_rate
-    self.sees_input = sees_input
+    self.sees_input, self.generator = sees_input, generator
     super().__init__()
 
+  @property
+  def sees_tta(self) -> bool:
+    return self.generator is not None
+
   def _fn(self, y, x):
-    return detector_lib.predict(self.detector, self.params, y, self.views, x=x if self.sees_input else None)
+    alts = tta_alternates(self.generator, x) if self.sees_tta else None
+    return detector_lib.predict(self.detector, self.params, y, self.views, x=x if self.sees_input else None,
+                                alts=alts)
 
   def one_view(self) -> "DetectorScorer":
-    return DetectorScorer(self.detector, self.params, sees_input=self.sees_input)
+    return DetectorScorer(self.detector, self.params, sees_input=self.sees_input, generator=self.generator)
 
   def calibrate(self, clean_images: np.ndarray, content: np.ndarray, fpr: float = 0.01) -> float:
     super().calibrate(clean_images, content, fpr)
@@ -207,12 +216,19 @@ def _smooth(amap: jax.Array, size: int = 5) -> jax.Array:
   return jax.lax.reduce_window(amap, 0.0, jax.lax.add, (1, size, size), (1, 1, 1), "SAME") / size ** 2
 
 
-def tta_views(g, x: jax.Array, gx: jax.Array | None = None) -> list[jax.Array]:
-  """G over x, its mirror, its flip and a (3, 5)-pixel shift, each mapped back (`gx`:
-  G(x) where the caller has it). Their spread is `TTAScorer`'s map, their mean
-  `correct.tta_average`."""
-  return [g(x) if gx is None else gx, g(x[:, :, ::-1])[:, :, ::-1], g(x[:, ::-1])[:, ::-1],
-          jnp.roll(g(jnp.roll(x, (3, 5), (1, 2))), (-3, -5), (1, 2))]
+def tta_alternates(g, x: jax.Array) -> jax.Array:
+  """[N, H, W, 9]: G on the mirrored, the flipped and the (3, 5)-pixel-shifted x, each
+  mapped back. With G(x), these are `tta_views`; a detector with `detect.sees_tta`
+  sees their spread around the output it judges."""
+  return jnp.concatenate([g(x[:, :, ::-1])[:, :, ::-1], g(x[:, ::-1])[:, ::-1],
+                          jnp.roll(g(jnp.roll(x, (3, 5), (1, 2))), (-3, -5), (1, 2))], axis=-1)
+
+
+def tta_views(g, x: jax.Array, gx: jax.Array | None = None, alts: jax.Array | None = None) -> list[jax.Array]:
+  """G over x and its `tta_alternates` (`gx`: G(x), `alts`: the alternates, where the
+  caller has them). Their spread is `TTAScorer`'s map, their mean `correct.tta_average`."""
+  alts = tta_alternates(g, x) if alts is None else alts
+  return [g(x) if gx is None else gx] + jnp.split(alts, 3, axis=-1)
 
 
 class TTAScorer(Scorer):

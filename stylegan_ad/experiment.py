@@ -49,11 +49,17 @@ def build_scorers(config: ml_collections.ConfigDict, gan: loop.Run, det_params: 
                      for i in range(min(len(gan.dataset.train_b), 512))])
     style.fit(pipeline_lib.to_float(real), pipeline_lib.to_float(real))
   scorers = [detect.DiscriminatorScorer(gan.models.discriminator, d_params, conditional=paired),
-             stages.make_detector_scorer(config, det_params), fd, style,
+             stages.make_detector_scorer(config, det_params, _generator(gan)), fd, style,
              detect.TTAScorer(gen, ema["ab"]), detect.DisagreementScorer("raw_vs_ema", gen, raw["ab"])]
   if not paired:
     scorers.append(detect.DisagreementScorer("cycle", gen, ema["ba"], cycle=True))
   return scorers
+
+
+def _generator(gan: loop.Run):
+  """x -> G(x) with the final EMA weights (jit-able)."""
+  ema = jax.device_get(gan.state.ema["ab"])
+  return lambda v: steps_lib.generate(gan.models, ema, v)
 
 
 class StageClock:
@@ -85,6 +91,7 @@ class DetectorStage:
   gan: loop.Run
   ema: Any                   # the EMA generator's parameters
   fit: stages.Outputs        # clean train outputs the detector and restorer learn from
+  fit_alts: np.ndarray | None  # G's alternate views of their inputs (detect.sees_tta), or None
   test: stages.Outputs       # clean outputs of the test photos
   det_params: Any
   scorers: list              # see build_scorers; calibrated
@@ -121,11 +128,19 @@ def real_failure_pools(config: ml_collections.ConfigDict, gan: loop.Run) -> tupl
   ref = failures.build_pool(ds.reference_photos.images, gens, ds.style, f.max_side, scales=REFERENCE_SCALES)
   truth = failures.fit_truth(ref, f.quantile, f.area_factor, min_region=f.min_region)
   train = failures.build_pool(ds.train_photos.images, gens, ds.style, f.max_side)
+  alts = pool_alternates(gan, train, f.max_side) if config.detect.sees_tta else None
   crops = stages.real_crops(train, failures.label(train, truth), truth.area_cut, config.data.crop_size,
-                            f.crops_per_image, config.seed)
+                            f.crops_per_image, config.seed, alts)
   test = failures.build_pool(ds.test_photos.images, gens, ds.style, f.max_side)
   pools = RealPools(truth, ref, failures.label(ref, truth), test, failures.label(test, truth))
   return pools, crops, ""
+
+
+def pool_alternates(gan: loop.Run, pool: failures.Pool, max_side: int) -> list[np.ndarray]:
+  """G's alternate views (`detect.tta_alternates`) of each pool input, at the photo's size."""
+  g = _generator(gan)
+  fn = jax.jit(lambda v: {"alts": detect.tta_alternates(g, v[..., :3])})
+  return [o["alts"] for o in failures.apply_pool(fn, pool, max_side)]
 
 
 def calibrate_on_reference(scorer: detect.Scorer, real: RealPools, config: ml_collections.ConfigDict) -> None:
@@ -160,7 +175,9 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str) -> DetectorS
   if real is None:
     logging.warning("real-failure benchmark skipped: %s", skipped)
   clock.done("real-failure pools")
-  det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh, ALL_TYPES, crops)
+  fit_alts = stages.alternates(gan.models, ema, fit.content) if config.detect.sees_tta else None
+  det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh, ALL_TYPES, crops,
+                                     fit_alts)
   clock.done("detector")
   scorers = build_scorers(config, gan, det_params, fit)
   for s in scorers:
@@ -176,7 +193,7 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str) -> DetectorS
   test_out = stages.generator_outputs(gan.models, ema, gan.dataset.test_a.images,
                                       gan.dataset.test_a.targets, crop)
   clock.done("scorers fitted and calibrated")
-  return DetectorStage(gan, ema, fit, test_out, det_params, scorers, real, crops, skipped, clock)
+  return DetectorStage(gan, ema, fit, fit_alts, test_out, det_params, scorers, real, crops, skipped, clock)
 
 
 def real_failure_benchmark(config: ml_collections.ConfigDict, stage: DetectorStage) -> dict[str, Any]:
@@ -331,7 +348,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   clock.done("synthetic detection benchmark")
 
   res_params = stages.train_restorer(config, os.path.join(workdir, "restorer"), stage.fit, gan.mesh,
-                                     ALL_TYPES, det_params, stage.real_crops)
+                                     ALL_TYPES, det_params, stage.real_crops, stage.fit_alts)
   detector_scorer = scorers[1]
   corrector = correct.Corrector.build(config, gan.models, detector_scorer)
   clock.done("restorer")
@@ -389,9 +406,9 @@ def evaluate_detection(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for t in all_types:
     name = artifacts.TYPES[t]
     params = stages.train_detector(heldout_config, os.path.join(workdir, "heldout", name), fit, gan.mesh,
-                                   [u for u in all_types if u != t])
+                                   [u for u in all_types if u != t], alts=stage.fit_alts)
     test = detect.make_test_set(test_out.clean, test_out.content, [t], seed=config.seed + 11 + t, copies=1)
-    held = [stages.make_detector_scorer(config, params), scorers[0], scorers[2]]
+    held = [stages.make_detector_scorer(config, params, _generator(gan)), scorers[0], scorers[2]]
     per_type[name] = {s.name: detect.evaluate_scorer(s(test["images"], test["content"]), test) for s in held}
   keys = ("image_auroc", "image_ap", "pixel_auroc", "aupro")
   results["held-out type (mean)"] = {
@@ -402,9 +419,9 @@ def evaluate_detection(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if stage.real is not None:
     real = real_failure_benchmark(config, stage)
     scorers_real = real["scorers"]
-    if config.detect.sees_input:  # the same detector, seeing G(x) only: what x adds
-      y_only = ml_collections.ConfigDict(config.to_dict())
-      y_only.detect.sees_input = False
+    if config.detect.sees_input or config.detect.sees_tta:  # the same detector, seeing G(x) only:
+      y_only = ml_collections.ConfigDict(config.to_dict())      # what x and the TTA spread add
+      y_only.detect.sees_input = y_only.detect.sees_tta = False
       params = stages.train_detector(y_only, os.path.join(workdir, "detector_y_only"), fit, gan.mesh,
                                      all_types, stage.real_crops)
       s = stages.make_detector_scorer(y_only, params)

@@ -31,6 +31,7 @@ from stylegan_ad import configs, correct, detect, failures, fullres, metrics
 from stylegan_ad.data import images as images_lib
 from stylegan_ad.data.pipeline import to_float, to_uint8
 from stylegan_ad.errors import CheckpointError, DataError
+from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.report import heat, write_json, write_text
 from stylegan_ad.train import aux_trainer, loop, stages, steps
 from stylegan_ad.train.checkpoint import Checkpointer
@@ -75,6 +76,8 @@ def load_trained(workdir: str) -> Trained:
     config.data.symmetries = 2
   if "sees_input" not in config.detect:  # runs from before the detector saw x
     config.detect.sees_input = False
+  if "sees_tta" not in config.detect:  # runs from before it saw G's TTA spread
+    config.detect.sees_tta = False
   if "natural_threshold" in config.detect:  # a key of runs from before the real-failure benchmark
     del config.detect["natural_threshold"]
   configs.validate(config)
@@ -94,10 +97,12 @@ def load_trained(workdir: str) -> Trained:
   zeros = jnp.zeros((1, crop, crop, 3))
   det_state = _restore(os.path.join(workdir, "detector"),
                        abstract(det, stages.optimizer(config.detect),
-                                jnp.zeros((1, crop, crop, 6 if config.detect.sees_input else 3))))
+                                jnp.zeros((1, crop, crop, detector_lib.input_channels(
+                                    config.detect.sees_input, config.detect.sees_tta)))))
   res_state = _restore(os.path.join(workdir, "restorer"),
                        abstract(res, stages.optimizer(config.correct), zeros, zeros[..., 0], zeros))
-  scorer = stages.make_detector_scorer(config, det_state.params)
+  scorer = stages.make_detector_scorer(config, det_state.params,
+                                       lambda v: steps.generate(models, gan.ema["ab"], v))
   calibration = os.path.join(workdir, "detector", "calibration.json")
   if not os.path.isfile(calibration):
     raise CheckpointError(f"{calibration}: missing (the main job did not finish calibration)")

@@ -129,13 +129,32 @@ def corrector():
   g = models.generator.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
   det, res = stages.make_detector(c), stages.make_restorer(c)
   z = jnp.zeros((1, 32, 32, 3))
-  detp = det.init(jax.random.key(1), jnp.zeros((1, 32, 32, 6)))["params"]  # it sees [x, y]
+  detp = det.init(jax.random.key(7), jnp.zeros((1, 32, 32, 7)))["params"]  # it sees [x, y, TTA spread]
   resp = res.init(jax.random.key(2), z, z[..., 0], z)["params"]
   x = _images(8)
   y = np.asarray(steps.generate(models, g, jnp.asarray(x)))
-  scores = np.asarray(det.apply({"params": detp}, jnp.concatenate([x, y], axis=-1))["image"])
+  alts = detect.tta_alternates(lambda v: steps.generate(models, g, v), jnp.asarray(x))
+  scores = np.asarray(detector_lib.predict(det, detp, jnp.asarray(y), 1, x=jnp.asarray(x), alts=alts)[0])
   threshold = float(np.median(scores))
-  return correct.Corrector(models, det, res, threshold, 3, 2, sees_input=True), detp, resp, g, x, y, scores
+  c = correct.Corrector(models, det, res, threshold, 3, 2, sees_input=True, sees_tta=True)
+  return c, detp, resp, g, x, y, scores
+
+
+def test_tta_context_is_x_and_g_alternate_views(corrector):
+  """The detector's context: x, then G on the mirrored, flipped and shifted x mapped back;
+  the TTA average regeneration is the mean of G(x) and those views."""
+  c, _, _, g, x, y, _ = corrector
+  ctx = np.asarray(correct.context(c, g, jnp.asarray(x)))
+  assert ctx.shape == x.shape[:3] + (12,)
+  np.testing.assert_array_equal(ctx[..., :3], x)
+  gen = lambda v: np.asarray(steps.generate(c.models, g, jnp.asarray(v)))
+  np.testing.assert_allclose(ctx[..., 3:6], gen(x[:, :, ::-1])[:, :, ::-1], atol=1e-5)
+  np.testing.assert_allclose(ctx[..., 6:9], gen(x[:, ::-1])[:, ::-1], atol=1e-5)
+  avg = correct.tta_average(lambda v: steps.generate(c.models, g, v), jnp.asarray(x))
+  np.testing.assert_allclose(np.asarray(avg), (y + ctx[..., 3:6] + ctx[..., 6:9] + ctx[..., 9:12]) / 4, atol=1e-5)
+  # the spread the detector sees is zero where every view agrees with the output
+  spread = detector_lib.tta_spread(jnp.asarray(y), jnp.asarray(np.concatenate([y, y, y], -1)))
+  assert float(jnp.abs(spread).max()) == 0.0
 
 
 def test_unflagged_outputs_are_bit_identical(corrector):
@@ -160,8 +179,9 @@ def test_stylize_and_correct_is_one_program(corrector):
 def screened(corrector):
   """The fixture's models behind a 4-view score with a 1-view screen that passes half."""
   c, detp, resp, g, x, y, _ = corrector
-  one = np.asarray(detector_lib.predict(c.detector, detp, jnp.asarray(y), 1, x=jnp.asarray(x))[0])
-  full = np.asarray(detector_lib.predict(c.detector, detp, jnp.asarray(y), 4, x=jnp.asarray(x))[0])
+  alts = detect.tta_alternates(lambda v: steps.generate(c.models, g, v), jnp.asarray(x))
+  one = np.asarray(detector_lib.predict(c.detector, detp, jnp.asarray(y), 1, x=jnp.asarray(x), alts=alts)[0])
+  full = np.asarray(detector_lib.predict(c.detector, detp, jnp.asarray(y), 4, x=jnp.asarray(x), alts=alts)[0])
   threshold = float(np.median(full))
   screen = min(float(np.median(one)), threshold)
   sc = dataclasses.replace(c, threshold=threshold, views=4, screen=screen)

@@ -6,7 +6,6 @@ as the GAN's.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 import flax

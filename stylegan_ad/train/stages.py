@@ -6,7 +6,6 @@ artifact library; each checkpoints in its own sub-directory and resumes.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Sequence
 
 import jax
@@ -17,6 +16,7 @@ import optax
 
 from stylegan_ad import artifacts, detect, losses
 from stylegan_ad.data import pipeline as pipeline_lib
+from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.models.detector import Detector
 from stylegan_ad.models.restorer import Restorer
 from stylegan_ad.train import aux_trainer, steps
@@ -72,29 +72,44 @@ def make_detector(config: ml_collections.ConfigDict) -> Detector:
   return Detector(config.detect.features, config.detect.depth, len(artifacts.TYPES))
 
 
-def make_detector_scorer(config: ml_collections.ConfigDict, params: Any) -> detect.DetectorScorer:
-  """The learned detector's scorer, with the config's test-time views, screen and input."""
-  return detect.DetectorScorer(make_detector(config), params, config.detect.views,
-                               config.detect.screen_rate, config.detect.sees_input)
+def make_detector_scorer(config: ml_collections.ConfigDict, params: Any, generator=None) -> detect.DetectorScorer:
+  """The learned detector's scorer, with the config's test-time views, screen and input;
+  `generator` (x -> G(x)) is needed by a detector that sees G's TTA disagreement."""
+  if config.detect.sees_tta and generator is None:
+    raise ValueError("detect.sees_tta: the detector's scorer needs the generator")
+  return detect.DetectorScorer(make_detector(config), params, config.detect.views, config.detect.screen_rate,
+                               config.detect.sees_input, generator if config.detect.sees_tta else None)
 
 
-def _detector_input(config: ml_collections.ConfigDict, y: jax.Array, x: jax.Array) -> jax.Array:
-  return jnp.concatenate([x, y], axis=-1) if config.detect.sees_input else y
+def _detector_input(config: ml_collections.ConfigDict, y: jax.Array, b: dict[str, jax.Array]) -> jax.Array:
+  return detector_lib.detector_input(y, b["content"] if config.detect.sees_input else None,
+                                     b["alts"] if config.detect.sees_tta else None)
 
 
-def real_crops(pool, labels, area_cut: float, crop: int, per_image: int, seed: int) -> dict[str, np.ndarray]:
+def alternates(models: steps.Models, g_params: Any, x: np.ndarray, batch: int = 16) -> np.ndarray:
+  """G's alternate views (`detect.tta_alternates`) of every row of x: [N, H, W, 9]."""
+  fn = jax.jit(lambda v: detect.tta_alternates(lambda u: steps.generate(models, g_params, u), v))
+  return aux_trainer.batched(fn, np.asarray(x, np.float32), batch=batch).astype(np.float32)
+
+
+def real_crops(pool, labels, area_cut: float, crop: int, per_image: int, seed: int,
+               alts: Sequence[np.ndarray] | None = None) -> dict[str, np.ndarray]:
   """Random `crop` x `crop` windows of a real-failure pool (`failures.Pool` of train
   photos): G's output ("clean", as the synthetic rows call it), its input, the true
-  target S(x), the true failure mask, and the crop's label."""
+  target S(x), the true failure mask, the crop's label, and (given `alts`, each photo's
+  G alternate views) the alternates."""
   rng = np.random.default_rng(seed)
   rows = {"clean": [], "content": [], "target": [], "mask": []}
-  for y, x, t, m in zip(pool.outputs, pool.inputs, pool.targets, labels.masks):
+  if alts is not None:
+    rows["alts"] = []
+  for n, (y, x, t, m) in enumerate(zip(pool.outputs, pool.inputs, pool.targets, labels.masks)):
     h, w = m.shape
     if h < crop or w < crop:
       continue
+    arrays = (("clean", y), ("content", x), ("target", t), ("mask", m)) + ((("alts", alts[n]),) if alts else ())
     for _ in range(per_image):
       i, j = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-      for k, a in (("clean", y), ("content", x), ("target", t), ("mask", m)):
+      for k, a in arrays:
         rows[k].append(a[i:i + crop, j:j + crop])
   out = {k: np.stack(v).astype(np.float32) for k, v in rows.items()}
   out["anomalous"] = (out["mask"].mean((1, 2)) > area_cut).astype(np.float32)
@@ -111,20 +126,23 @@ def optimizer(group: ml_collections.ConfigDict) -> optax.GradientTransformation:
 
 
 def train_detector(config: ml_collections.ConfigDict, workdir: str, train: Outputs, mesh,
-                   types: Sequence[int], real: dict[str, np.ndarray] | None = None) -> Any:
+                   types: Sequence[int], real: dict[str, np.ndarray] | None = None,
+                   alts: np.ndarray | None = None) -> Any:
   """Trains the segmentation detector; returns params.
 
   Its rows: clean outputs `train`, half of them corrupted on the fly by synthetic
   artifacts of `types`; and, where given, `real` crops of G's real outputs (from
   `real_crops`), labelled by the true failure mask (the seed's L_det on generated
-  images). With `detect.sees_input`, it sees [x, y]."""
+  images). With `detect.sees_input`, it sees [x, y]; with `detect.sees_tta`, also the
+  spread of y and G's alternate views of x (`alts`: those of `train`'s rows; the real
+  rows carry theirs)."""
   model = make_detector(config)
   types = tuple(int(t) for t in types)
   crop = train.clean.shape[1]
   n = len(train.clean)
   arrays = {"clean": train.clean, "content": train.content, "mask": np.zeros(train.clean.shape[:3], np.float32),
             "anomalous": np.zeros(n, np.float32), "real": np.zeros(n, np.float32)}
-  arrays = _with_real_rows(arrays, real)
+  arrays = _with_real_rows(_with_alts(config, arrays, alts), real)
 
   def loss_fn(params, b, key):
     c = detect.corrupt_batch(b["clean"], b["content"], b["other"], key, types, 0.5)
@@ -132,12 +150,12 @@ def train_detector(config: ml_collections.ConfigDict, workdir: str, train: Outpu
     images = jnp.where(real_row[:, None, None, None], b["clean"], c["images"])
     masks = jnp.where(real_row[:, None, None], b["mask"], c["masks"])
     anomalous = jnp.where(real_row, b["anomalous"], c["is_anomalous"])
-    out = model.apply({"params": params}, _detector_input(config, images, b["content"]))
+    out = model.apply({"params": params}, _detector_input(config, images, b))
     return losses.detection_loss(out, masks, anomalous, c["kind"], typed=c["is_anomalous"] * (1 - b["real"]))
 
   d = config.detect
   tx = optimizer(d)
-  channels = 6 if d.sees_input else 3
+  channels = detector_lib.input_channels(d.sees_input, d.sees_tta)
   return aux_trainer.fit("detector", workdir, model=model, init_inputs=(jnp.zeros((1, crop, crop, channels)),),
                          tx=tx, loss_fn=loss_fn, arrays=arrays,
                          batch=d.batch_size, num_steps=d.steps, seed=config.seed + 101, mesh=mesh,
@@ -152,6 +170,15 @@ def soft_map(pixel_prob: jax.Array, dilate: int) -> jax.Array:
                                (1, 1, 1), "SAME")
 
 
+def _with_alts(config: ml_collections.ConfigDict, arrays: dict[str, np.ndarray],
+               alts: np.ndarray | None) -> dict[str, np.ndarray]:
+  if not config.detect.sees_tta:
+    return arrays
+  if alts is None:
+    raise ValueError("detect.sees_tta: training needs G's alternate views of the rows (stages.alternates)")
+  return dict(arrays, alts=alts)
+
+
 def _with_real_rows(arrays: dict[str, np.ndarray], real: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
   """The synthetic rows, and the real-failure crops after them (`real` = 1)."""
   if real is None or not len(real["clean"]):
@@ -161,7 +188,8 @@ def _with_real_rows(arrays: dict[str, np.ndarray], real: dict[str, np.ndarray] |
 
 
 def train_restorer(config: ml_collections.ConfigDict, workdir: str, train: Outputs, mesh,
-                   types: Sequence[int], detector_params: Any, real: dict[str, np.ndarray] | None = None) -> Any:
+                   types: Sequence[int], detector_params: Any, real: dict[str, np.ndarray] | None = None,
+                   alts: np.ndarray | None = None) -> Any:
   """Trains the restorer; returns params.
 
   Rows: clean outputs corrupted by synthetic artifacts, restored toward the clean
@@ -175,9 +203,10 @@ def train_restorer(config: ml_collections.ConfigDict, workdir: str, train: Outpu
   crop = train.clean.shape[1]
   dilate = config.correct.dilate
   n = len(train.clean)
-  arrays = _with_real_rows({"clean": train.clean, "content": train.content, "target": train.clean,
-                            "mask": np.zeros(train.clean.shape[:3], np.float32),
-                            "real": np.zeros(n, np.float32)}, real)
+  arrays = _with_real_rows(_with_alts(config, {"clean": train.clean, "content": train.content,
+                                                "target": train.clean,
+                                                "mask": np.zeros(train.clean.shape[:3], np.float32),
+                                                "real": np.zeros(n, np.float32)}, alts), real)
 
   def loss_fn(params, b, key):
     c = detect.corrupt_batch(b["clean"], b["content"], b["other"], key, types, 0.8)
@@ -185,7 +214,7 @@ def train_restorer(config: ml_collections.ConfigDict, workdir: str, train: Outpu
     images = jnp.where(real_row[:, None, None, None], b["clean"], c["images"])
     true_mask = jnp.where(real_row[:, None, None], b["mask"], c["masks"])
     prob = jax.nn.sigmoid(detector.apply({"params": detector_params},
-                                         _detector_input(config, images, b["content"]))["pixel"])
+                                         _detector_input(config, images, b))["pixel"])
     m = jnp.maximum(soft_map(prob, dilate), true_mask)
     pred = model.apply({"params": params}, images, m, b["content"])
     return losses.restoration_loss(pred, b["target"])
