@@ -71,10 +71,11 @@ class Corrector:
 # look of the detector and by the TTA-average regeneration.
 
 def context(c: Corrector, g_params, x):
-  """x, or [x, G's alternate views of x] for a detector that sees the TTA spread."""
+  """x, or [x, G's alternate views of x] for a detector that sees the TTA spread (an x
+  that is a context already, `detect.context`, is kept as it is)."""
   if not c.sees_tta:
     return x
-  return jnp.concatenate([x, detect.tta_alternates(lambda v: steps.generate(c.models, g_params, v), x)], axis=-1)
+  return detect.context(lambda v: steps.generate(c.models, g_params, v), x)
 
 
 def _photo(x):

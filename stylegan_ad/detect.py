@@ -42,7 +42,10 @@ class Scorer:
   """Base: subclasses define `_fn(y, x) -> (score [N], map [N,H,W])` (jit-able).
 
   `y` are the stylized outputs, `x` the generator inputs: a paired (pix2pix)
-  discriminator judges the pair, every other scorer ignores `x`.
+  discriminator judges the pair, G-based scorers run G on it. `x` may also be the
+  input's *context*, [x, G's alternate views of x] (12 channels, `context`), where a
+  caller scores the same inputs several times: the scorers that need the alternate
+  views (TTA, a detector that sees them) take them from it instead of running G.
   """
   name = "scorer"
 
@@ -74,7 +77,22 @@ def threshold_for_fpr(clean_scores: np.ndarray, fpr: float) -> float:
 
 
 def _d_input(y: jax.Array, x: jax.Array, conditional: bool) -> jax.Array:
-  return jnp.concatenate([x, y], axis=-1) if conditional else y
+  return jnp.concatenate([photo(x), y], axis=-1) if conditional else y
+
+
+def photo(x: jax.Array) -> jax.Array:
+  """The photo x of an input or of its context."""
+  return x[..., :3]
+
+
+def alternates(g, x: jax.Array) -> jax.Array:
+  """G's alternate views of x: from its context where it has them, else computed."""
+  return x[..., 3:12] if x.shape[-1] == 12 else tta_alternates(g, photo(x))
+
+
+def context(g, x: jax.Array) -> jax.Array:
+  """[x, G's alternate views of x] (12 channels): see `Scorer`."""
+  return jnp.concatenate([photo(x), alternates(g, x)], axis=-1)
 
 
 class DiscriminatorScorer(Scorer):
@@ -116,8 +134,8 @@ class DetectorScorer(Scorer):
     return self.generator is not None
 
   def _fn(self, y, x):
-    alts = tta_alternates(self.generator, x) if self.sees_tta else None
-    return detector_lib.predict(self.detector, self.params, y, self.views, x=x if self.sees_input else None,
+    alts = alternates(self.generator, x) if self.sees_tta else None
+    return detector_lib.predict(self.detector, self.params, y, self.views, x=photo(x) if self.sees_input else None,
                                 alts=alts)
 
   def one_view(self) -> "DetectorScorer":
@@ -241,7 +259,8 @@ class TTAScorer(Scorer):
     super().__init__()
 
   def _fn(self, y, x):
-    views = tta_views(lambda v: self.generator.apply({"params": self.g_params}, v), x, y)
+    g = lambda v: self.generator.apply({"params": self.g_params}, v)
+    views = tta_views(g, photo(x), y, alternates(g, x))
     amap = _smooth(jnp.stack(views).std(axis=0).mean(axis=-1))
     return amap.mean(axis=(1, 2)), amap
 
@@ -257,6 +276,7 @@ class DisagreementScorer(Scorer):
 
   def _fn(self, y, x):
     g = lambda v: self.generator.apply({"params": self.params}, v)
+    x = photo(x)
     diff = jnp.abs(g(y) - x) if self.cycle else jnp.abs(g(x) - y)
     amap = _smooth(diff.mean(axis=-1))
     return amap.mean(axis=(1, 2)), amap

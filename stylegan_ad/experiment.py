@@ -128,19 +128,26 @@ def real_failure_pools(config: ml_collections.ConfigDict, gan: loop.Run) -> tupl
   ref = failures.build_pool(ds.reference_photos.images, gens, ds.style, f.max_side, scales=REFERENCE_SCALES)
   truth = failures.fit_truth(ref, f.quantile, f.area_factor, min_region=f.min_region)
   train = failures.build_pool(ds.train_photos.images, gens, ds.style, f.max_side)
-  alts = pool_alternates(gan, train, f.max_side) if config.detect.sees_tta else None
+  train.alts = pool_alternates(gan, train, f.max_side)
   crops = stages.real_crops(train, failures.label(train, truth), truth.area_cut, config.data.crop_size,
-                            f.crops_per_image, config.seed, alts)
+                            f.crops_per_image, config.seed, train.alts if config.detect.sees_tta else None)
   test = failures.build_pool(ds.test_photos.images, gens, ds.style, f.max_side)
+  for pool in (ref, test):
+    pool.alts = pool_alternates(gan, pool, f.max_side)
   pools = RealPools(truth, ref, failures.label(ref, truth), test, failures.label(test, truth))
   return pools, crops, ""
 
 
 def pool_alternates(gan: loop.Run, pool: failures.Pool, max_side: int) -> list[np.ndarray]:
-  """G's alternate views (`detect.tta_alternates`) of each pool input, at the photo's size."""
+  """G's alternate views (`detect.tta_alternates`) of each pool input, at the photo's
+  size: computed once per distinct input, and kept with the pool (`Pool.alts`) for every
+  scorer and the correction path that use them."""
   g = _generator(gan)
   fn = jax.jit(lambda v: {"alts": detect.tta_alternates(g, v[..., :3])})
-  return [o["alts"] for o in failures.apply_pool(fn, pool, max_side)]
+  first = failures.unique_inputs(pool)
+  done = dict(zip(np.unique(first), (o["alts"] for o in failures.apply_pool(fn, failures.take(pool, np.unique(first)),
+                                                                             max_side))))
+  return [done[i] for i in first]
 
 
 def calibrate_on_reference(scorer: detect.Scorer, real: RealPools, config: ml_collections.ConfigDict) -> None:
@@ -259,16 +266,17 @@ def real_correction_benchmark(config: ml_collections.ConfigDict, stage: Detector
   det_params, g = stage.det_params, stage.ema
   gen = lambda v: steps_lib.generate(stage.gan.models, g, v)
 
-  def fn(v):  # v: [x, y, true mask]
-    x, y, true_mask = v[..., :3], v[..., 3:6], v[..., 6]
-    out = correct.run_batched(corrector, det_params, res_params, g, x, y, batch=1)
+  def fn(v):  # v: [x, G's alternate views of x, y, true mask]
+    x, alts, y, true_mask = v[..., :3], v[..., 3:12], v[..., 12:15], v[..., 15]
+    ctx = v[..., :12] if corrector.sees_tta else x
+    out = correct.run_batched(corrector, det_params, res_params, g, ctx, y, batch=1)
     return {"output": out["output"], "verdict": out["verdict"], "map": out["map"],
             "everywhere": _restore_everywhere(corrector, res_params, x, y, out["map"]),
             "oracle": _restore_everywhere(corrector, res_params, x, y, true_mask),
-            "tta": np.asarray(_tta_jit(gen, jnp.asarray(x)))}
+            "tta": np.asarray(_tta_jit(gen, jnp.asarray(x), jnp.asarray(alts)))}
   tiling = failures.canvas_tiling(f.max_side)
-  outs = [fullres.apply(fn, np.concatenate([x, y, m[..., None].astype(np.float32)], axis=-1), tiling)
-          for x, y, m in zip(r.test.inputs, r.test.outputs, r.test_labels.masks)]
+  outs = [fullres.apply(fn, np.concatenate([x, a, y, m[..., None].astype(np.float32)], axis=-1), tiling)
+          for x, a, y, m in zip(r.test.inputs, r.test.alts, r.test.outputs, r.test_labels.masks)]
   oracle = [o["oracle"] for o in outs]
   psnr = lambda a, t: float(metrics.psnr(a[None], t[None])[0])
   ssim = lambda a, t: float(metrics.ssim(a[None], t[None])[0])
@@ -296,8 +304,8 @@ def real_correction_benchmark(config: ml_collections.ConfigDict, stage: Detector
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _tta_jit(gen, x):
-  return correct.tta_average(gen, x)
+def _tta_jit(gen, x, alts):
+  return correct.tta_average(gen, x, alts=alts)
 
 
 def _restore_everywhere(c: correct.Corrector, res_params, x, y, prob) -> np.ndarray:

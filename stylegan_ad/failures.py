@@ -117,6 +117,7 @@ class Pool:
   photo: np.ndarray                 # [N] index of the source photo
   generator: list[str]
   shift: list[str]
+  alts: list[np.ndarray] | None = None  # G's alternate views of each input (detect.tta_alternates), once set
 
   def __len__(self) -> int:
     return len(self.outputs)
@@ -312,16 +313,32 @@ def canvas_tiling(max_side: int):
 
 
 def apply_pool(fn: Callable[[np.ndarray], dict], pool: Pool, max_side: int) -> list[dict]:
-  """`fn` on each item's [x, y] (6 channels, [1, h, w, 6]), on the pool's canvas
-  (`canvas_tiling`): per-pixel outputs come back at the photo's size."""
+  """`fn` on each item's [x, y] ([1, h, w, 6]; [x, alts, y], 15 channels, once the pool
+  has its alternate views: `context(v)` and `v[..., -3:]` split it), on the pool's
+  canvas (`canvas_tiling`): per-pixel outputs come back at the photo's size."""
   from stylegan_ad import fullres
   tiling = canvas_tiling(max_side)
-  return [fullres.apply(fn, np.concatenate([x, y], axis=-1), tiling) for x, y in zip(pool.inputs, pool.outputs)]
+  alts = pool.alts or [None] * len(pool)
+  return [fullres.apply(fn, np.concatenate([x] + ([] if a is None else [a]) + [y], axis=-1), tiling)
+          for x, a, y in zip(pool.inputs, alts, pool.outputs)]
+
+
+def context(v):
+  """The input's context (`detect.Scorer`) of an `apply_pool` item."""
+  return v[..., :-3]
+
+
+def unique_inputs(pool: Pool) -> np.ndarray:
+  """[N] for each item, the first item with the same input (the generators on one
+  photo as it is share it), so per-input work runs once."""
+  first: dict[tuple, int] = {}
+  return np.array([first.setdefault((int(p), s, x.shape), i)
+                   for i, (p, s, x) in enumerate(zip(pool.photo, pool.shift, pool.inputs))])
 
 
 def score_pool(scorer, pool: Pool, max_side: int) -> tuple[np.ndarray, list[np.ndarray]]:
   """A `detect.Scorer`'s (score [N], maps) on every item of the pool."""
-  outs = apply_pool(lambda v: dict(zip(("score", "map"), scorer._jit(v[..., 3:], v[..., :3]))), pool, max_side)
+  outs = apply_pool(lambda v: dict(zip(("score", "map"), scorer._jit(v[..., -3:], context(v)))), pool, max_side)
   return (np.asarray([float(np.max(o["score"])) for o in outs]),
           [np.asarray(o["map"], np.float32) for o in outs])
 
@@ -330,4 +347,4 @@ def take(pool: Pool, idx) -> Pool:
   idx = np.flatnonzero(idx) if np.asarray(idx).dtype == bool else np.asarray(idx)
   pick = lambda a: None if a is None else [a[i] for i in idx]
   return Pool(pick(pool.inputs), pick(pool.outputs), pick(pool.targets), pool.photo[idx],
-              pick(pool.generator), pick(pool.shift))
+              pick(pool.generator), pick(pool.shift), pick(pool.alts))

@@ -35,6 +35,11 @@ def test_pool_has_each_generator_and_every_shift_of_the_final_one():
   np.testing.assert_allclose(pool.targets[i], styles.cartoon(gray) / 127.5 - 1.0, atol=1e-6)
   without = failures.build_pool(_photos(1), _generators(), None, max_side=64)
   assert without.targets is None and len(without) == per_photo
+  # per-input work (G's alternate views) runs once: the generators on a photo as it is share it
+  first = failures.unique_inputs(pool)
+  assert len(np.unique(first)) == 2 * len(failures.SHIFTS)
+  for i, j in enumerate(first):
+    np.testing.assert_array_equal(pool.inputs[i], pool.inputs[j])
 
 
 def test_truth_is_fixed_on_the_reference_pool_alone():
@@ -141,12 +146,13 @@ def test_every_scorer_runs_on_whole_photos_without_targets():
   from experiments.configs import embedded as embedded_config
   from stylegan_ad.train import loop, stages, steps
   c = embedded_config.get_config("tiny")
+  c.model.generator, c.model.depth = "residual_unet", 2  # local (norm-free): see below
   models = steps.make_models(c)
   z = jnp.zeros((1, 32, 32, 3))
   g = models.generator.init(jax.random.key(0), z)["params"]
   d = models.discriminator.init(jax.random.key(1), z)["params"]
   det = stages.make_detector(c)
-  detp = det.init(jax.random.key(2), jnp.zeros((1, 32, 32, 6)))["params"]
+  detp = det.init(jax.random.key(2), jnp.zeros((1, 32, 32, 7)))["params"]  # [x, y, TTA spread]
   stylize = lambda x: loop.stylize_photo(models, g, x)
   pool = failures.build_pool(_photos(2, size=(40, 56)), {"final": stylize}, None, max_side=48,
                              shifts=("none", "hue"))
@@ -160,12 +166,27 @@ def test_every_scorer_runs_on_whole_photos_without_targets():
   scorers = [detect.DiscriminatorScorer(models.discriminator, d), fd, style, detect.TTAScorer(models.generator, g),
              detect.DisagreementScorer("raw_vs_ema", models.generator, g),
              detect.DisagreementScorer("cycle", models.generator, g, cycle=True),
-             stages.make_detector_scorer(c, detp)]
-  assert scorers[-1].sees_input
+             stages.make_detector_scorer(c, detp, lambda v: steps.generate(models, g, v))]
+  assert scorers[-1].sees_input and scorers[-1].sees_tta
+  plain = {}
   for s in scorers:
     score, maps = failures.score_pool(s, pool, max_side=48)
     assert score.shape == (len(pool),) and np.isfinite(score).all(), s.name
     assert [m.shape for m in maps] == [x.shape[:2] for x in pool.inputs], s.name
+    plain[s.name] = maps
+  # with G's alternate views kept on the pool (computed once per input at the photo's
+  # size), every scorer scores as when the TTA scorer and the detector run G themselves
+  # on the padded canvas: the same for a local G, up to the reflected border's rounding
+  run = lambda v: {"alts": detect.tta_alternates(lambda u: steps.generate(models, g, u), v[..., :3])}
+  pool.alts = [o["alts"] for o in failures.apply_pool(jax.jit(run), pool, max_side=48)]
+  assert [a.shape[-1] for a in pool.alts] == [9] * len(pool)
+  for s in scorers:
+    maps = failures.score_pool(s, pool, max_side=48)[1]
+    for m, p in zip(maps, plain[s.name]):
+      inner = (slice(8, -8), slice(8, -8))
+      # the TTA spread is per pixel: equal; the detector's wider field sees the border too
+      np.testing.assert_allclose(m[inner], p[inner], atol=1e-4 if s.name == "tta_variance" else 2e-2,
+                                 err_msg=s.name)
 
 
 def test_real_failure_benchmark_is_skipped_without_targets():
