@@ -143,12 +143,16 @@ def build_pool(photos: Sequence[np.ndarray], generators: dict[str, Callable[[np.
   for i, photo in enumerate(photos):
     for scale in scales:
       base, _ = fullres.fit_max_side(np.asarray(photo), int(round(max_side * scale)))
+      shifted: dict[str, tuple] = {}   # each shift's input and S of it, once per photo and scale
       for g, s in combos:
-        x = SHIFTS[s](base)
-        pool.inputs.append(_float(x))
+        if s not in shifted:
+          x = SHIFTS[s](base)
+          shifted[s] = (x, _float(x), None if style is None else _float(style(x)))
+        x, xf, t = shifted[s]
+        pool.inputs.append(xf)
         pool.outputs.append(np.asarray(generators[g](x), np.float32))
         if style is not None:
-          pool.targets.append(_float(style(x)))
+          pool.targets.append(t)
         pool.generator.append(g)
         pool.shift.append(s)
         photo_ids.append(i)

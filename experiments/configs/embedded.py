@@ -36,8 +36,8 @@ def get_config(arg: str | None = None):
   c.log.every = 50
   c.log.sample_every = 500
   c.eval.batch_size = 16
-  c.detect.features, c.detect.batch_size, c.detect.steps, c.detect.views = 16, 8, 1200, 4
-  c.correct.features, c.correct.batch_size, c.correct.steps = 8, 8, 250
+  c.detect.features, c.detect.batch_size, c.detect.steps, c.detect.views = 16, 8, 1000, 4
+  c.correct.features, c.correct.batch_size, c.correct.steps = 8, 8, 150
   c.failures.bootstrap = 100
   if arg in ("unpaired", "tiny"):  # as before the residual U-Net (not yet reworked: README)
     c.train.mode = "unpaired"

@@ -86,7 +86,7 @@ def _detector_input(config: ml_collections.ConfigDict, y: jax.Array, b: dict[str
                                      b["alts"] if config.detect.sees_tta else None)
 
 
-def alternates(models: steps.Models, g_params: Any, x: np.ndarray, batch: int = 16) -> np.ndarray:
+def alternates(models: steps.Models, g_params: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
   """G's alternate views (`detect.tta_alternates`) of every row of x: [N, H, W, 9]."""
   fn = jax.jit(lambda v: detect.tta_alternates(lambda u: steps.generate(models, g_params, u), v))
   return aux_trainer.batched(fn, np.asarray(x, np.float32), batch=batch).astype(np.float32)
