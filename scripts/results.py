@@ -23,8 +23,8 @@ def _whole_photos(d: dict) -> list[str]:
   if "fpr" not in w:
     return []
   return [f"At the scale people use it, on clean outputs of the {w['images'] // len(w['scales'])} whole test "
-          f"photos at {', '.join(f'{s:g}x' for s in w['scales'])} their own size, the detector (calibrated on "
-          f"64 px crops) flags {w['flagged']} of {w['images']} ({100 * w['fpr']:.0f}%).", ""]
+          f"photos at {', '.join(f'{s:g}x' for s in w['scales'])} their own size, the detector (calibrated as "
+          f"above) flags {w['flagged']} of {w['images']} ({100 * w['fpr']:.0f}%).", ""]
 
 
 def _real(summary: dict) -> list[str]:

@@ -371,6 +371,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   det = detection["detector"]
   summary = {
       "data": gan.dataset.summary(),
+      "mode": config.train.mode,
       "train_steps": int(jax.device_get(gan.state.step)),
       "stylize": {k: stylize[k] for k in ("psnr", "ssim", "identity_psnr", "identity_ssim",
                                           "channel_mean_error", "photos") if k in stylize},

@@ -126,6 +126,14 @@ def _real_section(summary: dict) -> list[str]:
   return out
 
 
+def _sample_caption(summary: dict) -> str:
+  """The sample grid's columns (`loop.sample_grid`): F(G(x)) only in unpaired mode, S(x) where known."""
+  cols = ["input x", "G(x)"] + (["F(G(x))"] if summary.get("mode") == "unpaired" else [])
+  if "psnr" in summary["stylize"]:
+    cols.append("true S(x)")
+  return "Columns: " + " | ".join(cols) + "; one test crop per row."
+
+
 def summary_markdown(summary: dict) -> str:
   s, c = summary["stylize"], summary["correct"]
   data = summary["data"]
@@ -136,7 +144,7 @@ def summary_markdown(summary: dict) -> str:
       f"the whole job took {summary['seconds']:.0f} s.", "",
       "## Stylization (test split, against the true target S(x))", "",
       stylization_table(s), "",
-      "![samples](samples.png)", "", "Rows: input | G(x) | F(G(x)) | S(x).", "",
+      "![samples](samples.png)", "", _sample_caption(summary), "",
       *_real_section(summary),
       "## Detection of synthetic artifacts (test outputs, all artifact types seen in training)", "",
       f"{summary['detect']['test_images']['clean']} clean and "

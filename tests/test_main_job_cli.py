@@ -67,6 +67,8 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   assert {"summary.json", "report.md", "index.html", "samples.png", "correction.png"} <= set(os.listdir(report))
   md = open(os.path.join(report, "report.md")).read()
   assert "| seen types | detector |" in md and "PSNR corrupted" in md
+  # the sample grid's caption names its columns; F(G(x)) only because this run is unpaired
+  assert "Columns: input x | G(x) | F(G(x)) | true S(x)" in md and on_disk["mode"] == "unpaired"
   # the GAN stage's own run directory
   gan = os.path.join(workdir, "gan")
   lines = [json.loads(l) for l in open(os.path.join(gan, "metrics.jsonl"))]
