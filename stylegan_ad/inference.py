@@ -158,7 +158,7 @@ def correct_photo(trained: Trained, image: np.ndarray, *, max_side: int = fullre
   small, scale = fullres.fit_max_side(image, max_side)
   c = trained.corrector
   res = fullres.apply(lambda x: correct.run_batched(c, trained.det_params, trained.res_params,
-                                                    trained.g_params, x, None, batch=batch),
+                                                    trained.g_params, x, None, batch=min(batch, len(x))),
                       to_float(small), tiling)
   return {"stylized": to_uint8(res["stylized"]), "corrected": to_uint8(res["output"]),
           "map": np.asarray(res["map"], np.float32), "scale": scale,
