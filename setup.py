@@ -23,7 +23,7 @@ setup(
         "pillow>=10",                 # image folders and the CLI
         "tensorboardX>=2.6",          # TensorBoard event files without TensorFlow
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "selenium>=4.20"]},  # selenium: the report pages in headless Chromium
     entry_points={"console_scripts": [
         "stylegan-ad-train=experiments.train_stylegan:run_main",
         "stylegan-ad-stylize=experiments.stylize:run_main",

@@ -4,10 +4,11 @@ A library error (`StyleganAdError`) ends the process with its one-line message a
 exit code 2; anything else is a bug and keeps its traceback.
 """
 import json
+import re
 import sys
 from typing import Any, Callable
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from stylegan_ad.errors import StyleganAdError
@@ -26,18 +27,38 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    print(f"error: {e}", file=sys.stderr)
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    if "Error whilst parsing config file" in lines[0]:  # get_config raised: its last line says why
+      lines = ["--config: " + lines[-1].split(": ", 1)[-1]]
+    print(f"error: {lines[0]}", file=sys.stderr)
   except (KeyError, AttributeError) as e:  # ml_collections: an override of a key that does not exist
-    key = str(e).strip("'\"")
-    arg = next((a for a in argv if a.startswith("--config.") and key in a), key)
-    print(f"error: unknown config key in {arg.split('=')[0].removeprefix('--')}", file=sys.stderr)
+    print(f"error: {_unknown_key(e, argv)}", file=sys.stderr)
   sys.exit(2)
 
 
+def _unknown_key(e: Exception, argv: list[str]) -> str:
+  """One line for ml_collections' "'nm_steps'\nDid you mean "num_steps" ...": the
+  override as given, and the key it probably meant."""
+  text = (str(e.args[0]) if e.args else str(e)).replace("\\n", "\n").replace("\\'", "'")
+  key = text.split("\n")[0].strip("'\" ")
+  names = [a.split("=")[0].removeprefix("--") for a in argv if a.startswith("--config.")]
+  name = next((n for n in names if key in n.split(".")), f"config.{key}")
+  hint = re.search(r'Did you mean "([^"]+)"', text)
+  if not hint:
+    return f"unknown config key --{name}"
+  parts = name.split(".")
+  parts[parts.index(key) if key in parts else -1] = hint.group(1)
+  return f"unknown config key --{name} (did you mean --{'.'.join(parts)}?)"
+
+
 def run(call: Callable[[Any, str], Any], show: Callable[[Any], None] = print_json) -> None:
-  """Parses flags, then runs `call(config, workdir)` and shows its result."""
+  """Parses flags, then runs `call(config, workdir)` and shows its result. Library INFO
+  logging (Orbax's checkpoint progress) is off unless `--verbosity`/`-v` is given; the
+  run's own progress lines (`stylegan_ad.console`) are always shown."""
   def main(argv):
     del argv
+    if not flags.FLAGS["verbosity"].present:
+      logging.set_verbosity(logging.WARNING)
     try:
       result = call(CONFIG.value, WORKDIR.value)
     except StyleganAdError as e:

@@ -5,7 +5,11 @@
 Uses (and, if needed, finishes) the main job's GAN and detector in --workdir; writes
 DIR/detection.json and DIR/detection.md.
 """
+from absl import flags
+
 from experiments import common
+
+flags.adopt_module_key_flags(common)  # --help lists --config and --workdir
 
 
 def _evaluate(config, workdir):

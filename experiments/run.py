@@ -2,7 +2,11 @@
 
   python -m experiments.run --config=experiments/configs/embedded.py --workdir=runs/embedded
 """
+from absl import flags
+
 from experiments import common
+
+flags.adopt_module_key_flags(common)  # --help lists --config and --workdir
 
 
 def _run(config, workdir):
@@ -10,5 +14,12 @@ def _run(config, workdir):
   return experiment.run(config, workdir)
 
 
+def _show(summary):
+  import os
+
+  from stylegan_ad import report
+  print(report.console_summary(summary, os.path.join(common.WORKDIR.value, "report")))
+
+
 if __name__ == "__main__":
-  common.run(_run)
+  common.run(_run, _show)

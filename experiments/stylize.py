@@ -2,8 +2,12 @@
 
   python -m experiments.stylize --workdir=runs/embedded --input=photos/ --output=out/
 
-Exit code 0 when every file was processed, 1 when some files failed (each has its own
-error line), 2 when the run or the folders cannot be used.
+Each file's outputs are written as soon as it is done; a re-run (after a kill, or with
+new photos added) skips the files already done (`--overwrite` redoes them). Files that
+are not images are listed as skipped.
+
+Exit code 0 when every image was processed, 1 when some image could not be read (each
+has its own error line), 2 when the run or the folders cannot be used.
 """
 import sys
 
@@ -20,6 +24,7 @@ _TARGETS = flags.DEFINE_string("targets", None, "folder of true targets with the
                                "PSNR/SSIM to them before and after correction, and detection figures")
 _SAVE_MAPS = flags.DEFINE_bool("save_maps", False, "also save each anomaly map as a float32 .npy at the "
                                "photo's own resolution")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "redo files that an earlier run into --output finished")
 flags.mark_flags_as_required(["workdir", "input", "output"])
 
 
@@ -28,13 +33,15 @@ def main(argv):
   from stylegan_ad import inference
   try:
     summary = inference.stylize_folder(_WORKDIR.value, _INPUT.value, _OUTPUT.value, _BATCH.value,
-                                       _MAX_SIDE.value, _TARGETS.value, _SAVE_MAPS.value)
+                                       _MAX_SIDE.value, _TARGETS.value, _SAVE_MAPS.value, _OVERWRITE.value)
   except StyleganAdError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   for row in summary["files"]:
     if row["verdict"] == "error":
       print(f"error: {row['error']}", file=sys.stderr)
+    elif row["verdict"] == "skipped":
+      print(f"skipped: {row['error']}")
     else:
       psnr = (f"; PSNR to target {row['psnr_stylized']:.2f} -> {row['psnr_corrected']:.2f} dB"
               if "psnr_stylized" in row else "")
@@ -43,7 +50,11 @@ def main(argv):
         print(f"error: {row['target_error']}", file=sys.stderr)
   for name in summary.get("targets", {}).get("targets_without_input", []):
     print(f"error: {_TARGETS.value}/{name}: a target with no input photo of that name", file=sys.stderr)
-  print(f"{summary['num_files'] - summary['num_errors']} processed, {summary['num_errors']} failed; "
+  v = summary["verdicts"]
+  images = sum(v.values())
+  print(f"{images} stylized ({v['clean']} passed the detector, {v['repaired'] + v['regenerated']} corrected, "
+        f"{v['failed']} still flagged; {summary['num_reused']} done by an earlier run), "
+        f"{summary['num_skipped']} skipped (not images), {summary['num_errors']} unreadable; "
         f"report: {_OUTPUT.value}/index.html")
   sys.exit(1 if summary["num_errors"] else 0)
 

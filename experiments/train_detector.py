@@ -5,7 +5,11 @@
 --workdir is a main-job run directory: the GAN in DIR/gan is trained first if needed;
 the detector goes to DIR/detector with DIR/detector/calibration.json.
 """
+from absl import flags
+
 from experiments import common
+
+flags.adopt_module_key_flags(common)  # --help lists --config and --workdir
 
 
 def _train(config, workdir):

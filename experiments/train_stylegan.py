@@ -3,7 +3,11 @@
   python -m experiments.train_stylegan --config=experiments/configs/embedded.py --workdir=runs/gan \
       [--config.train.num_steps=200]
 """
+from absl import flags
+
 from experiments import common
+
+flags.adopt_module_key_flags(common)  # --help lists --config and --workdir
 
 
 def _train(config, workdir):

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -23,9 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from absl import logging
-
-from stylegan_ad import artifacts, correct, detect, failures, fullres, metrics, report
+from stylegan_ad import artifacts, console, correct, detect, failures, fullres, metrics, report
 from stylegan_ad.data import pipeline as pipeline_lib
 from stylegan_ad.train import checkpoint as checkpoint_lib
 from stylegan_ad.train import loop, stages
@@ -62,18 +61,31 @@ def _generator(gan: loop.Run):
   return lambda v: steps_lib.generate(gan.models, ema, v)
 
 
-class StageClock:
-  """Wall seconds of each stage, logged as it ends (summary.json `stage_seconds`)."""
+MAIN_STAGES = ("gan", "real-failure pools", "detector", "scorers fitted and calibrated", "stylization figures",
+               "real-failure benchmark", "synthetic detection benchmark", "restorer",
+               "synthetic correction benchmark", "real correction benchmark", "whole-photo false positives")
 
-  def __init__(self):
+
+class StageClock:
+  """Wall seconds of each stage (summary.json `stage_seconds`), with a console banner as
+  each stage of `plan` begins (`[3/11] detector`) and a line as it ends."""
+
+  def __init__(self, plan: tuple[str, ...] = MAIN_STAGES):
+    self.plan = plan
     self.seconds: dict[str, float] = {}
     self._last = time.time()
+    self._banner(0)
+
+  def _banner(self, i: int) -> None:
+    if i < len(self.plan):
+      console.say(f"[{i + 1}/{len(self.plan)}] {self.plan[i]}")
 
   def done(self, name: str) -> None:
     now = time.time()
     self.seconds[name] = round(now - self._last, 1)
     self._last = now
-    logging.info("stage %s done in %.0f s", name, self.seconds[name])
+    console.say(f"{name}: done in {console.clock(self.seconds[name])}")
+    self._banner(self.plan.index(name) + 1)
 
 
 @dataclasses.dataclass
@@ -162,10 +174,11 @@ def calibrate_on_reference(scorer: detect.Scorer, real: RealPools, config: ml_co
       scorer.set_screen(failures.score_pool(scorer.one_view(), clean, config.failures.max_side)[0])
 
 
-def detector_stage(config: ml_collections.ConfigDict, workdir: str) -> DetectorStage | None:
+def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[str, ...] = MAIN_STAGES[:4]
+                   ) -> DetectorStage | None:
   """GAN (trained or resumed), its outputs, the real-failure pools, the detector, and the
-  calibrated scorers."""
-  clock = StageClock()
+  calibrated scorers; `plan`: the stages the caller will run (console banners)."""
+  clock = StageClock(plan)
   gan = loop.train(config, os.path.join(workdir, "gan"))
   if gan.preempted:
     return None
@@ -180,7 +193,7 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str) -> DetectorS
   fit, calib = stages.split_calibration(train_out, config.detect.calibration_fraction, config.seed)
   real, crops, skipped = real_failure_pools(config, gan)
   if real is None:
-    logging.warning("real-failure benchmark skipped: %s", skipped)
+    console.say(f"real-failure benchmark skipped: {skipped}")
   clock.done("real-failure pools")
   fit_alts = stages.alternates(gan.models, ema, fit.content) if config.detect.sees_tta else None
   det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh, ALL_TYPES, crops,
@@ -337,7 +350,7 @@ def real_summary(real: dict[str, Any]) -> dict[str, Any]:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs every stage and returns the summary written to `workdir/report/summary.json`."""
   t0 = time.time()
-  stage = detector_stage(config, workdir)
+  stage = detector_stage(config, workdir, MAIN_STAGES)
   if stage is None:
     return {}
   gan, scorers, det_params = stage.gan, stage.scorers, stage.det_params
@@ -369,9 +382,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   whole = whole_photo_false_positives(stage, scorers[1])
   clock.done("whole-photo false positives")
   det = detection["detector"]
+  env = report.environment()
+  if sys.argv and sys.argv[0].endswith(os.path.join("experiments", "run.py")):
+    env["command"] = " ".join(["python -m experiments.run", *sys.argv[1:]])
   summary = {
       "data": gan.dataset.summary(),
       "mode": config.train.mode,
+      "target_fpr": config.detect.fpr,
+      "environment": env,
       "train_steps": int(jax.device_get(gan.state.step)),
       "stylize": {k: stylize[k] for k in ("psnr", "ssim", "identity_psnr", "identity_ssim",
                                           "channel_mean_error", "photos") if k in stylize},

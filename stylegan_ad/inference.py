@@ -20,6 +20,7 @@ import html
 import io
 import json
 import os
+import time
 from typing import Any
 
 import jax
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stylegan_ad import configs, correct, detect, failures, fullres, metrics
+from stylegan_ad import configs, console, correct, detect, failures, fullres, metrics
 from stylegan_ad.data import images as images_lib
 from stylegan_ad.data.pipeline import to_float, to_uint8
 from stylegan_ad.errors import CheckpointError, DataError
@@ -231,11 +232,45 @@ def _map_at(amap: np.ndarray, width: int, height: int) -> np.ndarray:
   return np.asarray(Image.fromarray(amap.astype(np.float32), "F").resize((width, height), Image.Resampling.BILINEAR))
 
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+PROGRESS = "results.jsonl"   # one row per finished file, appended as each is done
+
+
+def _stamp(path: str) -> list[int]:
+  st = os.stat(path)
+  return [st.st_size, st.st_mtime_ns]
+
+
+def _finished(output_dir: str) -> dict[str, dict]:
+  """Rows of files a previous run finished (its results.jsonl), whose outputs are all there."""
+  path = os.path.join(output_dir, PROGRESS)
+  if not os.path.exists(path):
+    return {}
+  rows = {}
+  for line in open(path, encoding="utf-8"):
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError:  # a line cut by a kill
+      continue
+    if all(os.path.exists(os.path.join(output_dir, row[k])) for k in ("stylized", "corrected", "map", "map_npy")
+           if k in row):
+      rows[row["file"]] = row
+  return rows
+
+
 def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8,
                    max_side: int = fullres.DEFAULT_MAX_SIDE, targets_dir: str | None = None,
-                   save_maps: bool = False) -> dict[str, Any]:
+                   save_maps: bool = False, overwrite: bool = False) -> dict[str, Any]:
   """Stylizes and corrects every image of `input_dir` into `output_dir`, each at its own
   resolution (up to `max_side`); returns the results.
+
+  One file at a time: each file's outputs are written, and its row appended to
+  `results.jsonl`, as soon as it is done, so a killed run loses at most one file. A
+  re-run skips the files a previous run finished (same file size and modification
+  time, outputs present) unless `overwrite`; with `targets_dir` every file is redone
+  (the detection figures need every map). Files that are not images (no image
+  extension and not readable as one) are listed as skipped; an image that cannot be
+  read is an error.
 
   `targets_dir`: true targets with the same file names (a paired test set): each
   photo's PSNR/SSIM to its target before and after correction, and (with the run's
@@ -252,41 +287,77 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
   paths = list_inputs(input_dir, output_dir)
   targets, extra = _targets(targets_dir, input_dir, output_dir, [os.path.basename(p) for p in paths])
   _check_writable(output_dir)
-  rows, pixels = [], []
-  for path in paths:
-    name = os.path.basename(path)
-    try:
-      im = images_lib.read_rgb(path)
-    except DataError as e:
-      rows.append({"file": name, "verdict": "error", "error": str(e)})
-      continue
-    out = correct_photo(trained, im, max_side=max_side, batch=batch)
-    h, w = im.shape[:2]
-    files = {"stylized": f"{name}.stylized.png", "corrected": f"{name}.corrected.png",
-             "map": f"{name}.map.png"}
-    for key, arr in (("stylized", out["stylized"]), ("corrected", out["corrected"]), ("map", heat(out["map"]))):
-      save_png(os.path.join(output_dir, files[key]), arr)
-    if save_maps:
-      files["map_npy"] = f"{name}.map.npy"
-      _save_npy(os.path.join(output_dir, files["map_npy"]), _map_at(out["map"], w, h))
-    k = out["attempt"]
-    row = {"file": name, "verdict": correct.VERDICTS[out["verdict"]],
-           "regeneration": correct.REGENERATIONS[k % len(correct.REGENERATIONS)] if k >= 0 else "",
-           "score_before": out["score_before"], "score_after": out["score_after"],
-           "width": w, "height": h, "out_width": int(out["stylized"].shape[1]),
-           "out_height": int(out["stylized"].shape[0]), **files}
-    if targets_dir is not None:
-      _target_row(row, targets.get(name), targets_dir, im, out, max_side, trained.truth, pixels)
-    rows.append(row)
+  progress_path = os.path.join(output_dir, PROGRESS)
+  if overwrite and os.path.exists(progress_path):
+    os.remove(progress_path)
+  done = {} if targets_dir is not None else _finished(output_dir)
+  rows, pixels, reused = [], [], 0
+  if os.path.exists(progress_path) and os.path.getsize(progress_path):
+    with open(progress_path, "rb+") as f:  # a line cut short by a kill ends here: start on a new line
+      f.seek(-1, os.SEEK_END)
+      if f.read(1) != b"\n":
+        f.write(b"\n")
+  with open(progress_path, "a", encoding="utf-8") as progress:
+    for i, path in enumerate(paths):
+      name = os.path.basename(path)
+      t0 = time.time()
+      try:
+        stamp = _stamp(path)
+      except OSError:
+        stamp = None
+      if stamp is not None and name in done and done[name].get("source") == stamp:
+        rows.append(done[name])
+        reused += 1
+        console.say(f"[{i + 1}/{len(paths)}] {name}: {done[name]['verdict']} (done by an earlier run)")
+        continue
+      row = _process(trained, path, output_dir, max_side, batch, save_maps)
+      if row["verdict"] not in ("error", "skipped"):
+        row["source"] = stamp
+        if targets_dir is not None:
+          _target_row(row, targets.get(name), targets_dir, row.pop("_image"), row.pop("_out"), max_side,
+                      trained.truth, pixels)
+        row.pop("_image", None), row.pop("_out", None)
+      rows.append(row)
+      progress.write(json.dumps(row, default=float) + "\n")
+      progress.flush()
+      console.say(f"[{i + 1}/{len(paths)}] {name}: {row['verdict']} ({time.time() - t0:.1f} s)")
   rows.sort(key=lambda r: r["file"])
+  count = lambda v: sum(r["verdict"] == v for r in rows)
   summary = {"threshold": trained.corrector.threshold, "max_side": max_side, "num_files": len(rows),
-             "num_errors": sum(r["verdict"] == "error" for r in rows), "files": rows}
+             "num_errors": count("error"), "num_skipped": count("skipped"), "num_reused": reused,
+             "verdicts": {v: count(v) for v in correct.VERDICTS}, "files": rows}
   if targets_dir is not None:
     summary["targets"] = _target_summary(rows, pixels, extra)
   write_json(os.path.join(output_dir, "results.json"), summary)
   _write_csv(os.path.join(output_dir, "results.csv"), rows)
   write_text(os.path.join(output_dir, "index.html"), folder_report_html(rows, trained.corrector.threshold))
   return summary
+
+
+def _process(trained: Trained, path: str, output_dir: str, max_side: int, batch: int, save_maps: bool) -> dict:
+  """One file: its outputs written, its row (with the image and results under `_image`,
+  `_out` for the caller's target measurement)."""
+  name = os.path.basename(path)
+  try:
+    im = images_lib.read_rgb(path)
+  except DataError as e:
+    # a file with no image extension that does not read as one is not an image: skipped
+    verdict = "error" if name.lower().endswith(IMAGE_EXTENSIONS) else "skipped"
+    return {"file": name, "verdict": verdict, "error": str(e)}
+  out = correct_photo(trained, im, max_side=max_side, batch=batch)
+  h, w = im.shape[:2]
+  files = {"stylized": f"{name}.stylized.png", "corrected": f"{name}.corrected.png", "map": f"{name}.map.png"}
+  for key, arr in (("stylized", out["stylized"]), ("corrected", out["corrected"]), ("map", heat(out["map"]))):
+    save_png(os.path.join(output_dir, files[key]), arr)
+  if save_maps:
+    files["map_npy"] = f"{name}.map.npy"
+    _save_npy(os.path.join(output_dir, files["map_npy"]), _map_at(out["map"], w, h))
+  k = out["attempt"]
+  return {"file": name, "verdict": correct.VERDICTS[out["verdict"]],
+          "regeneration": correct.REGENERATIONS[k % len(correct.REGENERATIONS)] if k >= 0 else "",
+          "score_before": out["score_before"], "score_after": out["score_after"],
+          "width": w, "height": h, "out_width": int(out["stylized"].shape[1]),
+          "out_height": int(out["stylized"].shape[0]), **files, "_image": im, "_out": out}
 
 
 def _target_row(row: dict, target_path: str | None, targets_dir: str, im: np.ndarray, out: dict, max_side: int,
@@ -343,8 +414,8 @@ def folder_report_html(rows: list[dict], threshold: float) -> str:
           "click a column to sort.</p><table><tr><th>file</th><th>verdict</th><th>score before</th>"
           f"<th>score after</th><th>size</th>{target_th}<th>stylized</th><th>corrected</th><th>anomaly map</th></tr>"]
   for r in rows:
-    if r["verdict"] == "error":
-      body.append(f"<tr><td>{esc(r['file'])}</td><td>error</td><td data-v='-1e9'></td><td></td>"
+    if r["verdict"] in ("error", "skipped"):
+      body.append(f"<tr><td>{esc(r['file'])}</td><td>{r['verdict']}</td><td data-v='-1e9'></td><td></td>"
                   f"<td colspan='{5 if paired else 4}'>{esc(r['error'])}</td></tr>")
       continue
     kept = f" ({esc(r['regeneration'])})" if r.get("regeneration") else ""

@@ -4,10 +4,12 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from typing import Any
 
 import numpy as np
 
+from stylegan_ad.console import clock as console_clock
 from stylegan_ad.data.pipeline import to_uint8
 
 
@@ -120,10 +122,21 @@ def _real_section(summary: dict) -> list[str]:
   if "pool" not in real:
     return []
   out = ["## G's real failures (test photos, against the true target S(x))", "", real_pool_line(real["pool"]), "",
-         real_failure_table(summary["real_all_scorers"]), ""]
+         real_failure_table(summary["real_all_scorers"]), "", _operating_point(summary), ""]
   if "psnr_before" in summary.get("correct_real", {}):
     out += ["### Correcting them", "", real_correction_table(summary["correct_real"]), ""]
   return out
+
+
+def _operating_point(summary: dict) -> str:
+  """The detector's achieved rates at its threshold, next to the target it was set for."""
+  real, whole = summary["real"], summary.get("detect", {}).get("whole_photos", {})
+  line = (f"The detector's threshold is set for {100 * summary.get('target_fpr', 0.01):.0f}% false positives on "
+          f"the reference photo's clean outputs. Achieved on the test pool: {100 * real['fpr']:.1f}% of clean "
+          f"outputs flagged (FPR), {100 * real['tpr']:.1f}% of failing ones (TPR)")
+  if whole.get("images"):
+    line += f"; {whole['flagged']} of {whole['images']} clean whole test photos flagged"
+  return line + "."
 
 
 def _sample_caption(summary: dict) -> str:
@@ -159,16 +172,60 @@ def summary_markdown(summary: dict) -> str:
       f"{c['psnr_gain']:.2f} | {c['repair_rate']:.3f} | {c['repaired_by_restorer']:.3f} | "
       f"{c['regenerated']:.3f} | {c['failed']:.3f} | {c['clean_unchanged']:.3f} |", "",
       "![correction](correction.png)", "",
-      "Rows: corrupted | detector map | corrected | clean output.", "",
+      "Columns: corrupted output | detector map | corrected | clean output; one corrupted test output per row.",
+      "",
+      *_reproduce_section(summary),
   ]
   return "\n".join(out)
+
+
+def environment() -> dict[str, Any]:
+  """What a reader needs to reproduce a run: commit, CPU, Python and package versions."""
+  import platform
+  import subprocess
+  from importlib import metadata
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+                            timeout=10).stdout.strip() or "unknown (not a git checkout)"
+  except (OSError, subprocess.SubprocessError):
+    commit = "unknown (git not found)"
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      info = f.read()
+    cpu = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), cpu)
+    cpu += " (AVX-512)" if "avx512" in info else " (AVX2)" if "avx2" in info else ""
+  except OSError:
+    pass
+  versions = {}
+  for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-datasets", "numpy"):
+    try:
+      versions[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      versions[name] = "not installed"
+  return {"commit": commit, "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+          "packages": versions}
+
+
+def _reproduce_section(summary: dict) -> list[str]:
+  env = summary.get("environment")
+  if not env:
+    return []
+  stages = ", ".join(f"{k} {v:.0f} s" for k, v in summary.get("stage_seconds", {}).items())
+  packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items())
+  return ["## Reproduce", "",
+          f"Command: `{env.get('command', 'python -m experiments.run --config=... --workdir=...')}` "
+          "(the full config is `config.json` in the run's `gan/` folder).",
+          "", f"Commit {env['commit']}; CPU {env['cpu']}, {env['cores']} cores; Python {env['python']}; "
+          f"{packages}.", "", f"Seconds per stage: {stages}.", ""]
 
 
 def _html_page(title: str, body: str) -> str:
   return ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) +
           "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
           "td,th{border:1px solid #ccc;padding:4px 8px}th{cursor:pointer;background:#eee}"
-          "img{image-rendering:pixelated}</style></head><body>" + body +
+          "img{image-rendering:pixelated}img.grid{zoom:3}code{background:#f4f4f4;padding:0 3px}</style></head><body>" + body +
           "<script>document.querySelectorAll('th').forEach((th,i)=>th.onclick=()=>{"
           "const t=th.closest('table'),rows=[...t.querySelectorAll('tr')].slice(1);"
           "const k=r=>{const v=r.children[i].dataset.v??r.children[i].textContent;return isNaN(+v)?v:+v};"
@@ -200,9 +257,9 @@ def markdown_to_html(md: str) -> str:
       parts.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
     elif line.startswith("!["):
       src = line[line.index("(") + 1:line.rindex(")")]
-      parts.append(f"<p><img src='{html.escape(src, quote=True)}'></p>")
+      parts.append(f"<p><img class='grid' src='{html.escape(src, quote=True)}'></p>")
     elif line.strip():
-      parts.append(f"<p>{html.escape(line)}</p>")
+      parts.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(line)) + "</p>")
   flush()
   return "\n".join(parts)
 
@@ -222,3 +279,34 @@ def write_run_report(directory: str, summary: dict, gan, test: dict[str, np.ndar
   write_text(os.path.join(directory, "report.md"), md)
   write_text(os.path.join(directory, "index.html"), _html_page("stylegan_ad run report", markdown_to_html(md)))
   write_json(os.path.join(directory, "summary.json"), summary)
+
+
+def console_summary(summary: dict, report_dir: str) -> str:
+  """The few lines the main job ends with (the whole summary is in summary.json)."""
+  if not summary:
+    return "stopped before the end (a signal): re-run the same command to resume"
+  s, lines = summary["stylize"], []
+  line = (f"stylization vs. true S(x): crops {s['psnr']:.2f} dB / SSIM {s['ssim']:.3f} "
+          f"(identity {s['identity_psnr']:.2f} / {s['identity_ssim']:.3f})")
+  if "photos" in s:
+    p = s["photos"]
+    line += f"; whole photos {p['psnr']:.2f} / {p['ssim']:.3f} (identity {p['identity_psnr']:.2f} / {p['identity_ssim']:.3f})"
+  lines.append(line)
+  r = summary.get("real", {})
+  if "pixel_auroc" in r:
+    lines.append(f"G's real failures: detector pixel AUROC {r['pixel_auroc']:.3f}, AUPRO {r['aupro']:.3f}, "
+                 f"image AUROC {r['image_auroc']:.3f}, Spearman {r['spearman']:.3f}; at its threshold it flags "
+                 f"{r['tpr']:.0%} of failing outputs and {r['fpr']:.0%} of clean ones")
+  else:
+    lines.append(f"G's real failures: not measured ({r.get('skipped', 'no true targets')})")
+  c = summary.get("correct_real", {})
+  if "psnr_after" in c:
+    lines.append(f"correction: {c['flagged']} of {c['images']} outputs flagged, {c['changed']} changed, "
+                 f"{c['psnr_gain_flagged']:+.2f} dB on the flagged; harm rate {c['harm_rate']:.0%}; unflagged "
+                 f"outputs {'bit-identical' if c['unflagged_bit_identical'] else 'CHANGED'}")
+  d = summary.get("detect", {})
+  if "image_auroc" in d:
+    lines.append(f"synthetic artifacts: detector image AUROC {d['image_auroc']:.3f}")
+  lines.append(f"took {console_clock(summary.get('seconds', 0))}; report: "
+               f"{os.path.join(report_dir, 'index.html')} (every figure: summary.json beside it)")
+  return "\n".join(lines)

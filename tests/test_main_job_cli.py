@@ -80,6 +80,14 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   assert calib["fpr"] == 0.01 and set(calib["thresholds"]) == set(on_disk["detect_all_scorers"])
 
 
+def test_console_summary_is_short_and_names_the_report(main_run):
+  from stylegan_ad import report
+  workdir, summary = main_run
+  text = report.console_summary(summary, os.path.join(workdir, "report"))
+  assert len(text.splitlines()) <= 6 and os.path.join(workdir, "report", "index.html") in text
+  assert f"crops {summary['stylize']['psnr']:.2f} dB" in text and "G's real failures" in text
+
+
 def test_rerunning_the_main_job_resumes_every_stage(main_run, data_dir):
   workdir, summary = main_run
   c = embedded_config.get_config("tiny")
@@ -139,7 +147,8 @@ def test_cli_handles_hostile_folder(main_run, tmp_path, monkeypatch):
   summary = inference.stylize_folder(workdir, src, out, batch=4)
   rows = {r["file"]: r for r in summary["files"]}
   errors = {f for f, r in rows.items() if r["verdict"] == "error"}
-  assert errors == {"zero.png", "trunc.png", "trunc.jpg", "notes.png", "bomb.png", "loop_a.png", "loop_b"}
+  assert errors == {"zero.png", "trunc.png", "trunc.jpg", "notes.png", "bomb.png", "loop_a.png"}
+  assert {f for f, r in rows.items() if r["verdict"] == "skipped"} == {"loop_b"}  # no image extension
   assert "empty file" in rows["zero.png"]["error"] and "bomb" in rows["bomb.png"]["error"]
   assert "loop_a.png" in rows["loop_a.png"]["error"]
   ok = set(rows) - errors - {"loop_b"}
@@ -177,7 +186,7 @@ def test_cli_exit_codes_and_unwritable_output(main_run, tmp_path):
   cmd = [sys.executable, "-m", "experiments.stylize", f"--workdir={workdir}", f"--input={src}"]
   proc = subprocess.run(cmd + [f"--output={tmp_path / 'o'}"], capture_output=True, text=True, env=env, cwd=ROOT)
   assert proc.returncode == 1, proc.stderr[-2000:]
-  assert "bad.png: not an image" in proc.stderr and "1 processed, 1 failed" in proc.stdout
+  assert "bad.png: not an image" in proc.stderr and "1 stylized (" in proc.stdout and "1 unreadable" in proc.stdout
   proc = subprocess.run([sys.executable, "-m", "experiments.stylize", f"--workdir={tmp_path}",
                          f"--input={src}", f"--output={tmp_path / 'o2'}"], capture_output=True, text=True,
                         env=env, cwd=ROOT)
@@ -246,3 +255,103 @@ def test_cli_targets_and_saved_maps(main_run, tmp_path):
   for bad, what in ((src, "input"), (out, "output")):
     with pytest.raises(DataError, match=f"is the {what} folder"):
       inference.stylize_folder(workdir, src, out, targets_dir=bad)
+
+
+def test_stage_clock_prints_a_banner_per_stage(capsys):
+  clock = experiment.StageClock(("gan", "detector"))
+  clock.done("gan")
+  clock.done("detector")
+  err = capsys.readouterr().err.splitlines()
+  assert [line.split("] ", 1)[1] for line in err] == [
+      "[1/2] gan", f"gan: done in {err[1].split()[-1]}", "[2/2] detector", f"detector: done in {err[3].split()[-1]}"]
+  assert set(clock.seconds) == {"gan", "detector"}
+
+
+def test_cli_resumes_without_redoing_finished_files(main_run, tmp_path):
+  """Outputs and a results.jsonl row are written as each file is done; a re-run (after a
+  kill, or with new files) reuses finished files; --overwrite redoes them; a text file
+  is skipped, not an error."""
+  workdir, _ = main_run
+  src, out = str(tmp_path / "in"), str(tmp_path / "out")
+  os.makedirs(src)
+  rng = np.random.default_rng(2)
+  for name in ("a.png", "b.png"):
+    Image.fromarray(rng.integers(0, 255, (24, 32, 3), np.uint8)).save(os.path.join(src, name))
+  open(os.path.join(src, "notes.txt"), "w").write("not an image")
+  first = inference.stylize_folder(workdir, src, out)
+  assert first["num_reused"] == 0 and first["num_errors"] == 0 and first["num_skipped"] == 1
+  progress = os.path.join(out, inference.PROGRESS)
+  assert len(open(progress).read().splitlines()) == 3
+  stamp = os.stat(os.path.join(out, "a.png.stylized.png")).st_mtime_ns
+  # a kill while writing b.png's row: its line is cut short, so b.png is redone
+  lines = open(progress).read().splitlines()
+  open(progress, "w").write("\n".join(lines[:1]) + "\n" + lines[1][:10])
+  Image.fromarray(rng.integers(0, 255, (24, 32, 3), np.uint8)).save(os.path.join(src, "c.png"))
+  second = inference.stylize_folder(workdir, src, out)
+  rows = {r["file"]: r for r in second["files"]}
+  assert second["num_reused"] == 1 and set(rows) == {"a.png", "b.png", "c.png", "notes.txt"}
+  assert os.stat(os.path.join(out, "a.png.stylized.png")).st_mtime_ns == stamp
+  assert rows["a.png"] == {r["file"]: r for r in first["files"]}["a.png"]
+  assert set(inference._finished(out)) == {"a.png", "b.png", "c.png", "notes.txt"}  # the cut line stays alone
+  third = inference.stylize_folder(workdir, src, out, overwrite=True)
+  assert third["num_reused"] == 0 and os.stat(os.path.join(out, "a.png.stylized.png")).st_mtime_ns != stamp
+
+
+def _browser():
+  """Headless Chromium through Selenium (Debian's chromium and chromium-driver; `.ci/run`
+  installs them). Skipped where they are missing, except in CI."""
+  import shutil
+  chrome, driver = shutil.which("chromium"), shutil.which("chromedriver")
+  if not (chrome and driver):
+    if os.environ.get("CI"):
+      pytest.fail("chromium and chromium-driver are missing (.ci/run installs them with apt)")
+    pytest.skip("chromium / chromedriver not installed")
+  from selenium import webdriver
+  from selenium.webdriver.chrome.service import Service
+  opts = webdriver.ChromeOptions()
+  opts.binary_location = chrome
+  for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--window-size=1300,1000"):
+    opts.add_argument(flag)
+  opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+  return webdriver.Chrome(service=Service(executable_path=driver), options=opts)
+
+
+def _page_problems(driver):
+  broken = driver.execute_script(
+      "return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+  errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+  return broken, errors
+
+
+def test_both_pages_in_a_real_browser(main_run, tmp_path):
+  """The run report and the folder CLI's page in headless Chromium: every image loads,
+  no console errors, and clicking a column header re-sorts the rows."""
+  from selenium.webdriver.common.by import By
+  workdir, _ = main_run
+  src, out = str(tmp_path / "in"), str(tmp_path / "out")
+  os.makedirs(src)
+  rng = np.random.default_rng(3)
+  for name in ("b.png", "a.png", "c.png"):
+    Image.fromarray(rng.integers(0, 255, (24, 32, 3), np.uint8)).save(os.path.join(src, name))
+  inference.stylize_folder(workdir, src, out)
+  driver = _browser()
+  try:
+    driver.get("file://" + os.path.join(workdir, "report", "index.html"))
+    assert driver.find_element(By.TAG_NAME, "h1").text == "stylegan_ad run report"
+    assert len(driver.find_elements(By.TAG_NAME, "img")) >= 2
+    assert _page_problems(driver) == ([], [])
+    driver.get("file://" + os.path.join(out, "index.html"))
+    assert _page_problems(driver) == ([], [])
+    first_column = lambda: [r.find_elements(By.TAG_NAME, "td")[0].text
+                            for r in driver.find_elements(By.TAG_NAME, "tr")[1:]]
+    assert first_column() == ["a.png", "b.png", "c.png"]
+    header = driver.find_elements(By.TAG_NAME, "th")[0]
+    header.click()
+    assert first_column() == ["a.png", "b.png", "c.png"]  # ascending first
+    header.click()
+    assert first_column() == ["c.png", "b.png", "a.png"]
+    assert _page_problems(driver) == ([], [])
+  finally:
+    driver.quit()

@@ -1,7 +1,7 @@
 """Kill-and-resume, preemption, damaged checkpoints, and multi-host on loopback."""
 import json
 import os
-import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -10,7 +10,6 @@ import time
 
 import jax
 import numpy as np
-import pytest
 
 from experiments.configs import embedded as embedded_config
 from param_compare import assert_layouts_agree
@@ -79,6 +78,11 @@ def test_sigkill_then_resume_is_bit_identical(data_dir, tmp_path):
   assert not os.path.exists(os.path.join(killed, "eval.json"))
   done = subprocess.run(_train_cmd(killed, data_dir), cwd=ROOT, env=_env(), capture_output=True, text=True)
   assert done.returncode == 0, done.stderr[-2000:]
+  # the console: the resume and every step named by stage, a rate and ETA once compiled,
+  # and no library INFO lines (Orbax's checkpoint progress) at the default verbosity
+  assert "killed: resumed at step" in done.stderr and "killed step 12/12" in done.stderr
+  assert "steps/s  ETA" in done.stderr
+  assert not re.search(r"^I\d{4} ", done.stderr, re.M), done.stderr[-2000:]
   config = _tiny(data_dir)
   a, pos_a = _final_state(whole, config)
   b, pos_b = _final_state(killed, config)

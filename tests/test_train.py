@@ -131,18 +131,26 @@ def test_crop_larger_than_images_is_refused(data_dir):
     configs.validate(c, image_size=72)
 
 
-@pytest.mark.parametrize("override,message", [
-    ("--config.train.nonexistent=1", "error: unknown config key in config.train.nonexistent"),
-    ("--config.train.lr=abc", "error: flag --config.train.lr=abc: could not convert string to float"),
-    ("--config.data.source=nope:x", "error: unknown data source 'nope:x'"),
+TINY = "--config=experiments/configs/embedded.py:tiny"
+
+
+@pytest.mark.parametrize("args,message", [
+    ([TINY, "--config.train.nonexistent=1"], "error: unknown config key --config.train.nonexistent"),
+    ([TINY, "--config.train.nm_steps=1"],
+     "error: unknown config key --config.train.nm_steps (did you mean --config.train.num_steps?)"),
+    ([TINY, "--config.trian.num_steps=1"],
+     "error: unknown config key --config.trian.num_steps (did you mean --config.train.num_steps?)"),
+    ([TINY, "--config.train.lr=abc"], "error: flag --config.train.lr=abc: could not convert string to float"),
+    ([TINY, "--config.data.source=nope:x"], "error: unknown data source 'nope:x'"),
+    (["--config=experiments/configs/embedded.py:bogus"],
+     "error: --config: unknown argument 'bogus' of embedded.py; known: '', 'unpaired', 'ink_wash', 'tiny'"),
 ])
-def test_entry_point_bad_settings_are_one_line_errors(tmp_path, override, message):
+def test_entry_point_bad_settings_are_one_line_errors(tmp_path, args, message):
   import subprocess
   import sys
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  proc = subprocess.run([sys.executable, "-m", "experiments.train_stylegan",
-                         "--config=experiments/configs/embedded.py:tiny", f"--workdir={tmp_path / 'w'}",
-                         override], cwd=root, capture_output=True, text=True,
+  proc = subprocess.run([sys.executable, "-m", "experiments.train_stylegan", f"--workdir={tmp_path / 'w'}",
+                         *args], cwd=root, capture_output=True, text=True,
                         env={**os.environ, "PYTHONPATH": root})
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith(message)

@@ -15,7 +15,12 @@ Arguments (`--config=experiments/configs/embedded.py:ARG`):
 from stylegan_ad.configs import default_config
 
 
+ARGS = ("", "unpaired", "ink_wash", "tiny")
+
+
 def get_config(arg: str | None = None):
+  if (arg or "") not in ARGS:
+    raise ValueError(f"unknown argument {arg!r} of embedded.py; known: {', '.join(repr(a) for a in ARGS)}")
   c = default_config()
   c.data.source = "embedded:ink_wash" if arg == "ink_wash" else "embedded:cartoon"
   c.data.crop_size = 64

@@ -14,6 +14,8 @@ from stylegan_ad.configs import default_config
 
 
 def get_config(arg: str | None = None):
+  if arg:
+    raise ValueError(f"monet2photo.py takes no argument, got {arg!r}")
   c = default_config()
   c.data.source = "cycle_gan/monet2photo"
   c.data.crop_size = 256

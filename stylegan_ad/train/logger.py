@@ -1,6 +1,7 @@
 """Run logging from process 0: JSONL scalars, TensorBoard events, PNG grids, progress lines."""
 from __future__ import annotations
 
+import collections
 import json
 import os
 import time
@@ -8,8 +9,9 @@ from typing import Mapping
 
 import jax
 import numpy as np
-from absl import logging
 from PIL import Image
+
+from stylegan_ad import console
 
 
 def save_png(path: str, image: np.ndarray) -> None:
@@ -25,10 +27,20 @@ def grid(rows: list[list[np.ndarray]]) -> np.ndarray:
 
 
 class RunLogger:
+  """metrics.jsonl, TensorBoard events and sample grids of one training stage, and its
+  progress line: `<stage> step 50/1300  3.1 steps/s  ETA 6m 10s  <losses>`, where the
+  rate and ETA come from the recent window of logged steps (so not from the first
+  interval, which holds the compilation). `steps_per_sec` in metrics.jsonl is the
+  stage's overall rate, compilation included."""
+
+  WINDOW = 5  # logged points the console's rate is taken over
+
   def __init__(self, workdir: str, total_steps: int, start_step: int = 0):
     self.active = jax.process_index() == 0
     self.workdir, self.total = workdir, total_steps
+    self.name = os.path.basename(os.path.normpath(workdir))
     self._t0, self._s0 = time.time(), start_step
+    self._recent: collections.deque = collections.deque(maxlen=self.WINDOW + 1)
     self._writer = None
     if self.active:
       os.makedirs(workdir, exist_ok=True)
@@ -43,7 +55,6 @@ class RunLogger:
     elapsed = time.time() - self._t0
     done = step - self._s0
     rate = done / elapsed if elapsed > 0 and done > 0 else 0.0
-    eta = (self.total - step) / rate if rate else float("nan")
     values["steps_per_sec"] = rate
     self._jsonl.write(json.dumps({"step": step, **values}) + "\n")
     self._jsonl.flush()
@@ -51,7 +62,17 @@ class RunLogger:
       self._writer.add_scalar(k, v, step)
     self._writer.flush()
     losses = "  ".join(f"{k} {v:.4f}" for k, v in values.items() if k.endswith("loss"))
-    logging.info("step %d/%d  %.2f steps/s  ETA %.0fs  %s", step, self.total, rate, eta, losses)
+    console.say(f"{self.name} step {step}/{self.total}  {self._progress(step)}  {losses}")
+
+  def _progress(self, step: int) -> str:
+    """Rate and ETA over the recent window of logged steps (none at the first one)."""
+    now = time.time()
+    self._recent.append((now, step))
+    if len(self._recent) < 2:  # the interval up to the first logged step holds the compilation
+      return "(rate from the next step on)"
+    (t0, s0), (t1, s1) = self._recent[0], self._recent[-1]
+    rate = (s1 - s0) / max(t1 - t0, 1e-9)
+    return f"{rate:.2f} steps/s  ETA {console.clock((self.total - step) / rate)}"
 
   def image(self, name: str, step: int, image: np.ndarray) -> None:
     if not self.active:

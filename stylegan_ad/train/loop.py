@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from stylegan_ad import configs, fullres, metrics, parallel, report
+from stylegan_ad import configs, console, fullres, metrics, parallel, report
 from stylegan_ad.data import pipeline as pipeline_lib
 from stylegan_ad.data import sources
 from stylegan_ad.errors import ConfigError, StyleganAdError
@@ -49,9 +49,14 @@ class Run:
 def enable_compilation_cache(workdir: str) -> None:
   """Persistent XLA cache in the run directory: a restarted run skips compilation.
 
-  $STYLEGAN_AD_JAX_CACHE, when set, names a cache shared by several runs instead.
+  $STYLEGAN_AD_JAX_CACHE, when set, names a cache shared by several runs instead;
+  `off` leaves the persistent cache off (the test suite: on this CPU build of XLA,
+  serializing an executable into the cache has crashed a long test process with a
+  segmentation fault, rarely and not reproducibly).
   """
   cache = os.environ.get("STYLEGAN_AD_JAX_CACHE") or os.path.join(os.path.abspath(workdir), "jax_cache")
+  if cache == "off":
+    return
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -97,7 +102,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Checkpo
   else:
     step, state, data_state = restored
     pipe.set_state(data_state)
-    logging.info("resumed from %s at step %d", ckpt.directory, step)
+    console.say(f"{os.path.basename(os.path.normpath(workdir))}: resumed at step {step} ({ckpt.directory})")
   return Run(config, workdir, mesh, dataset, models, state, pipe), ckpt
 
 
