@@ -201,6 +201,7 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[
   clock.done("detector")
   scorers = build_scorers(config, gan, det_params, fit)
   for s in scorers:
+    console.say(f"  calibrating {s.name}")
     if real is None:
       s.calibrate(calib.clean, calib.content, config.detect.fpr)
     else:
@@ -230,6 +231,7 @@ def real_failure_benchmark(config: ml_collections.ConfigDict, stage: DetectorSta
   r = stage.real
   results = {}
   for s in stage.scorers:
+    console.say(f"  scoring the test pool: {s.name}")
     score, maps = failures.score_pool(s, r.test, f.max_side)
     results[s.name] = failures.evaluate(score, maps, r.test, r.test_labels, s.threshold, f.bootstrap, config.seed)
   return {"pool": failures.describe(r.test, r.test_labels, r.truth),

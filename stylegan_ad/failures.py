@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage, stats
 
-from stylegan_ad import metrics
+from stylegan_ad import console, metrics
 
 # x' = shift(photo); "none" first. Each is a deterministic uint8 -> uint8 function.
 SHIFTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
@@ -141,6 +141,7 @@ def build_pool(photos: Sequence[np.ndarray], generators: dict[str, Callable[[np.
   pool = Pool([], [], None if style is None else [], np.zeros(0, np.int32), [], [])
   photo_ids = []
   for i, photo in enumerate(photos):
+    console.say(f"  pool: photo {i + 1}/{len(photos)}, {len(combos) * len(scales)} outputs of G")
     for scale in scales:
       base, _ = fullres.fit_max_side(np.asarray(photo), int(round(max_side * scale)))
       shifted: dict[str, tuple] = {}   # each shift's input and S of it, once per photo and scale

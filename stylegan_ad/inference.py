@@ -252,7 +252,7 @@ def _finished(output_dir: str) -> dict[str, dict]:
       row = json.loads(line)
     except json.JSONDecodeError:  # a line cut by a kill
       continue
-    if all(os.path.exists(os.path.join(output_dir, row[k])) for k in ("stylized", "corrected", "map", "map_npy")
+    if all(os.path.exists(os.path.join(output_dir, row[k])) for k in ("input", "stylized", "corrected", "map", "map_npy")
            if k in row):
       rows[row["file"]] = row
   return rows
@@ -346,8 +346,11 @@ def _process(trained: Trained, path: str, output_dir: str, max_side: int, batch:
     return {"file": name, "verdict": verdict, "error": str(e)}
   out = correct_photo(trained, im, max_side=max_side, batch=batch)
   h, w = im.shape[:2]
-  files = {"stylized": f"{name}.stylized.png", "corrected": f"{name}.corrected.png", "map": f"{name}.map.png"}
-  for key, arr in (("stylized", out["stylized"]), ("corrected", out["corrected"]), ("map", heat(out["map"]))):
+  files = {"input": f"{name}.input.png", "stylized": f"{name}.stylized.png", "corrected": f"{name}.corrected.png",
+           "map": f"{name}.map.png"}
+  # the input as the networks saw it (RGB, at the processed size): any format shows in a browser
+  for key, arr in (("input", fullres.fit_max_side(im, max_side)[0]), ("stylized", out["stylized"]),
+                   ("corrected", out["corrected"]), ("map", heat(out["map"]))):
     save_png(os.path.join(output_dir, files[key]), arr)
   if save_maps:
     files["map_npy"] = f"{name}.map.npy"
@@ -379,7 +382,7 @@ def _target_row(row: dict, target_path: str | None, targets_dir: str, im: np.nda
 
 def _write_csv(path: str, rows: list[dict]) -> None:
   fields = ["file", "verdict", "regeneration", "score_before", "score_after", "width", "height", "out_width",
-            "out_height", "stylized", "corrected", "map", "map_npy", "psnr_stylized", "psnr_corrected",
+            "out_height", "input", "stylized", "corrected", "map", "map_npy", "psnr_stylized", "psnr_corrected",
             "ssim_stylized", "ssim_corrected", "true_failing_area", "true_anomalous", "target_error", "error"]
   buf = io.StringIO()
   w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
@@ -402,27 +405,48 @@ def _target_cell(r: dict) -> str:
   return f"<td data-v='-1e9'>{html.escape(r.get('target_error', ''))}</td>"
 
 
+VERDICT_WORDS = {"clean": "passed", "repaired": "corrected by the restorer", "regenerated": "regenerated",
+                 "failed": "still flagged (best output kept)", "error": "unreadable", "skipped": "skipped: not an image"}
+
+
 def folder_report_html(rows: list[dict], threshold: float) -> str:
-  """A sortable table: file | verdict | scores | before | after | heat map (names escaped)."""
+  """A sortable table: file | input | verdict | scores (and as multiples of the
+  threshold) | size | stylized | corrected | the map over the output, with a legend and
+  a summary line on top (names escaped)."""
   from stylegan_ad.report import _html_page
   from urllib.parse import quote
   esc = lambda s: html.escape(str(s), quote=True)
-  img = lambda f: f"<img src='{esc(quote(f))}' width='128'>" if f else ""
+  img = lambda f: f"<img src='{esc(quote(f))}' width='160'>" if f else ""
   paired = any("psnr_stylized" in r or r.get("target_error") for r in rows)
   target_th = "<th>PSNR to target: stylized -> corrected (dB)</th>" if paired else ""
-  body = [f"<h1>stylegan_ad: stylized folder</h1><p>Detector threshold {threshold:.3f}; "
-          "click a column to sort.</p><table><tr><th>file</th><th>verdict</th><th>score before</th>"
-          f"<th>score after</th><th>size</th>{target_th}<th>stylized</th><th>corrected</th><th>anomaly map</th></tr>"]
+  count = lambda *vs: sum(r["verdict"] in vs for r in rows)
+  images = count(*correct.VERDICTS)
+  body = [f"<h1>stylegan_ad: stylized folder</h1><p><b>{images} images: {count('clean')} passed the detector, "
+          f"{count('repaired', 'regenerated')} corrected, {count('failed')} still flagged; {count('skipped')} "
+          f"files skipped (not images), {count('error')} unreadable.</b></p>"
+          f"<p>A score is the detector's estimate that an output failed; above the threshold "
+          f"({threshold:.3f}) an output is flagged and corrected; each score says how far over or under the "
+          "threshold it is. The last column shows the output with the detector's map over it: "
+          "<span style='display:inline-block;width:160px;height:12px;vertical-align:middle;"
+          "background:linear-gradient(to right,#000,#f00,#ff0)'></span> 0 (clean) to 1 (failed). "
+          "Click a column header to sort.</p>"
+          "<table><tr><th>file</th><th>input</th><th>verdict</th><th>score before</th><th>score after</th>"
+          f"<th>size</th>{target_th}<th>stylized</th><th>corrected</th><th>map over the output</th></tr>"]
+  score = lambda v: (f"<td data-v='{v:.6f}'>{v:.3f} <small>({'over' if v > threshold else 'under'} by "
+                     f"{abs(v - threshold):.2f})</small></td>")
   for r in rows:
+    word = VERDICT_WORDS.get(r["verdict"], r["verdict"])
     if r["verdict"] in ("error", "skipped"):
-      body.append(f"<tr><td>{esc(r['file'])}</td><td>{r['verdict']}</td><td data-v='-1e9'></td><td></td>"
+      body.append(f"<tr><td>{esc(r['file'])}</td><td></td><td>{word}</td><td data-v='-1e9'></td><td></td>"
                   f"<td colspan='{5 if paired else 4}'>{esc(r['error'])}</td></tr>")
       continue
     kept = f" ({esc(r['regeneration'])})" if r.get("regeneration") else ""
-    body.append(f"<tr><td>{esc(r['file'])}</td><td>{esc(r['verdict'])}{kept}</td>"
-                f"<td data-v='{r['score_before']:.6f}'>{r['score_before']:.3f}</td>"
-                f"<td data-v='{r['score_after']:.6f}'>{r['score_after']:.3f}</td>"
+    overlay = (f"<div style='position:relative;display:inline-block'>{img(r['corrected'])}"
+               f"<img src='{esc(quote(r['map']))}' width='160' style='position:absolute;left:0;top:0;"
+               "opacity:0.6;mix-blend-mode:screen'></div>")
+    body.append(f"<tr><td>{esc(r['file'])}</td><td>{img(r.get('input', ''))}</td><td>{esc(word)}{kept}</td>"
+                f"{score(r['score_before'])}{score(r['score_after'])}"
                 f"<td data-v='{r['width'] * r['height']}'>{_size(r)}</td>{_target_cell(r) if paired else ''}"
-                f"<td>{img(r['stylized'])}</td><td>{img(r['corrected'])}</td><td>{img(r['map'])}</td></tr>")
+                f"<td>{img(r['stylized'])}</td><td>{img(r['corrected'])}</td><td>{overlay}</td></tr>")
   body.append("</table>")
   return _html_page("stylegan_ad: stylized folder", "".join(body))

@@ -160,7 +160,7 @@ def test_cli_handles_hostile_folder(main_run, tmp_path, monkeypatch):
       assert rows[f]["regeneration"] == ""
     elif rows[f]["verdict"] == "regenerated":
       assert rows[f]["regeneration"] in correct.REGENERATIONS
-    for key in ("stylized", "corrected", "map"):
+    for key in ("input", "stylized", "corrected", "map"):
       assert os.path.isfile(os.path.join(out, rows[f][key]))
   rot = Image.open(os.path.join(out, rows["rotated.jpg"]["stylized"]))
   assert rot.size == (20, 40)  # EXIF orientation applied: portrait
@@ -211,7 +211,7 @@ def test_cli_keeps_each_photos_own_size(main_run, tmp_path):
     want = (1024, 683) if name == "huge.png" else (w, h)
     assert (rows[name]["width"], rows[name]["height"]) == (w, h)
     assert (rows[name]["out_width"], rows[name]["out_height"]) == want
-    for key in ("stylized", "corrected", "map"):
+    for key in ("input", "stylized", "corrected", "map"):
       assert Image.open(os.path.join(out, rows[name][key])).size == want, (name, key)
   page = open(os.path.join(out, "index.html"), encoding="utf-8").read()
   assert "1500x1000 (processed at 1024x683, --max_side)" in page
