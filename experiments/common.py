@@ -8,9 +8,10 @@ import re
 import sys
 from typing import Any, Callable
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
+from stylegan_ad import console
 from stylegan_ad.errors import StyleganAdError
 
 CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
@@ -57,8 +58,7 @@ def run(call: Callable[[Any, str], Any], show: Callable[[Any], None] = print_jso
   run's own progress lines (`stylegan_ad.console`) are always shown."""
   def main(argv):
     del argv
-    if not flags.FLAGS["verbosity"].present:
-      logging.set_verbosity(logging.WARNING)
+    console.quiet_libraries()
     try:
       result = call(CONFIG.value, WORKDIR.value)
     except StyleganAdError as e:

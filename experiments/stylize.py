@@ -30,7 +30,8 @@ flags.mark_flags_as_required(["workdir", "input", "output"])
 
 def main(argv):
   del argv
-  from stylegan_ad import inference
+  from stylegan_ad import console, inference
+  console.quiet_libraries()
   try:
     summary = inference.stylize_folder(_WORKDIR.value, _INPUT.value, _OUTPUT.value, _BATCH.value,
                                        _MAX_SIDE.value, _TARGETS.value, _SAVE_MAPS.value, _OVERWRITE.value)

@@ -23,3 +23,11 @@ def clock(seconds: float) -> str:
 def say(message: str) -> None:
   if jax.process_index() == 0:
     print(f"[{clock(time.time() - _START)}] {message}", file=sys.stderr, flush=True)
+
+
+def quiet_libraries() -> None:
+  """Library INFO logging (Orbax's checkpoint progress, absl) off, unless the command
+  line gave `--verbosity`/`-v`. Call after absl has parsed the flags."""
+  from absl import flags, logging
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)

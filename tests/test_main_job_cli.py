@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -186,6 +187,7 @@ def test_cli_exit_codes_and_unwritable_output(main_run, tmp_path):
   cmd = [sys.executable, "-m", "experiments.stylize", f"--workdir={workdir}", f"--input={src}"]
   proc = subprocess.run(cmd + [f"--output={tmp_path / 'o'}"], capture_output=True, text=True, env=env, cwd=ROOT)
   assert proc.returncode == 1, proc.stderr[-2000:]
+  assert not re.search(r"^I\d{4} ", proc.stderr, re.M)  # no library INFO lines at the default verbosity
   assert "bad.png: not an image" in proc.stderr and "1 stylized (" in proc.stdout and "1 unreadable" in proc.stdout
   proc = subprocess.run([sys.executable, "-m", "experiments.stylize", f"--workdir={tmp_path}",
                          f"--input={src}", f"--output={tmp_path / 'o2'}"], capture_output=True, text=True,
