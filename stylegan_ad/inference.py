@@ -236,9 +236,11 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 PROGRESS = "results.jsonl"   # one row per finished file, appended as each is done
 
 
-def _stamp(path: str) -> list[int]:
+def _stamp(path: str, settings: list) -> list:
+  """What a finished file's row must match to be reused: the file's size and modification
+  time, and the settings it was processed with (run, threshold, --max_side, --save_maps)."""
   st = os.stat(path)
-  return [st.st_size, st.st_mtime_ns]
+  return [st.st_size, st.st_mtime_ns, *settings]
 
 
 def _finished(output_dir: str) -> dict[str, dict]:
@@ -292,6 +294,7 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
     os.remove(progress_path)
   done = {} if targets_dir is not None else _finished(output_dir)
   rows, pixels, reused = [], [], 0
+  settings = [os.path.abspath(workdir), trained.corrector.threshold, max_side, save_maps]
   if os.path.exists(progress_path) and os.path.getsize(progress_path):
     with open(progress_path, "rb+") as f:  # a line cut short by a kill ends here: start on a new line
       f.seek(-1, os.SEEK_END)
@@ -302,7 +305,7 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
       name = os.path.basename(path)
       t0 = time.time()
       try:
-        stamp = _stamp(path)
+        stamp = _stamp(path, settings)
       except OSError:
         stamp = None
       if stamp is not None and name in done and done[name].get("source") == stamp:
@@ -311,12 +314,11 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
         console.say(f"[{i + 1}/{len(paths)}] {name}: {done[name]['verdict']} (done by an earlier run)")
         continue
       row = _process(trained, path, output_dir, max_side, batch, save_maps)
-      if row["verdict"] not in ("error", "skipped"):
+      image, out = row.pop("_image", None), row.pop("_out", None)
+      if image is not None:
         row["source"] = stamp
         if targets_dir is not None:
-          _target_row(row, targets.get(name), targets_dir, row.pop("_image"), row.pop("_out"), max_side,
-                      trained.truth, pixels)
-        row.pop("_image", None), row.pop("_out", None)
+          _target_row(row, targets.get(name), targets_dir, image, out, max_side, trained.truth, pixels)
       rows.append(row)
       progress.write(json.dumps(row, default=float) + "\n")
       progress.flush()
@@ -410,7 +412,7 @@ VERDICT_WORDS = {"clean": "passed", "repaired": "corrected by the restorer", "re
 
 
 def folder_report_html(rows: list[dict], threshold: float) -> str:
-  """A sortable table: file | input | verdict | scores (and as multiples of the
+  """A sortable table: file | input | verdict | scores (each with its distance to the
   threshold) | size | stylized | corrected | the map over the output, with a legend and
   a summary line on top (names escaped)."""
   from stylegan_ad.report import _html_page
@@ -422,8 +424,8 @@ def folder_report_html(rows: list[dict], threshold: float) -> str:
   count = lambda *vs: sum(r["verdict"] in vs for r in rows)
   images = count(*correct.VERDICTS)
   body = [f"<h1>stylegan_ad: stylized folder</h1><p><b>{images} images: {count('clean')} passed the detector, "
-          f"{count('repaired', 'regenerated')} corrected, {count('failed')} still flagged; {count('skipped')} "
-          f"files skipped (not images), {count('error')} unreadable.</b></p>"
+          f"{count('repaired', 'regenerated')} corrected, {count('failed')} still flagged; other files: "
+          f"{count('skipped')} skipped (not images), {count('error')} unreadable.</b></p>"
           f"<p>A score is the detector's estimate that an output failed; above the threshold "
           f"({threshold:.3f}) an output is flagged and corrected; each score says how far over or under the "
           "threshold it is. The last column shows the output with the detector's map over it: "

@@ -297,6 +297,9 @@ def test_cli_resumes_without_redoing_finished_files(main_run, tmp_path):
   assert set(inference._finished(out)) == {"a.png", "b.png", "c.png", "notes.txt"}  # the cut line stays alone
   third = inference.stylize_folder(workdir, src, out, overwrite=True)
   assert third["num_reused"] == 0 and os.stat(os.path.join(out, "a.png.stylized.png")).st_mtime_ns != stamp
+  assert inference.stylize_folder(workdir, src, out)["num_reused"] == 3
+  # other settings are other outputs: nothing is reused
+  assert inference.stylize_folder(workdir, src, out, save_maps=True)["num_reused"] == 0
 
 
 def _browser():
