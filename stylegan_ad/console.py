@@ -1,8 +1,8 @@
 """What a person watching a run reads: short lines on stderr, from process 0 only.
 
 Library INFO logging (Orbax's checkpoint progress, absl) is off by default in the
-entry points (`experiments.common`; `--verbosity=0` brings it back); progress, stage
-banners and warnings that a person should see come through `say`.
+entry points and the folder CLI (`quiet_libraries`; `--verbosity=0` brings it back);
+progress, stage banners and warnings that a person should see come through `say`.
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def grid(rows: list[list[np.ndarray]]) -> np.ndarray:
 
 class RunLogger:
   """metrics.jsonl, TensorBoard events and sample grids of one training stage, and its
-  progress line: `<stage> step 50/1300  3.1 steps/s  ETA 6m 10s  <losses>`, where the
+  progress line: `<stage> step 50/1300  3.10 steps/s  ETA 06:10  <losses>`, where the
   rate and ETA come from the recent window of logged steps (so not from the first
   interval, which holds the compilation). `steps_per_sec` in metrics.jsonl is the
   stage's overall rate, compilation included."""
