@@ -6,6 +6,7 @@ before anything is compiled, naming the key.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import ml_collections
@@ -135,8 +136,23 @@ def _positive(config, *names: str) -> None:
     value = config
     for part in name.split("."):
       value = value[part]
-    if value <= 0:
-      raise ConfigError(f"config key {name}: must be > 0, got {value!r}")
+    if not (value > 0 and math.isfinite(value)):   # (a NaN fails `> 0`)
+      raise ConfigError(f"config key {name}: must be a finite number > 0, got {value!r}")
+
+
+def patch_sizes(crop: int, n_layers: int, num_scales: int) -> list[int]:
+  """The discriminator's patch-logit map side at each scale for `crop` x `crop` inputs
+  (models/discriminator.py: 4x4 convs, stride 2 with padding 1, then two of stride 1;
+  each further scale average-pools by 2 first)."""
+  out, n = [], crop
+  for s in range(num_scales):
+    if s:
+      n = (n - 1) // 2 + 1
+    m = n
+    for _ in range(n_layers):
+      m = (m - 2) // 2 + 1
+    out.append(m - 2)
+  return out
 
 
 def validate(config: ml_collections.ConfigDict, *, device_count: int | None = None,
@@ -152,6 +168,22 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
             "detect.batch_size", "detect.lr", "correct.features", "correct.depth", "correct.steps",
             "correct.batch_size", "correct.lr", "correct.dilate", "failures.max_side", "failures.area_factor",
             "failures.min_region", "failures.crops_per_image", "failures.bootstrap")
+  if config.seed < 0 or config.seed >= 2 ** 32:
+    raise ConfigError(f"config key seed: must be in [0, 2**32), got {config.seed}")
+  for key in ("train.b1", "train.b2"):
+    value = config.train[key.split(".")[1]]
+    if not 0.0 <= value < 1.0:   # (a NaN fails too)
+      raise ConfigError(f"config key {key}: Adam's decay must be in [0, 1), got {value!r}")
+  if config.correct.attempts < 0:
+    raise ConfigError(f"config key correct.attempts: must be >= 0, got {config.correct.attempts}")
+  for key in ("losses.r1",):
+    if not (config.losses.r1 >= 0 and math.isfinite(config.losses.r1)):
+      raise ConfigError(f"config key {key}: must be a finite number >= 0, got {config.losses.r1!r}")
+  patches = patch_sizes(config.data.crop_size, config.model.d_layers, config.model.d_scales)
+  if min(patches) < 1:
+    raise ConfigError(f"config key model.d_layers: a {config.model.d_layers}-layer discriminator at "
+                      f"{config.model.d_scales} scale(s) needs crops larger than data.crop_size="
+                      f"{config.data.crop_size} (its patch maps would be {patches} pixels wide)")
   if not 0.0 < config.failures.quantile < 100.0:
     raise ConfigError(f"config key failures.quantile: a percentile in (0, 100), got {config.failures.quantile}")
   if config.detect.views not in (1, 2, 4, 8):

@@ -15,6 +15,7 @@ Adversarial objectives (least-squares, non-saturating, hinge) are pairs of
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import jax
@@ -160,8 +161,8 @@ def check_weights(weights: dict[str, float], available: set[str]) -> None:
   for name, w in weights.items():
     if name not in GENERATOR_LOSSES:
       raise ConfigError(f"losses.generator: unknown loss {name!r}; known: {sorted(GENERATOR_LOSSES)}")
-    if not isinstance(w, (int, float)) or w < 0:
-      raise ConfigError(f"losses.generator.{name}: weight must be a number >= 0, got {w!r}")
+    if not isinstance(w, (int, float)) or not (w >= 0 and math.isfinite(w)):
+      raise ConfigError(f"losses.generator.{name}: weight must be a finite number >= 0, got {w!r}")
     missing = [n for n in NEEDS[name] if n not in available]
     if w and missing:
       raise ConfigError(f"losses.generator.{name} needs {missing[0]!r}, which this training "

@@ -111,7 +111,16 @@ def test_paired_mode_trains(data_dir, tmp_path):
 @pytest.mark.parametrize("change,match", [
     (lambda c: c.train.__setitem__("nonexistent", 1), "unknown config key 'train.nonexistent'"),
     (lambda c: c.data.__setitem__("crop_size", "big"), "data.crop_size: expected int"),
-    (lambda c: c.train.__setitem__("lr", -1.0), "train.lr: must be > 0"),
+    (lambda c: c.train.__setitem__("lr", -1.0), "train.lr: must be a finite number > 0"),
+    (lambda c: c.train.__setitem__("lr", float("nan")), "train.lr: must be a finite number > 0, got nan"),
+    (lambda c: c.train.__setitem__("lr", float("inf")), "train.lr: must be a finite number > 0, got inf"),
+    (lambda c: c.__setitem__("seed", -1), r"seed: must be in \[0, 2\*\*32\), got -1"),
+    (lambda c: c.train.__setitem__("b1", 1.0), r"train.b1: Adam's decay must be in \[0, 1\)"),
+    (lambda c: c.train.__setitem__("b2", float("nan")), r"train.b2: Adam's decay must be in \[0, 1\)"),
+    (lambda c: c.correct.__setitem__("attempts", -1), "correct.attempts: must be >= 0"),
+    (lambda c: c.losses.generator.__setitem__("cycle", float("inf")), "losses.generator.cycle: weight must be a finite"),
+    (lambda c: c.model.__setitem__("d_layers", 5), r"model.d_layers: a 5-layer discriminator at 1 scale\(s\) needs "
+                                                    r"crops larger than data.crop_size=64 \(its patch maps would be \[0\]"),
     (lambda c: c.data.__setitem__("batch_size", 3), "data.batch_size: 3 is not divisible by the 4 devices"),
     (lambda c: c.model.__setitem__("upsample", "bilinear"), "model.upsample: must be one of"),
     (lambda c: c.detect.__setitem__("screen_rate", 1.0), r"detect.screen_rate: must be in \[0, 1\)"),
@@ -142,6 +151,7 @@ TINY = "--config=experiments/configs/embedded.py:tiny"
      "error: unknown config key --config.trian.num_steps (did you mean --config.train.num_steps?)"),
     ([TINY, "--config.train.lr=abc"], "error: flag --config.train.lr=abc: could not convert string to float"),
     ([TINY, "--config.data.source=nope:x"], "error: unknown data source 'nope:x'"),
+    ([TINY, "--config.seed=-1"], "error: config key seed: must be in [0, 2**32), got -1"),
     (["--config=experiments/configs/embedded.py:bogus"],
      "error: --config: unknown argument 'bogus' of embedded.py; known: '', 'unpaired', 'ink_wash', 'tiny'"),
 ])
