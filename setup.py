@@ -22,6 +22,8 @@ setup(
         "scikit-learn>=1.3",          # bundled photos (china, flower); AUROC cross-check in tests
         "pillow>=10",                 # image folders and the CLI
         "tensorboardX>=2.6",          # TensorBoard event files without TensorFlow
+        "matplotlib>=3.8",            # the run report's plots (ROC/PRO curves, histograms, losses)
+        "tqdm>=4.60",                 # progress bars (also a TFDS dependency)
     ],
     extras_require={"test": ["pytest>=8", "selenium>=4.20"]},  # selenium: the report pages in headless Chromium
     entry_points={"console_scripts": [

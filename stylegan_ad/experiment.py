@@ -137,13 +137,14 @@ def real_failure_pools(config: ml_collections.ConfigDict, gan: loop.Run) -> tupl
                         "benchmark needs them (label-free scorers still run)")
   f = config.failures
   gens = pool_generators(gan, f.max_side)
-  ref = failures.build_pool(ds.reference_photos.images, gens, ds.style, f.max_side, scales=REFERENCE_SCALES)
+  ref = failures.build_pool(ds.reference_photos.images, gens, ds.style, f.max_side, scales=REFERENCE_SCALES,
+                            desc="reference pool")
   truth = failures.fit_truth(ref, f.quantile, f.area_factor, min_region=f.min_region)
-  train = failures.build_pool(ds.train_photos.images, gens, ds.style, f.max_side)
+  train = failures.build_pool(ds.train_photos.images, gens, ds.style, f.max_side, desc="train pool")
   train.alts = pool_alternates(gan, train, f.max_side)
   crops = stages.real_crops(train, failures.label(train, truth), truth.area_cut, config.data.crop_size,
                             f.crops_per_image, config.seed, train.alts if config.detect.sees_tta else None)
-  test = failures.build_pool(ds.test_photos.images, gens, ds.style, f.max_side)
+  test = failures.build_pool(ds.test_photos.images, gens, ds.style, f.max_side, desc="test pool")
   for pool in (ref, test):
     pool.alts = pool_alternates(gan, pool, f.max_side)
   pools = RealPools(truth, ref, failures.label(ref, truth), test, failures.label(test, truth))
@@ -157,8 +158,8 @@ def pool_alternates(gan: loop.Run, pool: failures.Pool, max_side: int) -> list[n
   g = _generator(gan)
   fn = jax.jit(lambda v: {"alts": detect.tta_alternates(g, v[..., :3])})
   first = failures.unique_inputs(pool)
-  done = dict(zip(np.unique(first), (o["alts"] for o in failures.apply_pool(fn, failures.take(pool, np.unique(first)),
-                                                                             max_side))))
+  outs = failures.apply_pool(fn, failures.take(pool, np.unique(first)), max_side, "G's alternate views")
+  done = dict(zip(np.unique(first), (o["alts"] for o in outs)))
   return [done[i] for i in first]
 
 
@@ -166,7 +167,7 @@ def calibrate_on_reference(scorer: detect.Scorer, real: RealPools, config: ml_co
   """The threshold flagging `detect.fpr` of the reference photo's clean outputs (whole
   photos at several sizes, labelled clean by the truth): photos G never trained on."""
   clean = failures.take(real.reference, ~real.reference_labels.anomalous)
-  scores, _ = failures.score_pool(scorer, clean, config.failures.max_side)
+  scores, _ = failures.score_pool(scorer, clean, config.failures.max_side, f"calibrating {scorer.name}")
   scorer.threshold = detect.threshold_for_fpr(scores, config.detect.fpr)
   if isinstance(scorer, detect.DetectorScorer):
     scorer.screen_threshold = None
@@ -201,7 +202,6 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[
   clock.done("detector")
   scorers = build_scorers(config, gan, det_params, fit)
   for s in scorers:
-    console.say(f"  calibrating {s.name}")
     if real is None:
       s.calibrate(calib.clean, calib.content, config.detect.fpr)
     else:
@@ -231,8 +231,7 @@ def real_failure_benchmark(config: ml_collections.ConfigDict, stage: DetectorSta
   r = stage.real
   results = {}
   for s in stage.scorers:
-    console.say(f"  scoring the test pool: {s.name}")
-    score, maps = failures.score_pool(s, r.test, f.max_side)
+    score, maps = failures.score_pool(s, r.test, f.max_side, f"test pool: {s.name}")
     results[s.name] = failures.evaluate(score, maps, r.test, r.test_labels, s.threshold, f.bootstrap, config.seed)
   return {"pool": failures.describe(r.test, r.test_labels, r.truth),
           "reference": failures.describe(r.reference, r.reference_labels, r.truth), "scorers": results}
@@ -290,8 +289,10 @@ def real_correction_benchmark(config: ml_collections.ConfigDict, stage: Detector
             "oracle": _restore_everywhere(corrector, res_params, x, y, true_mask),
             "tta": np.asarray(_tta_jit(gen, jnp.asarray(x), jnp.asarray(alts)))}
   tiling = failures.canvas_tiling(f.max_side)
+  items = console.progress(zip(r.test.inputs, r.test.alts, r.test.outputs, r.test_labels.masks),
+                           "correcting the test pool", total=len(r.test), unit="image")
   outs = [fullres.apply(fn, np.concatenate([x, a, y, m[..., None].astype(np.float32)], axis=-1), tiling)
-          for x, a, y, m in zip(r.test.inputs, r.test.alts, r.test.outputs, r.test_labels.masks)]
+          for x, a, y, m in items]
   oracle = [o["oracle"] for o in outs]
   psnr = lambda a, t: float(metrics.psnr(a[None], t[None])[0])
   ssim = lambda a, t: float(metrics.ssim(a[None], t[None])[0])
@@ -301,8 +302,9 @@ def real_correction_benchmark(config: ml_collections.ConfigDict, stage: Detector
   p1 = np.array([psnr(y, t) for y, t in zip(after, targets)])
   flagged = np.array([int(np.max(o["verdict"])) > 0 for o in outs])
   changed = np.array([not np.array_equal(a, b) for a, b in zip(after, before)])
-  inside = lambda ys: float(np.mean([np.abs(y - t).mean(-1)[o["map"] > 0.5].mean() if (o["map"] > 0.5).any()
-                                     else np.nan for y, t, o in zip(ys, targets, outs)]))
+  def inside(ys):  # mean |y - S(x)| over every pixel inside the detector's maps (of all images)
+    err = np.concatenate([np.abs(y - t).mean(-1)[o["map"] > 0.5] for y, t, o in zip(ys, targets, outs)])
+    return float(err.mean()) if err.size else float("nan")
   return {
       "images": len(before), "flagged": int(flagged.sum()), "changed": int(changed.sum()),
       "psnr_before": float(p0.mean()), "psnr_after": float(p1.mean()),

@@ -129,7 +129,7 @@ class Pool:
 
 def build_pool(photos: Sequence[np.ndarray], generators: dict[str, Callable[[np.ndarray], np.ndarray]],
                style: Callable[[np.ndarray], np.ndarray] | None, max_side: int,
-               shifts: Sequence[str] = tuple(SHIFTS), scales: Sequence[float] = (1.0,)) -> Pool:
+               shifts: Sequence[str] = tuple(SHIFTS), scales: Sequence[float] = (1.0,), desc: str = "pool") -> Pool:
   """Every generator on each photo as it is, and the first generator (the final G) on
   every shift of it; each photo first downscaled to `max_side` times each of `scales`.
 
@@ -140,8 +140,8 @@ def build_pool(photos: Sequence[np.ndarray], generators: dict[str, Callable[[np.
   combos = [(g, "none") for g in names] + [(names[0], s) for s in shifts if s != "none"]
   pool = Pool([], [], None if style is None else [], np.zeros(0, np.int32), [], [])
   photo_ids = []
+  bar = console.progress(desc=f"{desc}: G's outputs", total=len(photos) * len(scales) * len(combos), unit="output")
   for i, photo in enumerate(photos):
-    console.say(f"  pool: photo {i + 1}/{len(photos)}, {len(combos) * len(scales)} outputs of G")
     for scale in scales:
       base, _ = fullres.fit_max_side(np.asarray(photo), int(round(max_side * scale)))
       shifted: dict[str, tuple] = {}   # each shift's input and S of it, once per photo and scale
@@ -157,6 +157,8 @@ def build_pool(photos: Sequence[np.ndarray], generators: dict[str, Callable[[np.
         pool.generator.append(g)
         pool.shift.append(s)
         photo_ids.append(i)
+        bar.update()
+  bar.close()
   pool.photo = np.asarray(photo_ids, np.int32)
   return pool
 
@@ -264,9 +266,14 @@ def evaluate(score: np.ndarray, maps: Sequence[np.ndarray], pool: Pool, labels: 
   pixels = _pixel_sample(maps, labels.masks, pixels_per_image, seed)
   everything = np.arange(len(pool))
   out = _figures(everything, score, labels.psnr, labels.anomalous, pixels)
-  has_regions = any(m.any() for m in labels.masks)
-  out["aupro"] = metrics.aupro([m[::2, ::2] for m in maps], [t[::2, ::2] for t in labels.masks]) \
-      if has_regions else float("nan")
+  out["image_scores"] = [round(float(v), 5) for v in score]   # per pool item: the report's ROC and histogram
+  if any(m.any() for m in labels.masks):
+    fpr, pro = metrics.pro_curve([m[::2, ::2] for m in maps], [t[::2, ::2] for t in labels.masks])
+    out["aupro"] = float(np.trapezoid(pro, fpr) / fpr[-1])
+    keep = np.unique(np.linspace(0, len(fpr) - 1, 60).astype(int))
+    out["pro_curve"] = {"fpr": [round(float(v), 5) for v in fpr[keep]], "pro": [round(float(v), 5) for v in pro[keep]]}
+  else:
+    out["aupro"] = float("nan")
   worse = _pixel_sample(maps, labels.worse, pixels_per_image, seed)
   out["pixel_auroc_worse_than_identity"] = _auroc_or_nan(np.concatenate([w[0] for w in worse]),
                                                          np.concatenate([w[1] for w in worse]))
@@ -306,7 +313,10 @@ def describe(pool: Pool, labels: Labels, truth: Truth) -> dict:
   return {"images": len(pool), "photos": int(len(np.unique(pool.photo))), "anomalous": int(labels.anomalous.sum()),
           "anomalous_rate": rate, "rate_in_bounds": bool(0.10 <= rate <= 0.80),
           "pixel_threshold": truth.pixel_threshold, "area_cut": truth.area_cut,
-          "min_region": truth.min_region, "variants": per_variant}
+          "min_region": truth.min_region, "variants": per_variant,
+          "items": {"variant": [f"{g}/{s}" for g, s in zip(pool.generator, pool.shift)],
+                    "photo": [int(p) for p in pool.photo], "anomalous": [bool(a) for a in labels.anomalous],
+                    "psnr": [round(float(p), 4) for p in labels.psnr]}}
 
 
 def canvas_tiling(max_side: int):
@@ -317,15 +327,19 @@ def canvas_tiling(max_side: int):
   return fullres.Tiling(bucket=canvas, window=2 * canvas)
 
 
-def apply_pool(fn: Callable[[np.ndarray], dict], pool: Pool, max_side: int) -> list[dict]:
+def apply_pool(fn: Callable[[np.ndarray], dict], pool: Pool, max_side: int, desc: str | None = None) -> list[dict]:
   """`fn` on each item's [x, y] ([1, h, w, 6]; [x, alts, y], 15 channels, once the pool
   has its alternate views: `context(v)` and `v[..., -3:]` split it), on the pool's
-  canvas (`canvas_tiling`): per-pixel outputs come back at the photo's size."""
+  canvas (`canvas_tiling`): per-pixel outputs come back at the photo's size. `desc`:
+  the label of a progress bar (none without it)."""
   from stylegan_ad import fullres
   tiling = canvas_tiling(max_side)
   alts = pool.alts or [None] * len(pool)
+  items = zip(pool.inputs, alts, pool.outputs)
+  if desc:
+    items = console.progress(items, desc, total=len(pool), unit="image")
   return [fullres.apply(fn, np.concatenate([x] + ([] if a is None else [a]) + [y], axis=-1), tiling)
-          for x, a, y in zip(pool.inputs, alts, pool.outputs)]
+          for x, a, y in items]
 
 
 def context(v):
@@ -341,9 +355,10 @@ def unique_inputs(pool: Pool) -> np.ndarray:
                    for i, (p, s, x) in enumerate(zip(pool.photo, pool.shift, pool.inputs))])
 
 
-def score_pool(scorer, pool: Pool, max_side: int) -> tuple[np.ndarray, list[np.ndarray]]:
-  """A `detect.Scorer`'s (score [N], maps) on every item of the pool."""
-  outs = apply_pool(lambda v: dict(zip(("score", "map"), scorer._jit(v[..., -3:], context(v)))), pool, max_side)
+def score_pool(scorer, pool: Pool, max_side: int, desc: str | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+  """A `detect.Scorer`'s (score [N], maps) on every item of the pool (`desc`: a progress bar)."""
+  outs = apply_pool(lambda v: dict(zip(("score", "map"), scorer._jit(v[..., -3:], context(v)))), pool, max_side,
+                    desc)
   return (np.asarray([float(np.max(o["score"])) for o in outs]),
           [np.asarray(o["map"], np.float32) for o in outs])
 

@@ -301,7 +301,7 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
       if f.read(1) != b"\n":
         f.write(b"\n")
   with open(progress_path, "a", encoding="utf-8") as progress:
-    for i, path in enumerate(paths):
+    for i, path in enumerate(console.progress(paths, "stylizing", unit="file")):
       name = os.path.basename(path)
       t0 = time.time()
       try:

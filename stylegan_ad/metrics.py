@@ -87,13 +87,18 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def aupro(maps, masks, max_fpr: float = 0.3, num_thresholds: int = 200) -> float:
-  """Area under the per-region-overlap curve up to `max_fpr`, normalised to [0, 1].
+  """Area under the per-region-overlap curve (`pro_curve`) up to `max_fpr`, normalised to [0, 1]."""
+  x, y = pro_curve(maps, masks, max_fpr, num_thresholds)
+  return float(np.trapezoid(y, x) / max_fpr)
+
+
+def pro_curve(maps, masks, max_fpr: float = 0.3, num_thresholds: int = 200) -> tuple[np.ndarray, np.ndarray]:
+  """The per-region-overlap curve (FPR, PRO) for FPR in [0, max_fpr].
 
   The MVTec AD protocol: for each threshold, PRO is the mean over connected
   ground-truth regions of the fraction of the region detected; FPR is over the
-  anomaly-free pixels. The curve is integrated over FPR in [0, max_fpr] and divided
-  by max_fpr. `maps` and `masks`: [N, H, W] arrays, or sequences of [H, W] maps of
-  different sizes.
+  anomaly-free pixels. `maps` and `masks`: [N, H, W] arrays, or sequences of [H, W]
+  maps of different sizes.
   """
   from scipy import ndimage
   maps = [np.asarray(m, np.float64) for m in maps]
@@ -119,6 +124,4 @@ def aupro(maps, masks, max_fpr: float = 0.3, num_thresholds: int = 200) -> float
   order = np.argsort(fprs, kind="mergesort")
   fprs, pros = fprs[order], pros[order]
   keep = fprs <= max_fpr
-  x = np.r_[fprs[keep], max_fpr]
-  y = np.r_[pros[keep], np.interp(max_fpr, fprs, pros)]
-  return float(np.trapezoid(y, x) / max_fpr)
+  return np.r_[fprs[keep], max_fpr], np.r_[pros[keep], np.interp(max_fpr, fprs, pros)]

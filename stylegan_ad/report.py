@@ -5,7 +5,7 @@ import html
 import json
 import os
 import re
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -115,14 +115,25 @@ def real_pool_line(pool: dict) -> str:
           f"nothing trains or is tested on), an image where over {100 * pool['area_cut']:.1f}% of it fails.")
 
 
-def _real_section(summary: dict) -> list[str]:
+def _figures(plots: Sequence[str], names: Sequence[str]) -> list[str]:
+  """Markdown for the drawn plots among `names` (plots.PLOTS), with their captions."""
+  from stylegan_ad.plots import PLOTS
+  shown = [n for n in names if n in plots]
+  if not shown:
+    return []
+  return [" ".join(f"![plot: {n}](plots/{n})" for n in shown), "",
+          " ".join(f"{i + 1}. {PLOTS[n]}" for i, n in enumerate(shown)), ""]
+
+
+def _real_section(summary: dict, plots: Sequence[str] = ()) -> list[str]:
   real = summary.get("real", {})
   if "skipped" in real:
     return ["## G's real failures", "", f"Skipped: {real['skipped']}", ""]
   if "pool" not in real:
     return []
   out = ["## G's real failures (test photos, against the true target S(x))", "", real_pool_line(real["pool"]), "",
-         real_failure_table(summary["real_all_scorers"]), "", _operating_point(summary), ""]
+         real_failure_table(summary["real_all_scorers"]), "", _operating_point(summary), "",
+         *_figures(plots, ("real_roc.png", "real_pro.png")), *_figures(plots, ("real_hist.png", "real_variants.png"))]
   if "psnr_before" in summary.get("correct_real", {}):
     out += ["### Correcting them", "", real_correction_table(summary["correct_real"]), ""]
   return out
@@ -147,7 +158,8 @@ def _sample_caption(summary: dict) -> str:
   return "Columns: " + " | ".join(cols) + "; one test crop per row."
 
 
-def summary_markdown(summary: dict) -> str:
+def summary_markdown(summary: dict, plots: Sequence[str] = ()) -> str:
+  """The run report; `plots`: the figures drawn (plots.run_report_plots) to show in it."""
   s, c = summary["stylize"], summary["correct"]
   data = summary["data"]
   out = [
@@ -158,12 +170,14 @@ def summary_markdown(summary: dict) -> str:
       "## Stylization (test split, against the true target S(x))", "",
       stylization_table(s), "",
       "![samples](samples.png)", "", _sample_caption(summary), "",
-      *_real_section(summary),
+      *_figures(plots, ("losses.png",)),
+      *_real_section(summary, plots),
       "## Detection of synthetic artifacts (test outputs, all artifact types seen in training)", "",
       f"{summary['detect']['test_images']['clean']} clean and "
       f"{summary['detect']['test_images']['corrupted']} corrupted outputs.", "",
       detection_table({"seen types": summary["detect_all_scorers"]}), "",
       "Learned detector by artifact type:", "", per_type_table(summary["detect_all_scorers"]["detector"]), "",
+      *_figures(plots, ("synthetic_types.png",)),
       "## Correction of synthetic artifacts (PSNR to the clean output)", "",
       "| PSNR corrupted (dB) | PSNR corrected (dB) | restorer only (dB) | gain (dB) | repair rate | "
       "by restorer | regenerated | failed | clean unchanged |",
@@ -225,7 +239,7 @@ def _html_page(title: str, body: str) -> str:
   return ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) +
           "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
           "td,th{border:1px solid #ccc;padding:4px 8px}th{cursor:pointer;background:#eee}"
-          "img{image-rendering:pixelated}img.grid{zoom:3}code{background:#f4f4f4;padding:0 3px}</style></head><body>" + body +
+          "img.grid{image-rendering:pixelated;zoom:3}img.plot{max-width:48%;margin-right:1%}code{background:#f4f4f4;padding:0 3px}</style></head><body>" + body +
           "<script>document.querySelectorAll('th').forEach((th,i)=>th.onclick=()=>{"
           "const t=th.closest('table'),rows=[...t.querySelectorAll('tr')].slice(1);"
           "const k=r=>{const v=r.children[i].dataset.v??r.children[i].textContent;return isNaN(+v)?v:+v};"
@@ -255,9 +269,10 @@ def markdown_to_html(md: str) -> str:
     if line.startswith("#"):
       level = len(line) - len(line.lstrip("#"))
       parts.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
-    elif line.startswith("!["):
-      src = line[line.index("(") + 1:line.rindex(")")]
-      parts.append(f"<p><img class='grid' src='{html.escape(src, quote=True)}'></p>")
+    elif line.startswith("!["):  # one or more images side by side; a "plot: ..." one at its own size
+      parts.append("<p>" + "".join(
+          f"<img class='{'plot' if alt.startswith('plot') else 'grid'}' alt='{html.escape(alt, quote=True)}' "
+          f"src='{html.escape(src, quote=True)}'>" for alt, src in re.findall(r"!\[([^\]]*)\]\(([^)]+)\)", line)) + "</p>")
     elif line.strip():
       parts.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(line)) + "</p>")
   flush()
@@ -275,7 +290,9 @@ def write_run_report(directory: str, summary: dict, gan, test: dict[str, np.ndar
   rows = [[to_uint8(test["images"][anomalous][i]), heat(per_image["map"][i]),
            to_uint8(per_image["output"][i]), to_uint8(test["clean"][anomalous][i])] for i in idx]
   save_png(os.path.join(directory, "correction.png"), grid(rows))
-  md = summary_markdown(summary)
+  from stylegan_ad import plots as plots_lib
+  drawn = plots_lib.run_report_plots(os.path.join(directory, "plots"), summary, os.path.dirname(directory))
+  md = summary_markdown(summary, drawn)
   write_text(os.path.join(directory, "report.md"), md)
   write_text(os.path.join(directory, "index.html"), _html_page("stylegan_ad run report", markdown_to_html(md)))
   write_json(os.path.join(directory, "summary.json"), summary)

@@ -1,10 +1,12 @@
 """The real-failure benchmark's construction (failures.py), on stand-in generators."""
 import dataclasses
+import json
+import re
 
 import numpy as np
 import pytest
 
-from stylegan_ad import detect, experiment, failures
+from stylegan_ad import detect, experiment, failures, metrics
 from stylegan_ad.data import styles
 
 
@@ -86,6 +88,13 @@ def test_bootstrap_resamples_whole_photos():
   res = failures.evaluate(score[sel], [maps[i] for i in np.flatnonzero(sel)], one, lab1, boot=20)
   assert res["spearman_ci"][0] == pytest.approx(res["spearman_ci"][1]) == pytest.approx(res["spearman"])
   assert res["pixel_auroc_ci"][0] == pytest.approx(res["pixel_auroc_ci"][1])
+  # what the report plots: every image's score, and the PRO curve whose area is the AUPRO
+  assert full["image_scores"] == pytest.approx(list(score), abs=1e-5)
+  curve = full["pro_curve"]
+  assert curve["fpr"][0] == 0.0 and curve["fpr"][-1] == pytest.approx(0.3) and len(curve["fpr"]) <= 60
+  assert np.all(np.diff(curve["fpr"]) >= 0) and np.all((0 <= np.array(curve["pro"])) & (np.array(curve["pro"]) <= 1))
+  assert full["aupro"] == pytest.approx(metrics.aupro([m[::2, ::2] for m in maps],
+                                                      [t[::2, ::2] for t in labels.masks]))
 
 
 def test_describe_reports_the_anomalous_rate_and_its_bounds():
@@ -98,6 +107,47 @@ def test_describe_reports_the_anomalous_rate_and_its_bounds():
   d = failures.describe(pool, labels, failures.Truth(0.3, 0.05))
   assert d["anomalous_rate"] == pytest.approx(labels.anomalous.mean())
   assert sum(v["images"] for v in d["variants"].values()) == len(pool)
+  items = d["items"]  # per image, in pool order (the report's per-variant bars)
+  assert items["variant"] == [f"{g}/{s}" for g, s in zip(pool.generator, pool.shift)]
+  assert items["anomalous"] == list(labels.anomalous) and items["psnr"] == pytest.approx(list(labels.psnr), abs=1e-3)
+
+
+def test_report_plots_are_drawn_from_the_summary_and_the_runs(tmp_path):
+  from PIL import Image
+
+  from stylegan_ad import plots, report
+  pool = failures.build_pool(_photos(2), _generators(0.3), styles.cartoon, max_side=64)
+  truth = failures.Truth(0.2, 0.5, min_region=4)   # (here the noisy "final" fails, the "weak" does not)
+  labels = failures.label(pool, truth)
+  assert 0 < labels.anomalous.sum() < len(pool)
+  rng = np.random.default_rng(1)
+  scorers = {name: failures.evaluate(-labels.psnr + rng.normal(0, k, len(pool)),
+                                     [m + k * rng.random(m.shape) for m in labels.masks], pool, labels,
+                                     threshold=-25.0, boot=5)
+             for name, k in (("detector", 0.5), ("other", 3.0))}
+  summary = {"real": {"pool": failures.describe(pool, labels, truth)}, "real_all_scorers": scorers,
+             "detect_all_scorers": {"detector": {"per_type": {"noise": {"image_auroc": 0.9, "aupro": 0.5},
+                                                              "blur": {"image_auroc": 0.7, "aupro": 0.2}}}}}
+  workdir = tmp_path / "run"
+  for name in ("gan", "detector"):
+    (workdir / name).mkdir(parents=True)
+    with open(workdir / name / "metrics.jsonl", "w") as f:
+      for step in (10, 20, 30):
+        f.write(json.dumps({"step": step, "loss": 1.0 / step, "g/l1": 0.5 / step, "steps_per_sec": 3.0}) + "\n")
+      f.write('{"step": 40, "lo')   # a line torn by a kill is skipped
+  out = tmp_path / "plots"
+  drawn = plots.run_report_plots(str(out), summary, str(workdir))
+  assert drawn == list(plots.PLOTS)
+  for name in drawn:
+    image = np.asarray(Image.open(out / name).convert("L"))
+    assert image.shape[0] > 200 and image.shape[1] > 300 and image.std() > 5, name  # drawn, not blank
+  figures = "\n".join(report._figures(drawn, ("real_roc.png", "losses.png")))
+  assert "![plot: real_roc.png](plots/real_roc.png)" in figures and plots.PLOTS["losses.png"] in figures
+  page = report.markdown_to_html(figures)
+  assert re.findall(r"<img class='plot' alt='[^']*' src='([^']*)'>", page) == ["plots/real_roc.png", "plots/losses.png"]
+  # a run without real-failure figures draws the rest
+  assert plots.run_report_plots(str(tmp_path / "p2"), {"real": {"skipped": "no targets"}}, str(workdir)) == \
+      ["losses.png"]
 
 
 class _Recorder(detect.Scorer):

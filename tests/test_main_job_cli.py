@@ -70,6 +70,16 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   assert "| seen types | detector |" in md and "PSNR corrupted" in md
   # the sample grid's caption names its columns; F(G(x)) only because this run is unpaired
   assert "Columns: input x | G(x) | F(G(x)) | true S(x)" in md and on_disk["mode"] == "unpaired"
+  # the plots: drawn from this run's figures and logs, and shown on the page
+  drawn = set(os.listdir(os.path.join(report, "plots")))
+  both_classes = 0 < real["pool"]["anomalous"] < real["pool"]["images"]
+  has_regions = "pro_curve" in on_disk["real_all_scorers"]["detector"]
+  assert drawn == {"real_hist.png", "real_variants.png", "synthetic_types.png", "losses.png"} | (
+      {"real_roc.png"} if both_classes else set()) | ({"real_pro.png"} if has_regions else set())
+  for name in drawn:
+    assert f"![plot: {name}](plots/{name})" in md
+  for v in on_disk["real_all_scorers"].values():
+    assert len(v["image_scores"]) == real["pool"]["images"]
   # the GAN stage's own run directory
   gan = os.path.join(workdir, "gan")
   lines = [json.loads(l) for l in open(os.path.join(gan, "metrics.jsonl"))]
@@ -345,7 +355,9 @@ def test_both_pages_in_a_real_browser(main_run, tmp_path):
   try:
     driver.get("file://" + os.path.join(workdir, "report", "index.html"))
     assert driver.find_element(By.TAG_NAME, "h1").text == "stylegan_ad run report"
-    assert len(driver.find_elements(By.TAG_NAME, "img")) >= 2
+    assert len(driver.find_elements(By.TAG_NAME, "img")) >= 2 + len(os.listdir(os.path.join(workdir, "report", "plots")))
+    plots = driver.find_elements(By.CSS_SELECTOR, "img.plot")
+    assert plots and all(p.get_property("naturalWidth") > 300 for p in plots)
     assert _page_problems(driver) == ([], [])
     driver.get("file://" + os.path.join(out, "index.html"))
     assert _page_problems(driver) == ([], [])
