@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylegan_ad import artifacts, metrics
+from stylegan_ad import artifacts, files, metrics
 from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.models.discriminator import image_score
 
@@ -361,7 +361,7 @@ def save_calibration(path: str, scorers: Sequence[Scorer], fpr: float) -> None:
   data = {"fpr": fpr, "thresholds": {s.name: s.threshold for s in scorers},
           "screen_thresholds": {s.name: s.screen_threshold for s in scorers
                                 if s.screen_threshold is not None}}
-  tmp = path + ".tmp"
+  tmp = files.temporary_name(path)
   with open(tmp, "w") as f:
     json.dump(data, f, indent=2, sort_keys=True)
   os.replace(tmp, path)

@@ -197,8 +197,12 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[
     console.say(f"real-failure benchmark skipped: {skipped}")
   clock.done("real-failure pools")
   fit_alts = stages.alternates(gan.models, ema, fit.content) if config.detect.sees_tta else None
-  det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh, ALL_TYPES, crops,
-                                     fit_alts)
+  try:
+    det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh, ALL_TYPES, crops,
+                                       fit_alts)
+  except checkpoint_lib.Preempted as e:
+    console.say(str(e))
+    return None
   clock.done("detector")
   scorers = build_scorers(config, gan, det_params, fit)
   for s in scorers:
@@ -372,8 +376,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   detection = {s.name: detect.evaluate_scorer(s(test["images"], test["content"]), test) for s in scorers}
   clock.done("synthetic detection benchmark")
 
-  res_params = stages.train_restorer(config, os.path.join(workdir, "restorer"), stage.fit, gan.mesh,
-                                     ALL_TYPES, det_params, stage.real_crops, stage.fit_alts)
+  try:
+    res_params = stages.train_restorer(config, os.path.join(workdir, "restorer"), stage.fit, gan.mesh,
+                                       ALL_TYPES, det_params, stage.real_crops, stage.fit_alts)
+  except checkpoint_lib.Preempted as e:
+    console.say(str(e))
+    return {}
   detector_scorer = scorers[1]
   corrector = correct.Corrector.build(config, gan.models, detector_scorer)
   clock.done("restorer")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import html
 import io
 import json
@@ -33,7 +34,8 @@ from stylegan_ad.data import images as images_lib
 from stylegan_ad.data.pipeline import to_float, to_uint8
 from stylegan_ad.errors import CheckpointError, DataError
 from stylegan_ad.models import detector as detector_lib
-from stylegan_ad.report import heat, write_json, write_text
+from stylegan_ad.files import temporary_name, write_json, write_text
+from stylegan_ad.report import heat
 from stylegan_ad.train import aux_trainer, loop, stages, steps
 from stylegan_ad.train.checkpoint import Checkpointer
 from stylegan_ad.train.logger import save_png
@@ -123,18 +125,44 @@ def _is_inside(path: str, root: str) -> bool:
 
 
 def list_inputs(input_dir: str, output_dir: str) -> list[str]:
-  """Regular entries of `input_dir` (sorted, hidden ones and the output folder skipped)."""
+  """Entries of `input_dir` (sorted; hidden ones and folders skipped). Overlapping input
+  and output folders (the same, or one inside the other) are refused."""
   if not os.path.isdir(input_dir):
     raise DataError(f"{input_dir}: no such folder")
+  if _is_inside(output_dir, input_dir) or _is_inside(input_dir, output_dir):
+    raise DataError(f"--output={output_dir} overlaps --input={input_dir} (the same folder, or one inside the "
+                    "other): give an output folder outside the input folder")
   out = []
   for name in sorted(os.listdir(input_dir)):
     path = os.path.join(input_dir, name)
-    if name.startswith(".") or _is_inside(path, output_dir):
+    if name.startswith("."):
       continue
     if os.path.isdir(path) and not os.path.islink(path):
       continue
     out.append(path)
   return out
+
+
+NAME_BYTES = 150  # an output name's stem at most (UTF-8 bytes): with ".corrected.png" and a temporary
+                 # suffix, well under the 255 bytes most filesystems allow
+
+
+def display_name(name: str) -> str:
+  """A file name as the report shows it: bytes that are not UTF-8 become U+FFFD."""
+  return os.fsencode(name).decode("utf-8", "replace")
+
+
+def output_stem(name: str) -> str:
+  """The stem of a file's outputs (`{stem}.stylized.png`, ...): its own name where that is
+  printable UTF-8 of at most NAME_BYTES bytes; otherwise a printable, shortened form of it
+  with 8 hex digits of its hash (distinct names keep distinct outputs)."""
+  raw = os.fsencode(name)
+  text = raw.decode("utf-8", "replace")
+  if "\ufffd" not in text and text.isprintable() and len(raw) <= NAME_BYTES:
+    return name
+  safe = "".join(c if c.isprintable() and c != "\ufffd" else "_" for c in text)
+  safe = safe.encode("utf-8")[:NAME_BYTES - 9].decode("utf-8", "ignore")
+  return f"{safe}-{hashlib.sha256(raw).hexdigest()[:8]}"
 
 
 def _check_writable(output_dir: str) -> None:
@@ -217,7 +245,7 @@ def _target_summary(rows: list[dict], pixels: list, extra: list[str]) -> dict:
 def _save_npy(path: str, array: np.ndarray) -> None:
   buf = io.BytesIO()
   np.save(buf, array)
-  tmp = path + ".tmp"
+  tmp = temporary_name(path)
   with open(tmp, "wb") as f:
     f.write(buf.getvalue())
   os.replace(tmp, path)
@@ -302,7 +330,7 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
         f.write(b"\n")
   with open(progress_path, "a", encoding="utf-8") as progress:
     for i, path in enumerate(console.progress(paths, "stylizing", unit="file")):
-      name = os.path.basename(path)
+      name = display_name(os.path.basename(path))
       t0 = time.time()
       try:
         stamp = _stamp(path, settings)
@@ -318,7 +346,8 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
       if image is not None:
         row["source"] = stamp
         if targets_dir is not None:
-          _target_row(row, targets.get(name), targets_dir, image, out, max_side, trained.truth, pixels)
+          _target_row(row, targets.get(os.path.basename(path)), targets_dir, image, out, max_side, trained.truth,
+                      pixels)
       rows.append(row)
       progress.write(json.dumps(row, default=float) + "\n")
       progress.flush()
@@ -339,23 +368,23 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
 def _process(trained: Trained, path: str, output_dir: str, max_side: int, batch: int, save_maps: bool) -> dict:
   """One file: its outputs written, its row (with the image and results under `_image`,
   `_out` for the caller's target measurement)."""
-  name = os.path.basename(path)
+  name, stem = display_name(os.path.basename(path)), output_stem(os.path.basename(path))
   try:
     im = images_lib.read_rgb(path)
   except DataError as e:
     # a file with no image extension that does not read as one is not an image: skipped
     verdict = "error" if name.lower().endswith(IMAGE_EXTENSIONS) else "skipped"
-    return {"file": name, "verdict": verdict, "error": str(e)}
+    return {"file": name, "verdict": verdict, "error": display_name(str(e))}
   out = correct_photo(trained, im, max_side=max_side, batch=batch)
   h, w = im.shape[:2]
-  files = {"input": f"{name}.input.png", "stylized": f"{name}.stylized.png", "corrected": f"{name}.corrected.png",
-           "map": f"{name}.map.png"}
+  files = {"input": f"{stem}.input.png", "stylized": f"{stem}.stylized.png", "corrected": f"{stem}.corrected.png",
+           "map": f"{stem}.map.png"}
   # the input as the networks saw it (RGB, at the processed size): any format shows in a browser
   for key, arr in (("input", fullres.fit_max_side(im, max_side)[0]), ("stylized", out["stylized"]),
                    ("corrected", out["corrected"]), ("map", heat(out["map"]))):
     save_png(os.path.join(output_dir, files[key]), arr)
   if save_maps:
-    files["map_npy"] = f"{name}.map.npy"
+    files["map_npy"] = f"{stem}.map.npy"
     _save_npy(os.path.join(output_dir, files["map_npy"]), _map_at(out["map"], w, h))
   k = out["attempt"]
   return {"file": name, "verdict": correct.VERDICTS[out["verdict"]],

@@ -13,12 +13,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from stylegan_ad import metrics
+from stylegan_ad.files import temporary_name
 
 DPI = 110
 
 
 def _save(fig: Figure, path: str) -> None:
-  tmp = path + f".{os.getpid()}.tmp"
+  tmp = temporary_name(path)
   fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
   os.replace(tmp, path)
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 from typing import Any, Sequence
@@ -11,17 +10,7 @@ import numpy as np
 
 from stylegan_ad.console import clock as console_clock
 from stylegan_ad.data.pipeline import to_uint8
-
-
-def write_text(path: str, text: str) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
-def write_json(path: str, obj: Any) -> None:
-  write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+from stylegan_ad.files import write_json, write_text  # noqa: F401 (callers write through report)
 
 
 def heat(amap: np.ndarray) -> np.ndarray:

@@ -134,6 +134,12 @@ def _hostile_folder(root):
   Image.fromarray(rgb(120, 120)).save(os.path.join(root, "bomb.png"))
   os.symlink("loop_b", os.path.join(root, "loop_a.png"))
   os.symlink("loop_a.png", os.path.join(root, "loop_b"))
+  os.mkfifo(os.path.join(root, "pipe.png"))  # opening it would block
+  Image.fromarray(rgb(24, 24)).save(os.path.join(root, LONG))   # its outputs' names would be too long
+  Image.fromarray(rgb(24, 24)).save(os.path.join(os.fsencode(root), b"bad\xff name.png"), "PNG")  # not UTF-8
+
+
+LONG = "x" * 240 + ".png"
 
 
 def _snapshot(root):
@@ -143,6 +149,8 @@ def _snapshot(root):
       p = os.path.join(d, f)
       if os.path.islink(p):
         out[p] = os.readlink(p)
+      elif not os.path.isfile(p):
+        out[p] = "not a regular file"
       else:
         out[p] = hashlib.sha256(open(p, "rb").read()).hexdigest()
   return out
@@ -154,17 +162,27 @@ def test_cli_handles_hostile_folder(main_run, tmp_path, monkeypatch):
   _hostile_folder(src)
   before = _snapshot(src)
   monkeypatch.setattr(images_lib, "MAX_PIXELS", 10_000)  # bomb.png (14,400 px) is over it
-  out = os.path.join(src, "out")  # an output folder inside the input folder
+  # overlapping input and output folders, either way round: refused before anything is written
+  for out in (src, os.path.join(src, "out"), str(tmp_path)):
+    with pytest.raises(DataError, match="overlaps --input"):
+      inference.stylize_folder(workdir, src, out, batch=4)
+  assert _snapshot(src) == before and not os.path.exists(os.path.join(src, "out"))
+  out = str(tmp_path / "out")
   summary = inference.stylize_folder(workdir, src, out, batch=4)
   rows = {r["file"]: r for r in summary["files"]}
   errors = {f for f, r in rows.items() if r["verdict"] == "error"}
-  assert errors == {"zero.png", "trunc.png", "trunc.jpg", "notes.png", "bomb.png", "loop_a.png"}
+  assert errors == {"zero.png", "trunc.png", "trunc.jpg", "notes.png", "bomb.png", "loop_a.png", "pipe.png"}
   assert {f for f, r in rows.items() if r["verdict"] == "skipped"} == {"loop_b"}  # no image extension
   assert "empty file" in rows["zero.png"]["error"] and "bomb" in rows["bomb.png"]["error"]
-  assert "loop_a.png" in rows["loop_a.png"]["error"]
+  assert "loop_a.png" in rows["loop_a.png"]["error"] and "pipe.png: not a regular file" in rows["pipe.png"]["error"]
   ok = set(rows) - errors - {"loop_b"}
   assert ok == {"good one.png", "<script>alert(1)é \"q\" 'x'.jpg", "one.png", "sixteen.png", "cmyk.jpg",
-                "palette.png", "la.png", "rotated.jpg"}
+                "palette.png", "la.png", "rotated.jpg", LONG, "bad\ufffd name.png"}
+  # a name too long for its outputs', or not UTF-8: safe output names, the original name in the report
+  assert rows["good one.png"]["stylized"] == "good one.png.stylized.png"
+  for f in (LONG, "bad\ufffd name.png"):
+    stem = rows[f]["stylized"][:-len(".stylized.png")]
+    assert len(stem.encode()) <= inference.NAME_BYTES and stem.isprintable() and "\ufffd" not in stem
   for f in ok:
     assert rows[f]["verdict"] in ("clean", "repaired", "regenerated", "failed")
     if rows[f]["verdict"] in ("clean", "repaired"):
@@ -177,9 +195,9 @@ def test_cli_handles_hostile_folder(main_run, tmp_path, monkeypatch):
   assert rot.size == (20, 40)  # EXIF orientation applied: portrait
   page = open(os.path.join(out, "index.html"), encoding="utf-8").read()
   assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)é &quot;q&quot; &#x27;x&#x27;.jpg" in page
+  assert "bad\ufffd name.png" in page and LONG in page
   assert len(open(os.path.join(out, "results.csv")).read().splitlines()) == len(rows) + 1
-  after = _snapshot(src)
-  assert {k: v for k, v in after.items() if not k.startswith(out)} == before
+  assert _snapshot(src) == before
   assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
 
 

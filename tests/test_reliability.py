@@ -106,6 +106,21 @@ def test_sigterm_saves_and_exits_cleanly_then_resumes(data_dir, tmp_path):
   assert int(jax.device_get(run.state.step)) == saved == run.pipeline.position
 
 
+def test_sigterm_in_the_detector_stage_saves_and_exits_then_resumes(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  cmd = [sys.executable, "-m", "experiments.train_detector", "--config=experiments/configs/embedded.py:tiny",
+         f"--workdir={workdir}", f"--config.data.data_dir={data_dir}", "--config.detect.steps=100000",
+         "--config.log.every=1"]
+  proc = _start_and_wait_for_step(cmd, os.path.join(workdir, "detector"), 2, timeout=900)
+  t0 = time.time()
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=30) == 0 and time.time() - t0 < 30
+  stderr = proc.stderr.read().decode()
+  assert re.search(r"signal 15: detector saved at step \d+ of 100000", stderr) and "Traceback" not in stderr
+  saved = checkpoint_lib.Checkpointer(os.path.join(workdir, "detector")).steps()
+  assert saved and saved[-1] >= 2   # where the re-run resumes
+
+
 def test_damaged_latest_checkpoint_falls_back_and_stale_tmp_is_cleaned(data_dir, tmp_path, caplog):
   workdir = str(tmp_path / "run")
   config = _tiny(data_dir, steps=4)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -40,6 +41,8 @@ def read_rgb(path: str) -> np.ndarray:
   try:
     if os.path.isdir(path):
       raise DataError(f"{path}: is a directory, not an image")
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO, socket or device: never opened (it could block)
+      raise DataError(f"{path}: not a regular file")
     if os.path.getsize(path) == 0:
       raise DataError(f"{path}: empty file (0 bytes)")
     with warnings.catch_warnings():

@@ -16,7 +16,7 @@ import optax
 from absl import logging
 
 from stylegan_ad import parallel
-from stylegan_ad.train.checkpoint import Checkpointer
+from stylegan_ad.train.checkpoint import Checkpointer, Preempted, StopSignal
 from stylegan_ad.train.logger import RunLogger
 
 
@@ -88,13 +88,19 @@ def fit(name: str, workdir: str, *, model: Any, init_inputs: tuple, tx: optax.Gr
   step = jax.jit(step_fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,))
   log = RunLogger(workdir, num_steps, start)
   try:
-    for s in range(start, num_steps):
-      b = parallel.global_batch(mesh, sample_batch(arrays, batch, seed, s))
-      state, m = step(state, b)
-      if (s + 1) % log_every == 0 or s + 1 == num_steps:
-        log.scalars(s + 1, jax.device_get(m))
-      if (s + 1) % checkpoint_every == 0 or s + 1 == num_steps:
-        ckpt.save(s + 1, state, {"position": s + 1, "seed": seed}, force=s + 1 == num_steps)
+    with StopSignal() as stop:
+      for s in range(start, num_steps):
+        if stop.received is not None:   # save where we are, then stop the job (a re-run resumes here)
+          if s not in ckpt.steps():   # (a checkpoint step saves itself)
+            ckpt.save(s, state, {"position": s, "seed": seed}, force=True)
+          ckpt.wait()
+          raise Preempted(f"signal {stop.received}: {name} saved at step {s} of {num_steps} in {ckpt.directory}")
+        b = parallel.global_batch(mesh, sample_batch(arrays, batch, seed, s))
+        state, m = step(state, b)
+        if (s + 1) % log_every == 0 or s + 1 == num_steps:
+          log.scalars(s + 1, jax.device_get(m))
+        if (s + 1) % checkpoint_every == 0 or s + 1 == num_steps:
+          ckpt.save(s + 1, state, {"position": s + 1, "seed": seed}, force=s + 1 == num_steps)
     ckpt.wait()
   finally:
     ckpt.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from typing import Any
 
 import jax
@@ -18,6 +19,36 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from stylegan_ad.errors import CheckpointError
+
+
+class Preempted(Exception):
+  """A training stage stopped on a signal after saving its checkpoint (the message says
+  where); running the same command again resumes from there."""
+
+
+class StopSignal:
+  """Turns SIGTERM/SIGINT into a flag that the training loops check between steps (save,
+  then exit cleanly), in every stage."""
+
+  def __init__(self):
+    self.received = None
+    self._old = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._old[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signum
+
+  def __exit__(self, *exc):
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
 
 
 class Checkpointer:

@@ -12,11 +12,12 @@ import numpy as np
 from PIL import Image
 
 from stylegan_ad import console
+from stylegan_ad.files import temporary_name
 
 
 def save_png(path: str, image: np.ndarray) -> None:
   """Writes a uint8 image atomically (temporary file, then rename)."""
-  tmp = path + ".tmp"
+  tmp = temporary_name(path)
   Image.fromarray(image).save(tmp, format="PNG")
   os.replace(tmp, path)
 

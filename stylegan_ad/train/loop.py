@@ -9,7 +9,6 @@ import dataclasses
 import functools
 import json
 import os
-import signal
 from typing import Any
 
 import jax
@@ -120,30 +119,6 @@ def compile_train_step(run: Run):
   return jax.jit(step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,))
 
 
-class _StopSignal:
-  """Turns SIGTERM/SIGINT into a flag checked between steps (save, then exit cleanly)."""
-
-  def __init__(self):
-    self.received = None
-    self._old = {}
-
-  def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      try:
-        self._old[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # not the main thread
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    self.received = signum
-
-  def __exit__(self, *exc):
-    for sig, old in self._old.items():
-      signal.signal(sig, old)
-
-
 def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | None = None) -> Run:
   """Trains (or resumes) the style GAN in `workdir`; evaluates when the last step is done.
 
@@ -163,10 +138,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
   snapshots = checkpoint_lib.snapshot_steps(total, config.train.snapshots)
   state, step = run.state, start
   try:
-    with _StopSignal() as stop:
+    with checkpoint_lib.StopSignal() as stop:
       while step < end:
         if stop.received is not None:
-          logging.warning("signal %d: saving a checkpoint at step %d and exiting", stop.received, step)
+          console.say(f"signal {stop.received}: {os.path.basename(os.path.normpath(workdir))} saving at step "
+                      f"{step} of {total} in {ckpt.directory}")
           run.preempted = True
           break
         batch = run.pipeline.next_global(run.mesh)
