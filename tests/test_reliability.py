@@ -121,6 +121,30 @@ def test_sigterm_in_the_detector_stage_saves_and_exits_then_resumes(data_dir, tm
   assert saved and saved[-1] >= 2   # where the re-run resumes
 
 
+def test_a_second_trainer_on_the_same_workdir_is_refused_and_a_killed_ones_lock_is_not_stale(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  first = _start_and_wait_for_step(_train_cmd(workdir, data_dir, steps=10_000), workdir, 2)
+  finished = lambda: [d for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
+  t0 = time.time()
+  while not finished() and time.time() - t0 < 120:  # the first one's first checkpoint is complete
+    time.sleep(0.1)
+  try:
+    second = subprocess.run(_train_cmd(workdir, data_dir, steps=10_000), cwd=ROOT, env=_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    assert re.search(rf"^error: {re.escape(workdir)}: process {first.pid} on \S+ is training in this folder",
+                     second.stderr.strip().splitlines()[-1])
+  finally:
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+  saved = checkpoint_lib.Checkpointer(workdir).steps()
+  assert saved, "the second trainer must not have touched the first one's checkpoints"
+  again = subprocess.run(_train_cmd(workdir, data_dir, steps=saved[-1] + 2), cwd=ROOT, env=_env(),
+                         capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert f"run: resumed at step {saved[-1]}" in again.stderr
+
+
 def test_damaged_latest_checkpoint_falls_back_and_stale_tmp_is_cleaned(data_dir, tmp_path, caplog):
   workdir = str(tmp_path / "run")
   config = _tiny(data_dir, steps=4)

@@ -16,7 +16,7 @@ import optax
 from absl import logging
 
 from stylegan_ad import parallel
-from stylegan_ad.train.checkpoint import Checkpointer, Preempted, StopSignal
+from stylegan_ad.train.checkpoint import Checkpointer, Preempted, StopSignal, workdir_lock
 from stylegan_ad.train.logger import RunLogger
 
 
@@ -58,6 +58,14 @@ def fit(name: str, workdir: str, *, model: Any, init_inputs: tuple, tx: optax.Gr
 
   Resumes from `workdir/checkpoints` when present; returns at once if already done.
   """
+  with workdir_lock(workdir):
+    return _fit(name, workdir, model=model, init_inputs=init_inputs, tx=tx, loss_fn=loss_fn, arrays=arrays,
+                batch=batch, num_steps=num_steps, seed=seed, mesh=mesh, log_every=log_every,
+                checkpoint_every=checkpoint_every)
+
+
+def _fit(name, workdir, *, model, init_inputs, tx, loss_fn, arrays, batch, num_steps, seed, mesh, log_every,
+         checkpoint_every):
   rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
 
   def init(key):

@@ -9,9 +9,12 @@ temporaries are removed on start. A latest checkpoint that fails to restore
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
+import socket
 from typing import Any
 
 import jax
@@ -19,6 +22,37 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from stylegan_ad.errors import CheckpointError
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str):
+  """Holds an exclusive lock on a run directory while a stage trains in it (process 0; the
+  other processes of a multi-host run share the directory). A second trainer started on
+  the same directory stops with one line instead of removing the first one's checkpoint
+  in progress. The kernel drops the lock when its process dies, so a killed run never
+  blocks a restart."""
+  if jax.process_index() != 0:
+    yield
+    return
+  os.makedirs(workdir, exist_ok=True)
+  f = open(os.path.join(workdir, ".lock"), "a+", encoding="utf-8")
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    f.seek(0)
+    holder = f.read().strip() or "another process"
+    f.close()
+    raise CheckpointError(f"{workdir}: {holder} is training in this folder; wait for it to end or stop it "
+                          "(a run that was killed leaves no lock behind)") from None
+  try:
+    f.seek(0)
+    f.truncate()
+    f.write(f"process {os.getpid()} on {socket.gethostname()}")
+    f.flush()
+    yield
+  finally:
+    fcntl.flock(f, fcntl.LOCK_UN)
+    f.close()
 
 
 class Preempted(Exception):

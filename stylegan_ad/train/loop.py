@@ -126,8 +126,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
     stop_after: stop (with a checkpoint) once this many steps are done in total, as a
       preemption would; the next call continues from there.
   """
+  with checkpoint_lib.workdir_lock(workdir):
+    return _train(config, workdir, stop_after)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | None) -> Run:
   run, ckpt = setup(config, workdir)
-  os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     report.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
   step_fn = compile_train_step(run)
