@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 from absl import app, flags
 
@@ -40,8 +41,14 @@ def _shot(driver, page: str, path: str) -> None:
     raise SystemExit(f"error: {page}: no such page")
   driver.set_window_size(_WIDTH.value, 600)  # so the page's height is its own, not the last window's
   driver.get("file://" + os.path.abspath(page))
-  height = driver.execute_script("return document.documentElement.scrollHeight")
-  driver.set_window_size(_WIDTH.value, height + 100)
+  for _ in range(100):  # every image decoded and laid out, so the page has its full height
+    if driver.execute_script("return [...document.images].every(i => i.complete && i.naturalWidth > 0)"):
+      break
+    time.sleep(0.1)
+  height = driver.execute_script("return Math.max(document.body.scrollHeight, "
+                                 "document.documentElement.scrollHeight)")
+  chrome = driver.execute_script("return window.outerHeight - window.innerHeight")  # the window's own bars
+  driver.set_window_size(_WIDTH.value, height + chrome + 20)
   driver.save_screenshot(path)
   print(f"{path}: {page}")
 
