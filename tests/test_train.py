@@ -165,3 +165,15 @@ def test_entry_point_bad_settings_are_one_line_errors(tmp_path, args, message):
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith(message)
   assert "Traceback" not in proc.stderr
+
+
+def test_console_gets_about_ten_progress_lines_per_stage_and_every_step_is_logged(tmp_path, capsys):
+  from stylegan_ad.train.logger import RunLogger
+  log = RunLogger(str(tmp_path / "detector"), 1000)
+  for step in range(50, 1001, 50):
+    log.scalars(step, {"loss": 1.0})
+  log.close()
+  lines = [line for line in capsys.readouterr().err.splitlines() if "detector step" in line]
+  assert 8 <= len(lines) <= 11, lines
+  assert "detector step 50/1000" in lines[0] and "detector step 1000/1000" in lines[-1]
+  assert [json.loads(l)["step"] for l in open(tmp_path / "detector" / "metrics.jsonl")] == list(range(50, 1001, 50))

@@ -32,9 +32,12 @@ class RunLogger:
   progress line: `<stage> step 50/1300  3.10 steps/s  ETA 06:10  <losses>`, where the
   rate and ETA come from the recent window of logged steps (so not from the first
   interval, which holds the compilation). `steps_per_sec` in metrics.jsonl is the
-  stage's overall rate, compilation included."""
+  stage's overall rate, compilation included. The console gets about LINES of them per
+  stage (the first logged step, then one per tenth of the stage, and the last); every
+  logged step goes to metrics.jsonl and TensorBoard."""
 
   WINDOW = 5  # logged points the console's rate is taken over
+  LINES = 10
 
   def __init__(self, workdir: str, total_steps: int, start_step: int = 0):
     self.active = jax.process_index() == 0
@@ -42,6 +45,7 @@ class RunLogger:
     self.name = os.path.basename(os.path.normpath(workdir))
     self._t0, self._s0 = time.time(), start_step
     self._recent: collections.deque = collections.deque(maxlen=self.WINDOW + 1)
+    self._next_line = start_step  # the console's next progress line at or after this step
     self._writer = None
     if self.active:
       os.makedirs(workdir, exist_ok=True)
@@ -62,8 +66,11 @@ class RunLogger:
     for k, v in values.items():
       self._writer.add_scalar(k, v, step)
     self._writer.flush()
-    losses = "  ".join(f"{k} {v:.4f}" for k, v in values.items() if k.endswith("loss"))
-    console.say(f"{self.name} step {step}/{self.total}  {self._progress(step)}  {losses}")
+    progress = self._progress(step)
+    if step >= self._next_line or step >= self.total:
+      self._next_line = step + max(1, self.total // self.LINES)
+      losses = "  ".join(f"{k} {v:.4f}" for k, v in values.items() if k.endswith("loss"))
+      console.say(f"{self.name} step {step}/{self.total}  {progress}  {losses}")
 
   def _progress(self, step: int) -> str:
     """Rate and ETA over the recent window of logged steps (none at the first one)."""
