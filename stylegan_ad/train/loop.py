@@ -76,11 +76,15 @@ def make_pipeline(config: ml_collections.ConfigDict, dataset: sources.Dataset) -
                                seed=config.seed, symmetries=config.data.symmetries)
 
 
-def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Checkpointer]:
-  """Validates, loads data, builds models and restores the newest checkpoint (if any)."""
+def _initialize_distributed(config: ml_collections.ConfigDict) -> None:
   d = config.distributed
   if d.num_processes > 1 and not jax.distributed.is_initialized():
     parallel.initialize_distributed(d.coordinator, d.num_processes, d.process_id)
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Checkpointer]:
+  """Validates, loads data, builds models and restores the newest checkpoint (if any)."""
+  _initialize_distributed(config)
   configs.validate(config, device_count=jax.device_count())
   enable_compilation_cache(workdir)
   dataset = sources.load(config.data.source, crop_size=config.data.crop_size,
@@ -126,6 +130,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
     stop_after: stop (with a checkpoint) once this many steps are done in total, as a
       preemption would; the next call continues from there.
   """
+  _initialize_distributed(config)  # first: the lock is process 0's
   with checkpoint_lib.workdir_lock(workdir):
     return _train(config, workdir, stop_after)
 
