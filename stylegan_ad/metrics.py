@@ -49,7 +49,7 @@ def ssim(x: jax.Array, y: jax.Array) -> jax.Array:
 
 # -- detection metrics (NumPy) ------------------------------------------------------
 
-def _roc(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """FPR, TPR and thresholds at each distinct score (descending), ties grouped."""
   scores = np.asarray(scores, np.float64).ravel()
   labels = np.asarray(labels).ravel().astype(bool)
@@ -67,7 +67,7 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
   labels = np.asarray(labels).ravel().astype(bool)
   if labels.all() or not labels.any():
     raise ValueError("AUROC needs both positive and negative labels")
-  fpr, tpr, _ = _roc(scores, labels)
+  fpr, tpr, _ = roc_curve(scores, labels)
   return float(np.trapezoid(tpr, fpr))
 
 

@@ -30,7 +30,7 @@ def roc_curves(path: str, scores: dict[str, Sequence[float]], labels: Sequence[b
   ax = fig.add_subplot()
   labels = np.asarray(labels, bool)
   for name, s in scores.items():
-    fpr, tpr, _ = metrics._roc(np.asarray(s), labels)
+    fpr, tpr, _ = metrics.roc_curve(np.asarray(s), labels)
     ax.plot(fpr, tpr, lw=1.8 if name == "detector" else 1.0,
             label=f"{name} ({metrics.auroc(np.asarray(s), labels):.3f})")
   ax.plot([0, 1], [0, 1], color="0.7", ls=":", lw=1)
