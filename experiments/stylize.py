@@ -25,6 +25,8 @@ _TARGETS = flags.DEFINE_string("targets", None, "folder of true targets with the
 _SAVE_MAPS = flags.DEFINE_bool("save_maps", False, "also save each anomaly map as a float32 .npy at the "
                                "photo's own resolution")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "redo files that an earlier run into --output finished")
+_ALLOW_MISMATCH = flags.DEFINE_bool("allow_stage_mismatch", False, "use a run whose checkpoints do not match its "
+                                    "calibration (a damaged final checkpoint fell back) instead of refusing it")
 flags.mark_flags_as_required(["workdir", "input", "output"])
 
 
@@ -34,7 +36,8 @@ def main(argv):
   console.quiet_libraries()
   try:
     summary = inference.stylize_folder(_WORKDIR.value, _INPUT.value, _OUTPUT.value, _BATCH.value,
-                                       _MAX_SIDE.value, _TARGETS.value, _SAVE_MAPS.value, _OVERWRITE.value)
+                                       _MAX_SIDE.value, _TARGETS.value, _SAVE_MAPS.value, _OVERWRITE.value,
+                                       _ALLOW_MISMATCH.value)
   except StyleganAdError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -22,6 +22,8 @@ ROWS = {
                     "data.batch_size": 4, "train.num_steps": 3000, "train.lr": 2e-4, "train.decay_start": 0.7},
     "old_default_lr1e-3": {"model.generator": "unet", "model.ngf": 16, "model.depth": 5, "data.symmetries": 2},
     "norm_free_flips_only": {"data.symmetries": 2},
+    "flips_lr2e-3": {"data.symmetries": 2, "train.lr": 2e-3},
+    "flips_decay0.3": {"data.symmetries": 2, "train.decay_start": 0.3},
     "default": {},
     "default_lr2e-4": {"train.lr": 2e-4},
     "default_l1_only": {"losses.generator": {"l1": 100.0}},

@@ -357,10 +357,15 @@ def evaluate_scorer(scores: Scores, test: dict[str, np.ndarray]) -> dict[str, An
   return out
 
 
-def save_calibration(path: str, scorers: Sequence[Scorer], fpr: float) -> None:
+def save_calibration(path: str, scorers: Sequence[Scorer], fpr: float, stages: dict[str, int] | None = None
+                     ) -> None:
+  """The thresholds, and `stages`: the steps of the networks they were calibrated for
+  (loading a run refuses other checkpoints: `inference.load_trained`)."""
   data = {"fpr": fpr, "thresholds": {s.name: s.threshold for s in scorers},
           "screen_thresholds": {s.name: s.screen_threshold for s in scorers
                                 if s.screen_threshold is not None}}
+  if stages is not None:
+    data["stages"] = stages
   tmp = files.temporary_name(path)
   with open(tmp, "w") as f:
     json.dump(data, f, indent=2, sort_keys=True)

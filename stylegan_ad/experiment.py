@@ -212,7 +212,7 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[
       calibrate_on_reference(s, real, config)
   if jax.process_index() == 0:
     detect.save_calibration(os.path.join(workdir, "detector", "calibration.json"), scorers,
-                            config.detect.fpr)
+                            config.detect.fpr, {"gan": int(gan.state.step), "detector": config.detect.steps})
     if real is not None:  # the folder CLI's `--targets` labels failures with the same truth
       report.write_json(os.path.join(workdir, "detector", "failure_truth.json"), dataclasses.asdict(real.truth))
   test_out = stages.generator_outputs(gan.models, ema, gan.dataset.test_a.images,

@@ -51,7 +51,8 @@ class Trained:
   truth: failures.Truth | None = None   # the run's real-failure thresholds, for `--targets`
 
 
-def _restore(directory: str, abstract: Any) -> Any:
+def _restore(directory: str, abstract: Any) -> tuple[int, Any]:
+  """(step, state) of the newest good checkpoint of a stage (the run is not modified)."""
   if not os.path.isdir(os.path.join(directory, "checkpoints")):
     raise CheckpointError(f"{directory}: no checkpoints (run the main job first)")
   ckpt = Checkpointer(directory)
@@ -61,11 +62,32 @@ def _restore(directory: str, abstract: Any) -> Any:
     ckpt.close()
   if restored is None:
     raise CheckpointError(f"{directory}/checkpoints: empty (run the main job first)")
-  return jax.device_get(restored[1])
+  return restored[0], jax.device_get(restored[1])
 
 
-def load_trained(workdir: str) -> Trained:
-  """The EMA generator, detector (with its calibrated threshold) and restorer of a run."""
+def check_stages(workdir: str, restored: dict[str, int], expected: dict[str, int], calibrated: dict[str, int],
+                 allow_mismatch: bool = False) -> None:
+  """Refuses a run whose restored checkpoints are not the ones its config trains to and
+  its calibration was made for (a damaged final checkpoint falls back to an older step:
+  its verdicts would use thresholds calibrated for other networks)."""
+  problems = [f"{name} checkpoint at step {step}, not its final step {expected[name]}"
+              for name, step in restored.items() if step != expected[name]]
+  problems += [f"the detector's calibration was made for {name} step {calibrated[name]}, the {name} restored "
+               f"is at step {restored[name]}" for name in calibrated if calibrated[name] != restored.get(name)]
+  if not problems:
+    return
+  message = (f"{workdir}: its stages do not match ({'; '.join(problems)}), a damaged or missing "
+             "checkpoint fell back to an older one")
+  if not allow_mismatch:
+    raise CheckpointError(f"{message}: run the main job on this folder again to repair it, or pass "
+                          "--allow_stage_mismatch to use it as it is")
+  console.say(f"warning: {message}; used as it is (--allow_stage_mismatch)")
+
+
+def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
+  """The EMA generator, detector (with its calibrated threshold) and restorer of a run;
+  refuses a run whose checkpoints do not match its calibration (`check_stages`) unless
+  `allow_stage_mismatch`."""
   config_path = os.path.join(workdir, "gan", "config.json")
   if not os.path.isfile(config_path):
     raise CheckpointError(f"{workdir}: not a main-job run directory (no gan/config.json)")
@@ -87,7 +109,7 @@ def load_trained(workdir: str) -> Trained:
   loop.enable_compilation_cache(os.path.join(workdir, "gan"))  # the run's cache: compile once
   models = steps.make_models(config)
   gan_abstract = jax.eval_shape(lambda k: steps.init_state(models, k), jax.random.key(0))
-  gan = _restore(os.path.join(workdir, "gan"), gan_abstract)
+  gan_step, gan = _restore(os.path.join(workdir, "gan"), gan_abstract)
   crop = config.data.crop_size
   det, res = stages.make_detector(config), stages.make_restorer(config)
 
@@ -98,11 +120,11 @@ def load_trained(workdir: str) -> Trained:
     return jax.eval_shape(init, jax.random.key(0))
 
   zeros = jnp.zeros((1, crop, crop, 3))
-  det_state = _restore(os.path.join(workdir, "detector"),
+  det_step, det_state = _restore(os.path.join(workdir, "detector"),
                        abstract(det, stages.optimizer(config.detect),
                                 jnp.zeros((1, crop, crop, detector_lib.input_channels(
                                     config.detect.sees_input, config.detect.sees_tta)))))
-  res_state = _restore(os.path.join(workdir, "restorer"),
+  res_step, res_state = _restore(os.path.join(workdir, "restorer"),
                        abstract(res, stages.optimizer(config.correct), zeros, zeros[..., 0], zeros))
   scorer = stages.make_detector_scorer(config, det_state.params,
                                        lambda v: steps.generate(models, gan.ema["ab"], v))
@@ -110,6 +132,11 @@ def load_trained(workdir: str) -> Trained:
   if not os.path.isfile(calibration):
     raise CheckpointError(f"{calibration}: missing (the main job did not finish calibration)")
   detect.load_calibration(calibration, [scorer])
+  with open(calibration) as f:
+    calibrated = json.load(f).get("stages", {})
+  check_stages(workdir, {"gan": gan_step, "detector": det_step, "restorer": res_step},
+               {"gan": config.train.num_steps, "detector": config.detect.steps, "restorer": config.correct.steps},
+               calibrated, allow_stage_mismatch)
   corrector = correct.Corrector.build(config, models, scorer)
   truth = None
   truth_path = os.path.join(workdir, "detector", "failure_truth.json")
@@ -290,7 +317,8 @@ def _finished(output_dir: str) -> dict[str, dict]:
 
 def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8,
                    max_side: int = fullres.DEFAULT_MAX_SIDE, targets_dir: str | None = None,
-                   save_maps: bool = False, overwrite: bool = False) -> dict[str, Any]:
+                   save_maps: bool = False, overwrite: bool = False, allow_stage_mismatch: bool = False
+                   ) -> dict[str, Any]:
   """Stylizes and corrects every image of `input_dir` into `output_dir`, each at its own
   resolution (up to `max_side`); returns the results.
 
@@ -313,7 +341,7 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
   """
   if max_side < 8:
     raise DataError(f"--max_side must be at least 8, got {max_side}")
-  trained = load_trained(workdir)
+  trained = load_trained(workdir, allow_stage_mismatch)
   paths = list_inputs(input_dir, output_dir)
   targets, extra = _targets(targets_dir, input_dir, output_dir, [os.path.basename(p) for p in paths])
   _check_writable(output_dir)

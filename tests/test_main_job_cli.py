@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -390,3 +391,28 @@ def test_both_pages_in_a_real_browser(main_run, tmp_path):
     assert _page_problems(driver) == ([], [])
   finally:
     driver.quit()
+
+
+def test_a_run_whose_final_gan_checkpoint_is_damaged_is_refused_then_repaired(main_run, data_dir, tmp_path):
+  from stylegan_ad.errors import CheckpointError
+  from stylegan_ad.train import loop
+  workdir = str(tmp_path / "run")
+  shutil.copytree(main_run[0], workdir)
+  c = embedded_config.get_config("tiny")
+  c.data.data_dir = data_dir
+  final = os.path.join(workdir, "gan", "checkpoints", str(c.train.num_steps))
+  open(os.path.join(final, "data", "metadata"), "w").write("{}")
+  # the older GAN would be used with thresholds calibrated for the newer one: refused
+  with pytest.raises(CheckpointError, match=r"stages do not match \(gan checkpoint at step 3, not its final step 6; "
+                                            r"the detector's calibration was made for gan step 6"):
+    inference.load_trained(workdir)
+  assert inference.load_trained(workdir, allow_stage_mismatch=True).config.train.num_steps == 6
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  proc = subprocess.run([sys.executable, "-m", "experiments.stylize", f"--workdir={workdir}",
+                         f"--input={tmp_path}", f"--output={tmp_path / 'out'}"], capture_output=True, text=True,
+                        env=env, cwd=ROOT)
+  assert proc.returncode == 2 and "--allow_stage_mismatch" in proc.stderr.strip().splitlines()[-1]
+  # training again repairs it: the damaged step is moved aside, trained again and saved
+  loop.train(c, os.path.join(workdir, "gan"))
+  assert os.listdir(os.path.join(workdir, "gan", "checkpoints.damaged")) == ["6"]
+  inference.load_trained(workdir)

@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -145,25 +146,78 @@ def test_a_second_trainer_on_the_same_workdir_is_refused_and_a_killed_ones_lock_
   assert f"run: resumed at step {saved[-1]}" in again.stderr
 
 
-def test_damaged_latest_checkpoint_falls_back_and_stale_tmp_is_cleaned(data_dir, tmp_path, caplog):
+def _flip_a_byte_in_array_data(step_dir):
+  """Flips one bit in the middle of the largest array-data file of a checkpoint."""
+  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, "state")) for f in fs
+           if os.sep + "d" + os.sep in os.path.join(d, f)]
+  path = max(files, key=os.path.getsize)
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 2] ^= 0x10
+  open(path, "wb").write(bytes(data))
+
+
+def test_damaged_checkpoints_fall_back_and_a_damaged_final_one_is_repaired(data_dir, tmp_path, caplog):
   workdir = str(tmp_path / "run")
   config = _tiny(data_dir, steps=4)
   loop.train(config, workdir)
+  final = jax.device_get(loop.setup(config, workdir)[0].state)
   ckdir = os.path.join(workdir, "checkpoints")
   assert sorted(int(d) for d in os.listdir(ckdir) if d.isdigit()) == [2, 4]
-  # corrupt every array file of the latest checkpoint
-  for d, _, files in os.walk(os.path.join(ckdir, "4", "state")):
-    for f in files:
-      p = os.path.join(d, f)
-      if os.path.getsize(p) > 0:
-        open(p, "wb").write(b"garbage")
-  # a leftover temporary directory of a checkpoint killed mid-write
-  os.makedirs(os.path.join(ckdir, "6.orbax-checkpoint-tmp-123", "state"))
-  run, ckpt = loop.setup(config, workdir)
-  ckpt.close()
-  assert int(jax.device_get(run.state.step)) == 2 and run.pipeline.position == 2
+  pristine = str(tmp_path / "pristine")
+  shutil.copytree(ckdir, pristine)
+
+  def damaged(how):
+    shutil.rmtree(ckdir)
+    shutil.rmtree(ckdir + ".damaged", ignore_errors=True)
+    shutil.copytree(pristine, ckdir)
+    how(os.path.join(ckdir, "4"))
+    caplog.clear()
+    run, ckpt = loop.setup(config, workdir)
+    ckpt.close()
+    warnings = [r.getMessage() for r in caplog.records if "cannot be restored" in r.getMessage()]
+    assert int(jax.device_get(run.state.step)) == 2 and run.pipeline.position == 2 and len(warnings) == 1
+    return warnings[0]
+
+  def garbage(step_dir):  # every array file overwritten
+    for d, _, files in os.walk(os.path.join(step_dir, "state")):
+      for f in files:
+        if os.path.getsize(os.path.join(d, f)) > 0:
+          open(os.path.join(d, f), "wb").write(b"garbage")
+    os.makedirs(os.path.join(ckdir, "6.orbax-checkpoint-tmp-123", "state"))  # left by a kill mid-write
+
+  damaged(garbage)
   assert not any("tmp" in d for d in os.listdir(ckdir))
-  assert any("cannot be restored" in r.getMessage() for r in caplog.records)
+  # the data position's metadata emptied: a fallback, not a KeyError
+  damaged(lambda d: open(os.path.join(d, "data", "metadata"), "w").write("{}"))
+  # one flipped bit inside array data: the checksum written with the checkpoint catches it
+  message = damaged(_flip_a_byte_in_array_data)
+  assert "checksum" in message or "DATA_LOSS" in message or "decod" in message.lower()
+  # the damaged final step was moved aside, so the run trains it again, saves it, and ends
+  # where the undamaged run ended, bit for bit
+  assert os.listdir(os.path.join(workdir, "checkpoints.damaged")) == ["4"]
+  assert sorted(int(d) for d in os.listdir(ckdir) if d.isdigit()) == [2]
+  loop.train(config, workdir)
+  assert sorted(int(d) for d in os.listdir(ckdir) if d.isdigit()) == [2, 4]
+  again = jax.device_get(loop.setup(config, workdir)[0].state)
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(again)))
+
+
+def test_a_damaged_ocdbt_manifest_falls_back_in_one_line(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  loop.train(_tiny(data_dir, steps=2), workdir)
+  open(os.path.join(workdir, "checkpoints", "2", "state", "manifest.ocdbt"), "w").write("{}")
+  code = ("import sys; from experiments.configs import embedded; from stylegan_ad.train import loop; "
+          "from stylegan_ad.errors import CheckpointError\n"
+          "c = embedded.get_config('tiny'); c.data.data_dir = sys.argv[1]; c.train.num_steps = 2\n"
+          "c.checkpoint.every = 2\n"
+          "try:\n  loop.setup(c, sys.argv[2])\n"
+          "except CheckpointError as e:\n  print('error:', e)")
+  proc = subprocess.run([sys.executable, "-c", code, data_dir, workdir], capture_output=True, text=True,
+                        env=_env(), cwd=ROOT)
+  lines = [l for l in (proc.stdout + proc.stderr).splitlines() if l.strip() and not re.match(r"I\d{4} ", l)]
+  assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert any("no checkpoint in" in l and "can be restored" in l for l in lines), lines
+  assert len(lines) <= 3, lines
 
 
 def _free_port():

@@ -76,7 +76,8 @@ def _fit(name, workdir, *, model, init_inputs, tx, loss_fn, arrays, batch, num_s
   abstract = jax.eval_shape(init, key)
   shardings = jax.tree.map(lambda _: rep, abstract)
   ckpt = Checkpointer(workdir)
-  restored = ckpt.restore(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), abstract))
+  restored = ckpt.restore(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), abstract),
+                          repair=True)
   state = jax.jit(init, out_shardings=shardings)(key) if restored is None else restored[1]
   start = int(jax.device_get(state.step))
   if start >= num_steps:

@@ -4,13 +4,19 @@ A checkpoint holds the TrainState (all networks, optimizer states, EMA, pool, st
 key, NaN counters) and the data pipeline's position, so a resumed run continues
 exactly. Orbax writes into a temporary directory and renames it when complete, so
 a kill mid-write never leaves a directory that `latest_step` picks; leftover
-temporaries are removed on start. A latest checkpoint that fails to restore
-(truncated, corrupted) is reported in one line and the previous one is used.
+temporaries are removed on start. Every checkpoint carries a SHA-256 of its arrays
+and data position (`checksum`), verified on restore, so silent corruption (a flipped
+byte inside array data) is caught. A checkpoint that fails to restore or to verify is
+reported in one line and the previous one is used; a training run (`repair=True`) also
+moves the damaged steps aside to `<workdir>/checkpoints.damaged/`, so that it trains
+to the end again and saves a good final checkpoint.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -18,6 +24,7 @@ import socket
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -85,6 +92,26 @@ class StopSignal:
       signal.signal(sig, old)
 
 
+def _host_array(leaf) -> np.ndarray:
+  if isinstance(leaf, jax.Array):
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      leaf = jax.random.key_data(leaf)
+    leaf = leaf.addressable_data(0)  # replicated: the whole array, on every process
+  return np.asarray(leaf)
+
+
+def checksum(state: Any, data: dict) -> str:
+  """SHA-256 of every array of `state` (dtype, shape, bytes, in tree order) and of the
+  data position `data` (without its own checksum)."""
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(state):
+    a = _host_array(leaf)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+  h.update(json.dumps({k: v for k, v in data.items() if k != "checksum"}, sort_keys=True).encode())
+  return h.hexdigest()
+
+
 class Checkpointer:
   """Saves and restores {state, data} under `<workdir>/checkpoints/<step>`."""
 
@@ -111,14 +138,32 @@ class Checkpointer:
     return sorted(self.manager.all_steps())
 
   def save(self, step: int, state: Any, data_state: dict, force: bool = False) -> bool:
+    data_state = {**data_state, "checksum": checksum(state, data_state)}
     return self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=force)
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
 
-  def restore(self, abstract_state: Any, step: int | None = None) -> tuple[int, Any, dict] | None:
+  def _restore_verified(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+    state, data = restored["state"], dict(restored["data"] or {})
+    if "checksum" not in data:
+      if not data:
+        raise CheckpointError("its data position is empty")
+      logging.info("checkpoint %s/%d has no checksum (written by an older version): not verified",
+                    self.directory, step)
+    elif checksum(state, data) != data["checksum"]:
+      raise CheckpointError("its arrays do not match the checksum written with them (silent corruption)")
+    data.pop("checksum", None)
+    return state, data
+
+  def restore(self, abstract_state: Any, step: int | None = None, repair: bool = False
+              ) -> tuple[int, Any, dict] | None:
     """Restores `step` (default: the newest good one); None when there is no checkpoint.
+    `repair`: move the damaged checkpoints newer than the one restored aside (training
+    does; loading for inference leaves the run as it is).
 
     Raises:
       CheckpointError: a checkpoint exists but none of them can be restored.
@@ -127,21 +172,68 @@ class Checkpointer:
     errors = []
     for s in candidates:
       try:
-        restored = self.manager.restore(s, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
-        return s, restored["state"], dict(restored["data"])
+        with _quiet_event_loop():
+          state, data = self._restore_verified(s, abstract_state)
       except Exception as e:  # orbax raises many types for damaged files
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         logging.warning("checkpoint %s/%d cannot be restored (%s); trying the previous one",
                         self.directory, s, reason)
-        errors.append(f"{s}: {reason}")
+        errors.append((s, reason))
+        continue
+      if errors and repair:
+        self._move_aside([d for d, _ in errors])
+      return s, state, data
     if errors:
-      raise CheckpointError(f"no checkpoint in {self.directory} can be restored ({errors[0]})")
+      raise CheckpointError(f"no checkpoint in {self.directory} can be restored ({errors[0][0]}: {errors[0][1]})")
     return None
+
+  def _move_aside(self, damaged: list[int]) -> None:
+    """Moves damaged steps to `<workdir>/checkpoints.damaged/` (kept for inspection), so
+    that the run saves those steps again."""
+    if jax.process_index() == 0:
+      aside = self.directory + ".damaged"
+      os.makedirs(aside, exist_ok=True)
+      for s in damaged:
+        src = os.path.join(self.directory, str(s))
+        dst = os.path.join(aside, str(s))
+        n = 1
+        while os.path.exists(dst):
+          dst, n = os.path.join(aside, f"{s}.{n}"), n + 1
+        if os.path.isdir(src):
+          os.replace(src, dst)
+          logging.warning("moved the damaged checkpoint %s aside to %s; the run trains that step again", src, dst)
+    self.manager.reload()
 
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _drop_closed_loop_errors(hook):
+  def unraisable(u):
+    if not (isinstance(u.exc_value, RuntimeError) and "Event loop is closed" in str(u.exc_value)):
+      hook(u)
+  unraisable.drops_closed_loop_errors = True
+  return unraisable
+
+
+@contextlib.contextmanager
+def _quiet_event_loop():
+  """Orbax's async readers of a damaged file (a bad OCDBT manifest) report every late
+  task as an unraisable "Event loop is closed" traceback, over a hundred of them, after
+  the error itself has been raised; the one-line warning of `Checkpointer.restore` says
+  all of it. Those are dropped from then on (nothing else is)."""
+  import logging as std_logging
+  import sys
+  if not getattr(sys.unraisablehook, "drops_closed_loop_errors", False):
+    sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
+  log = std_logging.getLogger("asyncio")
+  level = log.level
+  try:
+    log.setLevel(std_logging.CRITICAL)
+    yield
+  finally:
+    log.setLevel(level)
 
 
 def snapshot_steps(num_steps: int, fractions) -> list[int]:

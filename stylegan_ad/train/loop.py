@@ -99,7 +99,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Checkpo
   ckpt = Checkpointer(workdir, keep=config.checkpoint.keep)
   abstract_sharded = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                   abstract, shardings)
-  restored = ckpt.restore(abstract_sharded)
+  restored = ckpt.restore(abstract_sharded, repair=True)
   if restored is None:
     state = jax.jit(functools.partial(steps.init_state, models), out_shardings=shardings)(key)
   else:
