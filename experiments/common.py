@@ -1,9 +1,11 @@
 """What every config-driven entry point shares: --config, --workdir, one library call.
 
-A library error (`StyleganAdError`) ends the process with its one-line message and
-exit code 2; anything else is a bug and keeps its traceback.
+A library error (`StyleganAdError`), or a write that failed because the disk is full or
+read-only, ends the process with a one-line message and exit code 2; anything else is
+a bug and keeps its traceback.
 """
 import json
+import os
 import re
 import sys
 from typing import Any, Callable
@@ -12,7 +14,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from stylegan_ad import console
-from stylegan_ad.errors import StyleganAdError
+from stylegan_ad.errors import CheckpointWriteError, StyleganAdError
+from stylegan_ad.files import disk_failure
 
 CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 WORKDIR = flags.DEFINE_string("workdir", None, "run directory")
@@ -62,7 +65,31 @@ def run(call: Callable[[Any, str], Any], show: Callable[[Any], None] = print_jso
     try:
       result = call(CONFIG.value, WORKDIR.value)
     except StyleganAdError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
+      _fail(str(e), now=isinstance(e, CheckpointWriteError))
+    except Exception as e:
+      reason = disk_failure(e)
+      if reason is None:
+        raise
+      _fail(f"cannot write in {WORKDIR.value} ({reason}: {getattr(_oserror(e), 'filename', None) or e}); the "
+            "checkpoints already complete are intact: make room or make it writable, then run the same command "
+            "again to resume", now=True)
     show(result)
   app.run(main, flags_parser=_parse_flags)
+
+
+def _fail(message: str, now: bool) -> None:
+  """One line, exit code 2. `now` (the disk failed): without the normal shutdown, where the
+  checkpoint writer's threads would print pages of tracebacks, or wait forever on a
+  read-only folder."""
+  print(f"error: {message}", file=sys.stderr)
+  if not now:
+    sys.exit(2)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(2)
+
+
+def _oserror(e: BaseException | None) -> OSError | None:
+  while e is not None and not isinstance(e, OSError):
+    e = e.__cause__ or e.__context__
+  return e

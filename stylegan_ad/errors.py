@@ -15,3 +15,10 @@ class DataError(StyleganAdError, ValueError):
 
 class CheckpointError(StyleganAdError, RuntimeError):
   """A checkpoint cannot be restored; the message names it."""
+
+
+class CheckpointWriteError(CheckpointError):
+  """A checkpoint cannot be written (disk full, read-only); the last complete one is intact.
+  The command-line entry points end the process at once on it (`experiments.common`):
+  the checkpoint library's writer threads would otherwise print pages of tracebacks at
+  shutdown, or wait forever on a read-only directory."""

@@ -249,3 +249,40 @@ def test_two_processes_on_loopback_match_one_process_with_four_devices(data_dir,
   assert_layouts_agree(jax.tree.leaves(jax.device_get(single.state.g_params)), res[0]["g_params"],
                        lr=single_config.train.lr, steps=2)
   np.testing.assert_array_equal(np.asarray(res[0]["g_params"][0]), np.asarray(res[1]["g_params"][0]))
+
+
+def _mount(*args):
+  return subprocess.run(["mount", *args], capture_output=True, text=True).returncode == 0
+
+
+def test_a_full_disk_and_a_read_only_checkpoint_folder_end_the_run_in_one_line(data_dir, tmp_path):
+  """A small tmpfs (needs the right to mount, as root on this machine kind; skipped without)."""
+  disk = str(tmp_path / "disk")
+  os.makedirs(disk)
+  if not _mount("-t", "tmpfs", "-o", "size=2m", "tmpfs", disk):
+    import pytest
+    pytest.skip("cannot mount a tmpfs here (needs root)")
+  ckdir = os.path.join(disk, "run", "checkpoints")
+  try:
+    workdir = os.path.join(disk, "run")
+    cmd = _train_cmd(workdir, data_dir, steps=40)
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    errors = [l for l in proc.stderr.splitlines() if not re.match(r"[IW]\d{4} |\[\d\d:\d\d\] ", l)]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-3000:]
+    assert "no space left on the device" in errors[0] and "intact" in errors[0]
+    # room made: the same command resumes from the last complete checkpoint and finishes
+    assert _mount("-o", "remount,size=40m", disk)
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "resumed at step" in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    assert _last_logged_step(workdir) == 40
+    # the checkpoint folder turns read-only mid-run: exit 2 within a minute, one line
+    proc = _start_and_wait_for_step(_train_cmd(workdir, data_dir, steps=400), workdir, 44)
+    assert _mount("--bind", ckdir, ckdir) and _mount("-o", "remount,bind,ro", ckdir)
+    t0 = time.time()
+    _, stderr = proc.communicate(timeout=60)
+    errors = [l for l in stderr.decode().splitlines() if not re.match(r"[IW]\d{4} |\[\d\d:\d\d\] ", l)]
+    assert proc.returncode == 2 and time.time() - t0 < 60 and len(errors) == 1, stderr.decode()[-3000:]
+    assert "the file system is read-only" in errors[0]
+  finally:
+    subprocess.run(["umount", ckdir], capture_output=True)
+    subprocess.run(["umount", disk], capture_output=True)

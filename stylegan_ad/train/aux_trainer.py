@@ -112,8 +112,8 @@ def _fit(name, workdir, *, model, init_inputs, tx, loss_fn, arrays, batch, num_s
           ckpt.save(s + 1, state, {"position": s + 1, "seed": seed}, force=s + 1 == num_steps)
     ckpt.wait()
   finally:
-    ckpt.close()
     log.close()
+    ckpt.close()
   logging.info("%s: trained %d steps in %s", name, num_steps, workdir)
   return jax.device_get(state.params)
 

@@ -28,7 +28,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from stylegan_ad.errors import CheckpointError
+from stylegan_ad.errors import CheckpointError, CheckpointWriteError
+from stylegan_ad.files import disk_failure
 
 
 @contextlib.contextmanager
@@ -112,11 +113,24 @@ def checksum(state: Any, data: dict) -> str:
   return h.hexdigest()
 
 
+class _DropReraisedWriterErrors:
+  """Orbax's writer threads log a write that failed for the disk's sake as errors with
+  tracebacks, then raise it again in the training thread, where `Checkpointer` reports
+  it in one line."""
+
+  def filter(self, record) -> bool:
+    if record.levelno < 40 or "orbax" not in record.pathname:
+      return True
+    exc = record.exc_info[1] if record.exc_info else None
+    return disk_failure(exc or RuntimeError(record.getMessage())) is None
+
+
 class Checkpointer:
   """Saves and restores {state, data} under `<workdir>/checkpoints/<step>`."""
 
   def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    _install_quiet_handlers()
     os.makedirs(self.directory, exist_ok=True)
     self._clean_temporaries()
     self.manager = ocp.CheckpointManager(
@@ -139,11 +153,29 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, data_state: dict, force: bool = False) -> bool:
     data_state = {**data_state, "checksum": checksum(state, data_state)}
-    return self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=force)
+    with self._writing(step):
+      return self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=force)
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    with self._writing():
+      self.manager.wait_until_finished()
+
+  @contextlib.contextmanager
+  def _writing(self, step: int | None = None):
+    """Turns a failed write (here or in the background writer of an earlier save) into
+    one line naming the directory and the cause."""
+    try:
+      yield
+    except Exception as e:
+      reason = disk_failure(e)
+      if reason is None:
+        raise
+      done = self.steps()
+      raise CheckpointWriteError(
+          f"cannot write a checkpoint in {self.directory} ({reason}); the last complete checkpoint "
+          f"(step {done[-1] if done else 'none'}) is intact: make room or make it writable, then run the same "
+          "command again to resume") from None
 
   def _restore_verified(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     restored = self.manager.restore(step, args=ocp.args.Composite(
@@ -205,7 +237,7 @@ class Checkpointer:
     self.manager.reload()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    self.wait()
     self.manager.close()
 
 
@@ -217,6 +249,16 @@ def _drop_closed_loop_errors(hook):
   return unraisable
 
 
+def _install_quiet_handlers() -> None:
+  import logging as std_logging
+  import sys
+  if not getattr(sys.unraisablehook, "drops_closed_loop_errors", False):
+    sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
+  absl_logger = std_logging.getLogger("absl")
+  if not any(isinstance(f, _DropReraisedWriterErrors) for f in absl_logger.filters):
+    absl_logger.addFilter(_DropReraisedWriterErrors())
+
+
 @contextlib.contextmanager
 def _quiet_event_loop():
   """Orbax's async readers of a damaged file (a bad OCDBT manifest) report every late
@@ -224,9 +266,6 @@ def _quiet_event_loop():
   the error itself has been raised; the one-line warning of `Checkpointer.restore` says
   all of it. Those are dropped from then on (nothing else is)."""
   import logging as std_logging
-  import sys
-  if not getattr(sys.unraisablehook, "drops_closed_loop_errors", False):
-    sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
   log = std_logging.getLogger("asyncio")
   level = log.level
   try:

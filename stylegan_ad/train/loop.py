@@ -177,8 +177,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | No
         ckpt.save(step, state, run.pipeline.get_state(), force=True)
     ckpt.wait()
   finally:
-    ckpt.close()
     log.close()
+    ckpt.close()
   run.state = state
   if step >= total and not run.preempted:
     result = evaluate(run)
