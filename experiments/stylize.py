@@ -2,6 +2,11 @@
 
   python -m experiments.stylize --workdir=runs/embedded --input=photos/ --output=out/
 
+Or stylize them with a generator trained by the PyTorch CycleGAN reference code (its
+`latest_net_G_A.pth`; read without PyTorch; stylization only):
+
+  python -m experiments.stylize --generator=torch:latest_net_G_A.pth --input=photos/ --output=out/
+
 Each file's outputs are written as soon as it is done; a re-run (after a kill, or with
 new photos added) skips the files already done (`--overwrite` redoes them). Files that
 are not images are listed as skipped.
@@ -16,6 +21,8 @@ from absl import app, flags
 from stylegan_ad.errors import StyleganAdError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a finished main-job run directory")
+_GENERATOR = flags.DEFINE_string("generator", None, "instead of --workdir: torch:PATH.pth, a ResnetGenerator "
+                                 "trained with the PyTorch CycleGAN reference code (stylization only)")
 _INPUT = flags.DEFINE_string("input", None, "folder of images (never modified)")
 _OUTPUT = flags.DEFINE_string("output", None, "folder for results (created if needed)")
 _BATCH = flags.DEFINE_integer("batch", 8, "tiles per batch (large photos are cut into tiles)")
@@ -27,13 +34,17 @@ _SAVE_MAPS = flags.DEFINE_bool("save_maps", False, "also save each anomaly map a
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "redo files that an earlier run into --output finished")
 _ALLOW_MISMATCH = flags.DEFINE_bool("allow_stage_mismatch", False, "use a run whose checkpoints do not match its "
                                     "calibration (a damaged final checkpoint fell back) instead of refusing it")
-flags.mark_flags_as_required(["workdir", "input", "output"])
+flags.mark_flags_as_required(["input", "output"])
+flags.register_multi_flags_validator(["workdir", "generator"], lambda f: (f["workdir"] is None) != (f["generator"] is None),
+                                     "give --workdir (a main-job run) or --generator (torch:PATH.pth), one of them")
 
 
 def main(argv):
   del argv
   from stylegan_ad import console, inference
   console.quiet_libraries()
+  if _GENERATOR.value:
+    _stylize_only(inference)
   try:
     summary = inference.stylize_folder(_WORKDIR.value, _INPUT.value, _OUTPUT.value, _BATCH.value,
                                        _MAX_SIDE.value, _TARGETS.value, _SAVE_MAPS.value, _OVERWRITE.value,
@@ -60,6 +71,24 @@ def main(argv):
         f"{v['failed']} still flagged; {summary['num_reused']} done by an earlier run), "
         f"{summary['num_skipped']} skipped (not images), {summary['num_errors']} unreadable; "
         f"report: {_OUTPUT.value}/index.html")
+  sys.exit(1 if summary["num_errors"] else 0)
+
+
+def _stylize_only(inference) -> None:
+  try:
+    summary = inference.stylize_folder_with_generator(_GENERATOR.value, _INPUT.value, _OUTPUT.value, _MAX_SIDE.value)
+  except StyleganAdError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  for row in summary["files"]:
+    if row["verdict"] == "error":
+      print(f"error: {row['error']}", file=sys.stderr)
+    elif row["verdict"] == "skipped":
+      print(f"skipped: {row['error']}")
+    else:
+      print(f"{row['file']}: stylized at {row['out_width']}x{row['out_height']}")
+  print(f"{summary['num_stylized']} stylized, {summary['num_skipped']} skipped (not images), "
+        f"{summary['num_errors']} unreadable; results: {_OUTPUT.value}/results.csv")
   sys.exit(1 if summary["num_errors"] else 0)
 
 

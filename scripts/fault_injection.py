@@ -1,15 +1,24 @@
-"""Fault injection at scale: SIGKILL at random steps, SIGTERM, then bit-for-bit comparison.
+"""Fault injection at scale: SIGKILL at random steps, SIGTERM, damaged final checkpoints,
+full and read-only disks, then bit-for-bit comparison.
 
   python scripts/fault_injection.py --kills=20 --steps=60
 
 Trains the tiny embedded config once uninterrupted, then again while killing it with
 SIGKILL at `--kills` random moments (each restart resumes from the newest good
 checkpoint), then once more with SIGTERM; compares the final parameters, optimizer
-states and data position with the uninterrupted run, and prints one summary line
-(also written as JSON to --out).
+states and data position with the uninterrupted run. Then damages the uninterrupted
+run's final checkpoint four ways (every array file overwritten, the data position
+emptied, one bit flipped inside array data, the OCDBT manifest overwritten) and runs
+the same command on each copy: it must move the damaged step aside, train it again and
+end bit-identical. Where a tmpfs can be mounted (root), a run on a full disk and one
+whose checkpoint folder turns read-only mid-run must end with one line and exit 2, and
+the full-disk one must resume once there is room. Prints one summary line per fault
+(all of it also as JSON to --out); exit 1 if any fault was not handled.
 """
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,6 +84,101 @@ def compare(workdir_a: str, workdir_b: str, data_dir: str, steps: int) -> tuple[
   return same, int(a.step), int(b.step)
 
 
+def _flip_bit(step_dir: str) -> None:
+  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, "state")) for f in fs
+           if os.sep + "d" + os.sep in os.path.join(d, f)]
+  path = max(files, key=os.path.getsize)
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 2] ^= 0x10
+  open(path, "wb").write(bytes(data))
+
+
+def _overwrite_arrays(step_dir: str) -> None:
+  for d, _, fs in os.walk(os.path.join(step_dir, "state")):
+    for f in fs:
+      if os.path.getsize(os.path.join(d, f)):
+        open(os.path.join(d, f), "wb").write(b"garbage")
+
+
+DAMAGES = {
+    "every array file overwritten": _overwrite_arrays,
+    "data position emptied": lambda d: open(os.path.join(d, "data", "metadata"), "w").write("{}"),
+    "one bit flipped in array data": _flip_bit,
+    "OCDBT manifest overwritten": lambda d: open(os.path.join(d, "state", "manifest.ocdbt"), "w").write("{}"),
+}
+
+
+def _problem_lines(stderr: str) -> list[str]:
+  """stderr without progress lines and library INFO/WARNING lines."""
+  return [l for l in stderr.splitlines() if l.strip() and not re.match(r"[IW]\d{4} |\[\d\d:\d\d\] ", l)]
+
+
+def damaged_final_checkpoints(tmp: str, whole: str, data_dir: str, steps: int) -> dict:
+  """Each damage of the final checkpoint, repaired by running the same command again."""
+  out = {}
+  for name, damage in DAMAGES.items():
+    run = os.path.join(tmp, "damaged-" + name.split()[0] + name.split()[-1])
+    shutil.copytree(whole, run)
+    damage(os.path.join(run, "checkpoints", str(steps)))
+    proc = subprocess.run(train_command(run, data_dir, steps), cwd=ROOT, env=env(), capture_output=True, text=True)
+    same, _, step = compare(whole, run, data_dir, steps)
+    moved = os.path.isdir(os.path.join(run, "checkpoints.damaged", str(steps)))
+    problems = _problem_lines(proc.stderr)
+    out[name] = {"exit_code": proc.returncode, "moved_aside": moved, "final_step": step,
+                 "bit_identical": bool(same), "tracebacks": proc.stderr.count("Traceback"),
+                 "ok": proc.returncode == 0 and moved and bool(same) and not problems}
+    r = out[name]
+    print(f"damaged final checkpoint ({name}): exit {r['exit_code']}, moved aside: {moved}, retrained to "
+          f"step {step}, bit-identical: {r['bit_identical']}, tracebacks: {r['tracebacks']}")
+  return out
+
+
+def _mount(*args) -> bool:
+  return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+def disks(tmp: str, data_dir: str) -> dict:
+  """A full disk (then room made) and a checkpoint folder that turns read-only mid-run."""
+  disk = os.path.join(tmp, "disk")
+  os.makedirs(disk)
+  if not _mount("-t", "tmpfs", "-o", "size=2m", "tmpfs", disk):
+    print("disks: skipped (cannot mount a tmpfs here; needs root)")
+    return {"skipped": "cannot mount a tmpfs (needs root)"}
+  workdir = os.path.join(disk, "run")
+  ckdir = os.path.join(workdir, "checkpoints")
+  out = {}
+  try:
+    proc = subprocess.run(train_command(workdir, data_dir, 40), cwd=ROOT, env=env(), capture_output=True, text=True)
+    lines = _problem_lines(proc.stderr)
+    _mount("-o", "remount,size=40m", disk)
+    again = subprocess.run(train_command(workdir, data_dir, 40), cwd=ROOT, env=env(), capture_output=True, text=True)
+    resumed = again.returncode == 0 and logged_steps(workdir)[-1:] == [40]
+    out["full disk"] = {"exit_code": proc.returncode, "lines": lines, "resumed_after_room": resumed,
+                        "ok": proc.returncode == 2 and len(lines) == 1 and resumed}
+    print(f"full disk: exit {proc.returncode}, {len(lines)} line(s): {lines[:1]}; resumed after room was made: "
+          f"{resumed}")
+    proc = subprocess.Popen(train_command(workdir, data_dir, 400), cwd=ROOT, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_step(proc, workdir, 44)
+    _mount("--bind", ckdir, ckdir)
+    _mount("-o", "remount,bind,ro", ckdir)
+    t0 = time.time()
+    try:
+      _, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      _, stderr = proc.communicate()
+    sec = time.time() - t0
+    lines = _problem_lines(stderr)
+    out["read-only checkpoint folder"] = {"exit_code": proc.returncode, "seconds": round(sec, 1), "lines": lines,
+                                          "ok": proc.returncode == 2 and sec < 60 and len(lines) == 1}
+    print(f"read-only checkpoint folder: exit {proc.returncode} in {sec:.1f}s, {len(lines)} line(s): {lines[:1]}")
+  finally:
+    subprocess.run(["umount", ckdir], capture_output=True)
+    subprocess.run(["umount", disk], capture_output=True)
+  return out
+
+
 def main(argv):
   del argv
   import numpy as np
@@ -123,10 +227,14 @@ def main(argv):
   print(f"fault injection: {kills} SIGKILLs over {restarts} starts, final step {step_b}/{steps}, "
         f"bit-identical after kills: {summary['sigkill_resume_bit_identical']}; SIGTERM exit "
         f"{term_rc} in {term_sec:.1f}s, bit-identical after resume: {summary['sigterm_resume_bit_identical']}")
+  summary["damaged_final_checkpoint"] = damaged_final_checkpoints(tmp, whole, data_dir, steps)
+  summary["disks"] = disks(tmp, data_dir)
   if _OUT.value:
     with open(_OUT.value, "w") as f:
       json.dump(summary, f, indent=2)
   ok = summary["sigkill_resume_bit_identical"] and summary["sigterm_resume_bit_identical"] and term_rc == 0
+  ok = ok and all(r["ok"] for r in summary["damaged_final_checkpoint"].values())
+  ok = ok and all(r.get("ok", True) for r in summary["disks"].values() if isinstance(r, dict))
   sys.exit(0 if ok else 1)
 
 

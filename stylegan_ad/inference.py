@@ -393,6 +393,61 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
   return summary
 
 
+GENERATOR_SCHEMES = ("torch",)
+
+
+def load_generator(spec: str):
+  """A generator from outside this project, as `SCHEME:PATH`: `torch:FILE.pth`, the
+  PyTorch CycleGAN reference's ResnetGenerator (`torch_import`). Returns a jitted
+  photo-batch function (NHWC in [-1, 1]) and a one-line description."""
+  scheme, _, path = spec.partition(":")
+  if scheme not in GENERATOR_SCHEMES or not path:
+    raise DataError(f"--generator={spec}: expected torch:PATH.pth")
+  if not os.path.isfile(path):
+    raise DataError(f"{path}: no such file")
+  from stylegan_ad import torch_import
+  module, params, imported = torch_import.load_resnet_generator(path)
+  fn = jax.jit(lambda x: module.apply({"params": params}, x))
+  return fn, (f"{path}: reference ResnetGenerator, ngf={imported.ngf}, {imported.n_blocks} blocks "
+              f"({len(imported.dropped)} biases before instance norm dropped)")
+
+
+# An instance-norm generator sees the statistics of what it is given: photos up to
+# --max_side run whole (one window), never as tiles with their own statistics.
+WHOLE = fullres.Tiling(max_pixels=4096 * 4096, window=4096)
+
+
+def stylize_folder_with_generator(spec: str, input_dir: str, output_dir: str,
+                                  max_side: int = fullres.DEFAULT_MAX_SIDE) -> dict[str, Any]:
+  """Every image of `input_dir` through an outside generator (`load_generator`) at its own
+  resolution (up to `max_side`), into `output_dir` (`NAME.stylized.png`,
+  `results.csv`): stylization only, as no detector has been fitted for that generator."""
+  fn, about = load_generator(spec)
+  names = list_inputs(input_dir, output_dir)
+  _check_writable(output_dir)
+  console.say(about)
+  rows = []
+  for path in console.progress(names, "stylizing", unit="image"):
+    shown, stem = display_name(os.path.basename(path)), output_stem(os.path.basename(path))
+    try:
+      im = images_lib.read_rgb(path)
+    except DataError as e:
+      verdict = "error" if shown.lower().endswith(IMAGE_EXTENSIONS) else "skipped"
+      rows.append({"file": shown, "verdict": verdict, "error": display_name(str(e))})
+      continue
+    small, _ = fullres.fit_max_side(im, max_side)
+    y = fullres.apply(lambda x: {"y": fn(jnp.asarray(x))}, to_float(small), WHOLE)["y"]
+    out = f"{stem}.stylized.png"
+    save_png(os.path.join(output_dir, out), to_uint8(y))
+    rows.append({"file": shown, "verdict": "stylized", "width": im.shape[1], "height": im.shape[0],
+                 "out_width": int(y.shape[1]), "out_height": int(y.shape[0]), "stylized": out})
+  _write_csv(os.path.join(output_dir, "results.csv"), rows)
+  return {"generator": about, "files": rows,
+          "num_stylized": sum(r["verdict"] == "stylized" for r in rows),
+          "num_skipped": sum(r["verdict"] == "skipped" for r in rows),
+          "num_errors": sum(r["verdict"] == "error" for r in rows)}
+
+
 def _process(trained: Trained, path: str, output_dir: str, max_side: int, batch: int, save_maps: bool) -> dict:
   """One file: its outputs written, its row (with the image and results under `_image`,
   `_out` for the caller's target measurement)."""

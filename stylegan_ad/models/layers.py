@@ -154,6 +154,17 @@ def conv_transpose2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return _interleave(phases)
 
 
+def torch_conv_transpose2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The reference CycleGAN's upsampling, PyTorch `ConvTranspose2d(k=3, stride=2, padding=1,
+  output_padding=1)`: `lax.conv_transpose` padded (1, 2) on each axis, where flax's SAME
+  pads (2, 1): the same layer one output pixel later, computed by `conv_transpose2x` on
+  the input with one more (zero) row and column. The kernel is HWIO, applied without a
+  flip (a PyTorch weight [in, out, kh, kw] maps to it transposed and flipped in space)."""
+  h, w = x.shape[1:3]
+  y = conv_transpose2x(jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0))), kernel)
+  return y[:, 1:2 * h + 1, 1:2 * w + 1]
+
+
 class _Weights(nn.Module):
   """A conv kernel (HWIO) and optional bias, for layers that compute with them themselves."""
   shape: tuple
@@ -169,7 +180,7 @@ class _Weights(nn.Module):
 
 class Upsample(nn.Module):
   """x2 upsampling + conv. `resize_conv` (default) and `subpixel` avoid checkerboards;
-  `transpose` is the reference CycleGAN's layer (flax ConvTranspose, SAME)."""
+  `transpose` is the reference CycleGAN's layer (`torch_conv_transpose2x`)."""
   features: int
   mode: str = "resize_conv"
   use_bias: bool = True
@@ -183,7 +194,7 @@ class Upsample(nn.Module):
     # parameter names as the plain layers (Conv / flax ConvTranspose) would give them
     name = "Conv_0" if self.mode == "resize_conv" else "ConvTranspose_0"
     kernel, bias = _Weights((3, 3, x.shape[-1], self.features), self.use_bias, name=name)()
-    y = resize_conv(x, kernel) if self.mode == "resize_conv" else conv_transpose2x(x, kernel)
+    y = resize_conv(x, kernel) if self.mode == "resize_conv" else torch_conv_transpose2x(x, kernel)
     return y if bias is None else y + bias.astype(y.dtype)
 
 
