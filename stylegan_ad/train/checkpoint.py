@@ -114,12 +114,12 @@ def checksum(state: Any, data: dict) -> str:
 
 
 class _DropReraisedWriterErrors:
-  """Orbax's writer threads log a write that failed for the disk's sake as errors with
-  tracebacks, then raise it again in the training thread, where `Checkpointer` reports
-  it in one line."""
+  """Orbax's writer threads (and their asyncio tasks) log a write that failed for the
+  disk's sake as errors with tracebacks, then raise it again in the training thread,
+  where `Checkpointer` reports it in one line."""
 
   def filter(self, record) -> bool:
-    if record.levelno < 40 or "orbax" not in record.pathname:
+    if record.levelno < 40 or not ("orbax" in record.pathname or record.name == "asyncio"):
       return True
     exc = record.exc_info[1] if record.exc_info else None
     return disk_failure(exc or RuntimeError(record.getMessage())) is None
@@ -254,9 +254,10 @@ def _install_quiet_handlers() -> None:
   import sys
   if not getattr(sys.unraisablehook, "drops_closed_loop_errors", False):
     sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
-  absl_logger = std_logging.getLogger("absl")
-  if not any(isinstance(f, _DropReraisedWriterErrors) for f in absl_logger.filters):
-    absl_logger.addFilter(_DropReraisedWriterErrors())
+  for name in ("absl", "asyncio"):  # (orbax logs through absl; its async tasks' leftovers through asyncio)
+    logger = std_logging.getLogger(name)
+    if not any(isinstance(f, _DropReraisedWriterErrors) for f in logger.filters):
+      logger.addFilter(_DropReraisedWriterErrors())
 
 
 @contextlib.contextmanager
