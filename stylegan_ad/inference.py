@@ -398,18 +398,17 @@ GENERATOR_SCHEMES = ("torch",)
 
 def load_generator(spec: str):
   """A generator from outside this project, as `SCHEME:PATH`: `torch:FILE.pth`, the
-  PyTorch CycleGAN reference's ResnetGenerator (`torch_import`). Returns a jitted
+  PyTorch CycleGAN reference's ResnetGenerator (`interop`). Returns a jitted
   photo-batch function (NHWC in [-1, 1]) and a one-line description."""
   scheme, _, path = spec.partition(":")
   if scheme not in GENERATOR_SCHEMES or not path:
     raise DataError(f"--generator={spec}: expected torch:PATH.pth")
   if not os.path.isfile(path):
     raise DataError(f"{path}: no such file")
-  from stylegan_ad import torch_import
-  module, params, imported = torch_import.load_resnet_generator(path)
+  from stylegan_ad import interop
+  module, params = interop.load_torch_generator(path)
   fn = jax.jit(lambda x: module.apply({"params": params}, x))
-  return fn, (f"{path}: reference ResnetGenerator, ngf={imported.ngf}, {imported.n_blocks} blocks "
-              f"({len(imported.dropped)} biases before instance norm dropped)")
+  return fn, f"{path}: the reference's ResnetGenerator, ngf={module.ngf}, {module.n_blocks} blocks"
 
 
 # An instance-norm generator sees the statistics of what it is given: photos up to

@@ -214,59 +214,59 @@ class Imported:
 
 
 def resnet_params(state: dict[str, np.ndarray], path: str = "the file") -> Imported:
-  """Our `ResnetGenerator` parameters (upsample="transpose") from the reference's state dict."""
-  def take(name: str) -> np.ndarray:
+  """Our `ResnetGenerator` parameters (upsample="transpose") from the reference's state
+  dict; ngf and the number of blocks are read from it. A missing key or a wrong shape is
+  one line naming the key (and the shape expected)."""
+  used: set[str] = set()
+
+  def take(name: str, shape: tuple) -> np.ndarray:
     if name not in state:
       raise DataError(f"{path}: no {name}: not a reference ResnetGenerator (resnet_9blocks / resnet_6blocks) "
                       f"state dict (it has {', '.join(list(state)[:4])}, ...)")
+    if tuple(state[name].shape) != shape:
+      raise DataError(f"{path}: {name} is {tuple(state[name].shape)}, expected {shape} for a reference "
+                      f"ResnetGenerator with ngf={ngf} and {n_blocks} blocks")
     used.add(name)
     return state[name]
 
-  used: set[str] = set()
-  first = take("model.1.weight")
-  if first.ndim != 4 or first.shape[2:] != (7, 7):
-    raise DataError(f"{path}: model.1.weight is {first.shape}, not the reference's 7x7 first convolution")
-  ngf, in_channels = first.shape[:2]
+  first = state.get("model.1.weight")
+  ngf = int(first.shape[0]) if first is not None and first.ndim == 4 else 64
   n_blocks = 0
   while f"model.{10 + n_blocks}.conv_block.1.weight" in state:
     n_blocks += 1
+  first = take("model.1.weight", (ngf, 3, 7, 7))
   if n_blocks == 0:
     raise DataError(f"{path}: no residual blocks (model.10.conv_block.1.weight): not a reference ResnetGenerator")
   # with use_dropout the block is pad, conv, norm, relu, dropout, pad, conv, norm
-  second = 6 if f"model.10.conv_block.6.weight" in state else 5
+  second = 6 if "model.10.conv_block.6.weight" in state else 5
   p: dict[str, Any] = {"Conv_0": {"kernel": _conv(first)}}
-  for i, n in enumerate((4, 7)):
-    p[f"Conv_{i + 1}"] = {"kernel": _conv(take(f"model.{n}.weight"))}
+  for i, (n, cin) in enumerate(((4, ngf), (7, 2 * ngf))):
+    p[f"Conv_{i + 1}"] = {"kernel": _conv(take(f"model.{n}.weight", (2 * cin, cin, 3, 3)))}
+  block = (4 * ngf, 4 * ngf, 3, 3)
   for b in range(n_blocks):
     pre = f"model.{10 + b}.conv_block"
-    p[f"ResnetBlock_{b}"] = {"Conv_0": {"kernel": _conv(take(f"{pre}.1.weight"))},
-                             "Conv_1": {"kernel": _conv(take(f"{pre}.{second}.weight"))}}
+    p[f"ResnetBlock_{b}"] = {"Conv_0": {"kernel": _conv(take(f"{pre}.1.weight", block))},
+                             "Conv_1": {"kernel": _conv(take(f"{pre}.{second}.weight", block))}}
   up = 10 + n_blocks
-  for i, n in enumerate((up, up + 3)):
-    p[f"Upsample_{i}"] = {"ConvTranspose_0": {"kernel": _conv_transpose(take(f"model.{n}.weight"))}}
+  for i, (n, cin) in enumerate(((up, 4 * ngf), (up + 3, 2 * ngf))):
+    p[f"Upsample_{i}"] = {"ConvTranspose_0": {"kernel": _conv_transpose(take(f"model.{n}.weight",
+                                                                             (cin, cin // 2, 3, 3)))}}
   last = up + 7
-  p[f"Conv_3"] = {"kernel": _conv(take(f"model.{last}.weight")), "bias": take(f"model.{last}.bias").astype(np.float32)}
-  if p["Conv_3"]["kernel"].shape[2] != ngf or p["Conv_3"]["kernel"].shape[:2] != (7, 7):
-    raise DataError(f"{path}: model.{last}.weight is not the reference's last 7x7 convolution")
+  p["Conv_3"] = {"kernel": _conv(take(f"model.{last}.weight", (3, ngf, 7, 7))),
+                 "bias": take(f"model.{last}.bias", (3,)).astype(np.float32)}
   dropped = tuple(k for k in state if k not in used)
-  unexpected = [k for k in dropped if not (k.endswith(".bias") or k.endswith(("running_mean", "running_var",
-                                                                             "num_batches_tracked")))]
+  unexpected = [k for k in dropped if not k.endswith((".bias", "running_mean", "running_var", "num_batches_tracked"))]
   if unexpected:
     raise DataError(f"{path}: {unexpected[0]} has no place in the reference ResnetGenerator "
                     f"(ngf={ngf}, n_blocks={n_blocks})")
-  return Imported(int(ngf), n_blocks, p, dropped)
+  return Imported(ngf, n_blocks, p, dropped)
 
 
-def load_resnet_generator(path: str):
-  """(flax module, params) of a reference CycleGAN generator file: `G(x)` is
-  `module.apply({"params": params}, x)`, x NHWC in [-1, 1]."""
-  import jax
+def load_torch_generator(path: str):
+  """(flax module, params) of a generator file of the PyTorch CycleGAN reference
+  (`resnet_9blocks`, `resnet_6blocks`, any width): `G(x)` is
+  `module.apply({"params": params}, x)`, x NHWC in [-1, 1], any size divisible by 4."""
   from stylegan_ad.models.generator import ResnetGenerator
   imported = resnet_params(read_state_dict(path), path)
   module = ResnetGenerator(ngf=imported.ngf, n_blocks=imported.n_blocks, upsample="transpose")
-  shapes = jax.eval_shape(module.init, jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))["params"]
-  want = jax.tree.map(lambda a: a.shape, shapes)
-  got = jax.tree.map(lambda a: a.shape, imported.params)
-  if want != got:
-    raise DataError(f"{path}: its layers do not match the reference ResnetGenerator's shapes")
-  return module, jax.tree.map(np.asarray, imported.params), imported
+  return module, imported.params
