@@ -20,6 +20,7 @@ $py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --a
 $py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --screen=0 --out="$out/inference_128_no_screen.json"
 $py scripts/benchmark.py --what=inference --size=128 --batch=8 --flagged=0.1 --views=2 --out="$out/inference_128_views2.json"
 $py scripts/benchmark.py --what=restart --out="$out/restart.json"
+$py scripts/benchmark.py --what=torch_photo --photo=1024x768 --iters=3 --out="$out/torch_photo_1024x768.json"
 # One photo at its own size through the folder CLI's path (needs a finished main job).
 run="${STYLEGAN_AD_RUN:-runs/embedded}"
 if [ -f "$run/detector/calibration.json" ]; then
