@@ -43,26 +43,22 @@ def main(argv):
   del argv
   from stylegan_ad import console, inference
   console.quiet_libraries()
-  if _GENERATOR.value:
-    _stylize_only(inference)
-  try:
-    summary = inference.stylize_folder(_WORKDIR.value, _INPUT.value, _OUTPUT.value, _BATCH.value,
-                                       _MAX_SIDE.value, _TARGETS.value, _SAVE_MAPS.value, _OVERWRITE.value,
-                                       _ALLOW_MISMATCH.value)
-  except StyleganAdError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  for row in summary["files"]:
-    if row["verdict"] == "error":
-      print(f"error: {row['error']}", file=sys.stderr)
-    elif row["verdict"] == "skipped":
-      print(f"skipped: {row['error']}")
-    else:
-      psnr = (f"; PSNR to target {row['psnr_stylized']:.2f} -> {row['psnr_corrected']:.2f} dB"
-              if "psnr_stylized" in row else "")
-      print(f"{row['file']}: {row['verdict']} (score {row['score_before']:.3f} -> {row['score_after']:.3f}{psnr})")
-      if row.get("target_error"):
-        print(f"error: {row['target_error']}", file=sys.stderr)
+  if _GENERATOR.value:  # an outside generator: stylization only
+    summary = _call(inference.stylize_folder_with_generator, _GENERATOR.value, _INPUT.value, _OUTPUT.value,
+                    _MAX_SIDE.value)
+    for row in _done_rows(summary):
+      print(f"{row['file']}: stylized at {row['out_width']}x{row['out_height']}")
+    print(f"{summary['num_stylized']} stylized, {summary['num_skipped']} skipped (not images), "
+          f"{summary['num_errors']} unreadable; results: {_OUTPUT.value}/results.csv")
+    sys.exit(1 if summary["num_errors"] else 0)
+  summary = _call(inference.stylize_folder, _WORKDIR.value, _INPUT.value, _OUTPUT.value, _BATCH.value,
+                  _MAX_SIDE.value, _TARGETS.value, _SAVE_MAPS.value, _OVERWRITE.value, _ALLOW_MISMATCH.value)
+  for row in _done_rows(summary):
+    psnr = (f"; PSNR to target {row['psnr_stylized']:.2f} -> {row['psnr_corrected']:.2f} dB"
+            if "psnr_stylized" in row else "")
+    print(f"{row['file']}: {row['verdict']} (score {row['score_before']:.3f} -> {row['score_after']:.3f}{psnr})")
+    if row.get("target_error"):
+      print(f"error: {row['target_error']}", file=sys.stderr)
   for name in summary.get("targets", {}).get("targets_without_input", []):
     print(f"error: {_TARGETS.value}/{name}: a target with no input photo of that name", file=sys.stderr)
   v = summary["verdicts"]
@@ -74,22 +70,24 @@ def main(argv):
   sys.exit(1 if summary["num_errors"] else 0)
 
 
-def _stylize_only(inference) -> None:
+def _call(fn, *args):
+  """fn(*args); a library error is one line and exit code 2."""
   try:
-    summary = inference.stylize_folder_with_generator(_GENERATOR.value, _INPUT.value, _OUTPUT.value, _MAX_SIDE.value)
+    return fn(*args)
   except StyleganAdError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+
+
+def _done_rows(summary):
+  """Prints the unreadable and skipped files' lines; yields the processed rows."""
   for row in summary["files"]:
     if row["verdict"] == "error":
       print(f"error: {row['error']}", file=sys.stderr)
     elif row["verdict"] == "skipped":
       print(f"skipped: {row['error']}")
     else:
-      print(f"{row['file']}: stylized at {row['out_width']}x{row['out_height']}")
-  print(f"{summary['num_stylized']} stylized, {summary['num_skipped']} skipped (not images), "
-        f"{summary['num_errors']} unreadable; results: {_OUTPUT.value}/results.csv")
-  sys.exit(1 if summary["num_errors"] else 0)
+      yield row
 
 
 def run_main():

@@ -84,30 +84,6 @@ def compare(workdir_a: str, workdir_b: str, data_dir: str, steps: int) -> tuple[
   return same, int(a.step), int(b.step)
 
 
-def _flip_bit(step_dir: str) -> None:
-  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, "state")) for f in fs
-           if os.sep + "d" + os.sep in os.path.join(d, f)]
-  path = max(files, key=os.path.getsize)
-  data = bytearray(open(path, "rb").read())
-  data[len(data) // 2] ^= 0x10
-  open(path, "wb").write(bytes(data))
-
-
-def _overwrite_arrays(step_dir: str) -> None:
-  for d, _, fs in os.walk(os.path.join(step_dir, "state")):
-    for f in fs:
-      if os.path.getsize(os.path.join(d, f)):
-        open(os.path.join(d, f), "wb").write(b"garbage")
-
-
-DAMAGES = {
-    "every array file overwritten": _overwrite_arrays,
-    "data position emptied": lambda d: open(os.path.join(d, "data", "metadata"), "w").write("{}"),
-    "one bit flipped in array data": _flip_bit,
-    "OCDBT manifest overwritten": lambda d: open(os.path.join(d, "state", "manifest.ocdbt"), "w").write("{}"),
-}
-
-
 def _problem_lines(stderr: str) -> list[str]:
   """stderr without progress lines and library INFO/WARNING lines."""
   return [l for l in stderr.splitlines() if l.strip() and not re.match(r"[IW]\d{4} |\[\d\d:\d\d\] ", l)]
@@ -116,6 +92,7 @@ def _problem_lines(stderr: str) -> list[str]:
 def damaged_final_checkpoints(tmp: str, whole: str, data_dir: str, steps: int) -> dict:
   """Each damage of the final checkpoint, repaired by running the same command again."""
   out = {}
+  from tests.damage import DAMAGES
   for name, damage in DAMAGES.items():
     run = os.path.join(tmp, "damaged-" + name.split()[0] + name.split()[-1])
     shutil.copytree(whole, run)

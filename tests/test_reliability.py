@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from experiments.configs import embedded as embedded_config
+import damage
 from param_compare import assert_layouts_agree
 from stylegan_ad.train import checkpoint as checkpoint_lib
 from stylegan_ad.train import loop
@@ -146,16 +147,6 @@ def test_a_second_trainer_on_the_same_workdir_is_refused_and_a_killed_ones_lock_
   assert f"run: resumed at step {saved[-1]}" in again.stderr
 
 
-def _flip_a_byte_in_array_data(step_dir):
-  """Flips one bit in the middle of the largest array-data file of a checkpoint."""
-  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, "state")) for f in fs
-           if os.sep + "d" + os.sep in os.path.join(d, f)]
-  path = max(files, key=os.path.getsize)
-  data = bytearray(open(path, "rb").read())
-  data[len(data) // 2] ^= 0x10
-  open(path, "wb").write(bytes(data))
-
-
 def test_damaged_checkpoints_fall_back_and_a_damaged_final_one_is_repaired(data_dir, tmp_path, caplog):
   workdir = str(tmp_path / "run")
   config = _tiny(data_dir, steps=4)
@@ -178,19 +169,16 @@ def test_damaged_checkpoints_fall_back_and_a_damaged_final_one_is_repaired(data_
     assert int(jax.device_get(run.state.step)) == 2 and run.pipeline.position == 2 and len(warnings) == 1
     return warnings[0]
 
-  def garbage(step_dir):  # every array file overwritten
-    for d, _, files in os.walk(os.path.join(step_dir, "state")):
-      for f in files:
-        if os.path.getsize(os.path.join(d, f)) > 0:
-          open(os.path.join(d, f), "wb").write(b"garbage")
+  def garbage(step_dir):
+    damage.overwrite_arrays(step_dir)
     os.makedirs(os.path.join(ckdir, "6.orbax-checkpoint-tmp-123", "state"))  # left by a kill mid-write
 
   damaged(garbage)
   assert not any("tmp" in d for d in os.listdir(ckdir))
   # the data position's metadata emptied: a fallback, not a KeyError
-  damaged(lambda d: open(os.path.join(d, "data", "metadata"), "w").write("{}"))
+  damaged(damage.empty_data_position)
   # one flipped bit inside array data: the checksum written with the checkpoint catches it
-  message = damaged(_flip_a_byte_in_array_data)
+  message = damaged(damage.flip_a_bit_in_array_data)
   assert "checksum" in message or "DATA_LOSS" in message or "decod" in message.lower()
   # the damaged final step was moved aside, so the run trains it again, saves it, and ends
   # where the undamaged run ended, bit for bit
@@ -205,7 +193,7 @@ def test_damaged_checkpoints_fall_back_and_a_damaged_final_one_is_repaired(data_
 def test_a_damaged_ocdbt_manifest_falls_back_in_one_line(data_dir, tmp_path):
   workdir = str(tmp_path / "run")
   loop.train(_tiny(data_dir, steps=2), workdir)
-  open(os.path.join(workdir, "checkpoints", "2", "state", "manifest.ocdbt"), "w").write("{}")
+  damage.overwrite_manifest(os.path.join(workdir, "checkpoints", "2"))
   code = ("import sys; from experiments.configs import embedded; from stylegan_ad.train import loop; "
           "from stylegan_ad.errors import CheckpointError\n"
           "c = embedded.get_config('tiny'); c.data.data_dir = sys.argv[1]; c.train.num_steps = 2\n"
