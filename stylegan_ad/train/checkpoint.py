@@ -17,10 +17,12 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging as std_logging
 import os
 import shutil
 import signal
 import socket
+import sys
 from typing import Any
 
 import jax
@@ -153,7 +155,7 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, data_state: dict, force: bool = False) -> bool:
     data_state = {**data_state, "checksum": checksum(state, data_state)}
-    with self._writing(step):
+    with self._writing():
       return self.manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=force)
 
@@ -162,7 +164,7 @@ class Checkpointer:
       self.manager.wait_until_finished()
 
   @contextlib.contextmanager
-  def _writing(self, step: int | None = None):
+  def _writing(self):
     """Turns a failed write (here or in the background writer of an earlier save) into
     one line naming the directory and the cause."""
     try:
@@ -250,8 +252,10 @@ def _drop_closed_loop_errors(hook):
 
 
 def _install_quiet_handlers() -> None:
-  import logging as std_logging
-  import sys
+  """Once per process: the unraisable "Event loop is closed" errors that Orbax's async
+  readers of a damaged file (a bad OCDBT manifest) leave behind, over a hundred after the
+  error itself was raised, are dropped (`restore` says it in one line); so are the
+  re-logged copies of a disk failure (`_DropReraisedWriterErrors`)."""
   if not getattr(sys.unraisablehook, "drops_closed_loop_errors", False):
     sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
   for name in ("absl", "asyncio"):  # (orbax logs through absl; its async tasks' leftovers through asyncio)
@@ -262,11 +266,7 @@ def _install_quiet_handlers() -> None:
 
 @contextlib.contextmanager
 def _quiet_event_loop():
-  """Orbax's async readers of a damaged file (a bad OCDBT manifest) report every late
-  task as an unraisable "Event loop is closed" traceback, over a hundred of them, after
-  the error itself has been raised; the one-line warning of `Checkpointer.restore` says
-  all of it. Those are dropped from then on (nothing else is)."""
-  import logging as std_logging
+  """asyncio's own error lines about a damaged file's reads, silenced while restoring."""
   log = std_logging.getLogger("asyncio")
   level = log.level
   try:
