@@ -280,39 +280,36 @@ def bench_photo():
 
 
 def bench_torch_photo():
-  """One photo through a PyTorch reference ResnetGenerator (--ngf, --n_blocks; random
-  weights, mapped by `interop`) on the path of `experiments.stylize --generator=torch:...`."""
+  """A reference-size PyTorch ResnetGenerator (--ngf, --n_blocks; random weights in a
+  state dict with the reference's names, mapped by `interop`): its largest difference
+  from PyTorch's layer definitions (float64, `tests/torch_reference.py`) on a 52x36
+  input, then one photo on the path of `experiments.stylize --generator=torch:...`."""
   import jax
-  import jax.numpy as jnp
   import numpy as np
   from PIL import Image
-  from stylegan_ad import fullres, interop, inference
+  from stylegan_ad import interop, inference
   from stylegan_ad.data import embedded
-  from stylegan_ad.data.pipeline import to_float
   from stylegan_ad.models.generator import ResnetGenerator
+  from tests import torch_reference
   ngf, blocks = _NGF.value, _BLOCKS.value
-  rng = np.random.default_rng(0)
-  shapes = {"model.1.weight": (ngf, 3, 7, 7), "model.4.weight": (2 * ngf, ngf, 3, 3),
-            "model.7.weight": (4 * ngf, 2 * ngf, 3, 3), f"model.{10 + blocks}.weight": (4 * ngf, 2 * ngf, 3, 3),
-            f"model.{13 + blocks}.weight": (2 * ngf, ngf, 3, 3), f"model.{17 + blocks}.weight": (3, ngf, 7, 7),
-            f"model.{17 + blocks}.bias": (3,)}
-  shapes.update({f"model.{10 + b}.conv_block.{m}.weight": (4 * ngf, 4 * ngf, 3, 3)
-                 for b in range(blocks) for m in (1, 5)})
-  state = {k: rng.normal(0, 0.05, v).astype(np.float32) for k, v in shapes.items()}
+  state = {k: v * 0.2 if k.endswith("weight") else v
+           for k, v in torch_reference.reference_state(ngf, blocks, seed=3).items()}
   params = interop.resnet_params(state).params
   module = ResnetGenerator(ngf=ngf, n_blocks=blocks, upsample="transpose")
   fn = jax.jit(lambda x: module.apply({"params": params}, x))
+  x = np.random.default_rng(1).uniform(-1, 1, (1, 36, 52, 3)).astype(np.float32)
+  diff = float(np.abs(np.asarray(fn(x)) - torch_reference.reference_forward(state, x, blocks)).max())
   w, h = (int(v) for v in _PHOTO.value.split("x"))
   photo = next(p for p in embedded.PHOTOS if p.name == "motorcycle_left").load()
   photo = np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.LANCZOS))
   out = {}
 
   def one():
-    small, _ = fullres.fit_max_side(photo, _MAX_SIDE.value)
-    out["y"] = fullres.apply(lambda x: {"y": fn(jnp.asarray(x))}, to_float(small), inference.WHOLE)["y"]
+    out["y"] = inference.stylize_whole(fn, photo, _MAX_SIDE.value)
 
   compile_sec, sec = _timed(one, _ITERS.value)
   return {"what": "torch_photo", "photo": _PHOTO.value, "ngf": ngf, "n_blocks": blocks,
+          "max_abs_diff_to_pytorch_definitions_52x36": diff,
           "processed": f"{out['y'].shape[1]}x{out['y'].shape[0]}", "first_call_sec": compile_sec,
           "sec_per_photo": sec, "peak_rss_mb": _peak_rss_mb(), "iters": _ITERS.value}
 

@@ -416,6 +416,13 @@ def load_generator(spec: str):
 WHOLE = fullres.Tiling(max_pixels=4096 * 4096, window=4096)
 
 
+def stylize_whole(fn, image: np.ndarray, max_side: int = fullres.DEFAULT_MAX_SIDE) -> np.ndarray:
+  """`fn` (a photo-batch generator, `load_generator`) on one photo (uint8), whole, at its
+  own size up to `max_side`; float [-1, 1] out."""
+  small, _ = fullres.fit_max_side(image, max_side)
+  return fullres.apply(lambda x: {"y": fn(jnp.asarray(x))}, to_float(small), WHOLE)["y"]
+
+
 def stylize_folder_with_generator(spec: str, input_dir: str, output_dir: str,
                                   max_side: int = fullres.DEFAULT_MAX_SIDE) -> dict[str, Any]:
   """Every image of `input_dir` through an outside generator (`load_generator`) at its own
@@ -434,13 +441,12 @@ def stylize_folder_with_generator(spec: str, input_dir: str, output_dir: str,
       verdict = "error" if shown.lower().endswith(IMAGE_EXTENSIONS) else "skipped"
       rows.append({"file": shown, "verdict": verdict, "error": display_name(str(e))})
       continue
-    small, _ = fullres.fit_max_side(im, max_side)
-    y = fullres.apply(lambda x: {"y": fn(jnp.asarray(x))}, to_float(small), WHOLE)["y"]
+    y = stylize_whole(fn, im, max_side)
     out = f"{stem}.stylized.png"
     save_png(os.path.join(output_dir, out), to_uint8(y))
     rows.append({"file": shown, "verdict": "stylized", "width": im.shape[1], "height": im.shape[0],
                  "out_width": int(y.shape[1]), "out_height": int(y.shape[0]), "stylized": out})
-  _write_csv(os.path.join(output_dir, "results.csv"), rows)
+  _write_csv(os.path.join(output_dir, "results.csv"), rows, STYLIZE_ONLY_FIELDS)
   return {"generator": about, "files": rows,
           "num_stylized": sum(r["verdict"] == "stylized" for r in rows),
           "num_skipped": sum(r["verdict"] == "skipped" for r in rows),
@@ -493,10 +499,13 @@ def _target_row(row: dict, target_path: str | None, targets_dir: str, im: np.nda
   _measure(row, out, fullres.fit_max_side(target, max_side)[0], truth, pixels)
 
 
-def _write_csv(path: str, rows: list[dict]) -> None:
-  fields = ["file", "verdict", "regeneration", "score_before", "score_after", "width", "height", "out_width",
-            "out_height", "input", "stylized", "corrected", "map", "map_npy", "psnr_stylized", "psnr_corrected",
-            "ssim_stylized", "ssim_corrected", "true_failing_area", "true_anomalous", "target_error", "error"]
+CSV_FIELDS = ("file", "verdict", "regeneration", "score_before", "score_after", "width", "height", "out_width",
+              "out_height", "input", "stylized", "corrected", "map", "map_npy", "psnr_stylized", "psnr_corrected",
+              "ssim_stylized", "ssim_corrected", "true_failing_area", "true_anomalous", "target_error", "error")
+STYLIZE_ONLY_FIELDS = ("file", "verdict", "width", "height", "out_width", "out_height", "stylized", "error")
+
+
+def _write_csv(path: str, rows: list[dict], fields=CSV_FIELDS) -> None:
   buf = io.StringIO()
   w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
   w.writeheader()

@@ -5,13 +5,13 @@ or the older stream of pickles, with a restricted unpickler: it builds only what
 state dict holds (an ordered dict of tensors, as numpy arrays) and refuses every other
 object with one line naming it; no code from the file ever runs.
 
-`resnet_generator(path)` maps the reference's `resnet_9blocks` / `resnet_6blocks`
+`load_torch_generator(path)` maps the reference's `resnet_9blocks` / `resnet_6blocks`
 generator (`networks.ResnetGenerator`: reflect padding, instance norm without affine
 parameters, transposed-conv upsampling; names `model.N.weight`,
 `model.N.conv_block.M.weight`) exactly onto our `ResnetGenerator`. The reference's
 convolutions before instance norm carry biases, which that norm cancels exactly: they
-are dropped (and their count reported). Running statistics that old PyTorch versions
-stored for instance norm are unused by it, and dropped too.
+are dropped (`Imported.dropped`). Running statistics that old PyTorch versions stored
+for instance norm are unused by it, and dropped too.
 """
 from __future__ import annotations
 

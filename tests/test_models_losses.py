@@ -8,6 +8,7 @@ from stylegan_ad.errors import ConfigError
 from stylegan_ad.models import discriminator as disc
 from stylegan_ad.models import generator as gen
 from stylegan_ad.models import layers
+import torch_reference
 
 
 @pytest.mark.parametrize("upsample", layers.UPSAMPLE_MODES)
@@ -109,17 +110,6 @@ def test_upsampling_on_the_input_grid_equals_the_plain_layer(fast, plain):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def _torch_conv_transpose(x, weight):
-  """PyTorch's ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1) by its definition:
-  each input pixel adds weight[in, out] times itself at 2i - 1 + a; x NHWC, weight [in, out, 3, 3]."""
-  n, h, w, _ = x.shape
-  y = np.zeros((n, 2 * h + 2, 2 * w + 2, weight.shape[1]))
-  for a in range(3):
-    for b in range(3):
-      y[:, a:a + 2 * h:2, b:b + 2 * w:2] += np.einsum("nhwc,co->nhwo", x, weight[:, :, a, b])
-  return y[:, 1:2 * h + 1, 1:2 * w + 1]
-
-
 def test_transpose_upsample_is_the_reference_cyclegans_layer():
   import flax.linen as nn
   x = jax.random.normal(jax.random.key(2), (1, 6, 7, 5))
@@ -130,8 +120,8 @@ def test_transpose_upsample_is_the_reference_cyclegans_layer():
   assert shapes(params["params"]) == {"ConvTranspose_0": shapes(flax_layer.init(jax.random.key(3), x)["params"])}
   kernel = np.asarray(params["params"]["ConvTranspose_0"]["kernel"])
   weight = kernel[::-1, ::-1].transpose(2, 3, 0, 1)  # as PyTorch stores it: [in, out, kh, kw]
-  np.testing.assert_allclose(ours.apply(params, x), _torch_conv_transpose(np.asarray(x), weight),
-                             rtol=1e-5, atol=1e-5)
+  want = torch_reference.conv_transpose(np.asarray(x).transpose(0, 3, 1, 2), weight, np.zeros(4))
+  np.testing.assert_allclose(ours.apply(params, x), want.transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-5)
 
 
 def test_unet_decoder_block_is_the_plain_layer_with_the_same_parameters():

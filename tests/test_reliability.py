@@ -179,7 +179,7 @@ def test_damaged_checkpoints_fall_back_and_a_damaged_final_one_is_repaired(data_
   damaged(damage.empty_data_position)
   # one flipped bit inside array data: the checksum written with the checkpoint catches it
   message = damaged(damage.flip_a_bit_in_array_data)
-  assert "checksum" in message or "DATA_LOSS" in message or "decod" in message.lower()
+  assert "checksum" in message  # the bytes still decode: only the checksum catches it
   # the damaged final step was moved aside, so the run trains it again, saves it, and ends
   # where the undamaged run ended, bit for bit
   assert os.listdir(os.path.join(workdir, "checkpoints.damaged")) == ["4"]
