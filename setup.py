@@ -24,10 +24,13 @@ setup(
         "tensorboardX>=2.6",          # TensorBoard event files without TensorFlow
         "matplotlib>=3.8",            # the run report's plots (ROC/PRO curves, histograms, losses)
         "tqdm>=4.60",                 # progress bars (also a TFDS dependency)
+        "av>=12",                     # video files (PyAV: its wheels ship FFmpeg, H.264/VP9/GIF)
+        "opencv-python-headless>=4.8",  # optical flow between video frames (DIS), frame warps
     ],
     extras_require={"test": ["pytest>=8", "selenium>=4.20"]},  # selenium: the report pages in headless Chromium
     entry_points={"console_scripts": [
         "stylegan-ad-train=experiments.train_stylegan:run_main",
         "stylegan-ad-stylize=experiments.stylize:run_main",
+        "stylegan-ad-video=experiments.stylize_video:run_main",
     ]},
 )

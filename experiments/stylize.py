@@ -18,7 +18,8 @@ import sys
 
 from absl import app, flags
 
-from stylegan_ad.errors import StyleganAdError
+from stylegan_ad.errors import or_exit as _call
+
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a finished main-job run directory")
 _GENERATOR = flags.DEFINE_string("generator", None, "instead of --workdir: torch:PATH.pth, a ResnetGenerator "
@@ -68,15 +69,6 @@ def main(argv):
         f"{summary['num_skipped']} skipped (not images), {summary['num_errors']} unreadable; "
         f"report: {_OUTPUT.value}/index.html")
   sys.exit(1 if summary["num_errors"] else 0)
-
-
-def _call(fn, *args):
-  """fn(*args); a library error is one line and exit code 2."""
-  try:
-    return fn(*args)
-  except StyleganAdError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
 
 
 def _done_rows(summary):

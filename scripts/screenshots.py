@@ -1,9 +1,10 @@
-"""Screenshots of the two pages a person reads, in headless Chromium (as the browser test).
+"""Screenshots of the pages a person reads, in headless Chromium (as the browser test).
 
   python scripts/screenshots.py --run=runs/embedded --folder=OUT --out=docs/screenshots
 
 `--run`: a finished main-job run (its `report/index.html`); `--folder`: an output folder
-of `experiments.stylize` (its `index.html`). Writes report.png and folder.png, each the
+of `experiments.stylize` (its `index.html`); `--video`: one of `experiments.stylize_video`.
+Writes report.png, folder.png and video.png, each the
 whole page at 1300 px wide. Needs Debian's chromium and chromium-driver and selenium
 (`pip install -e .[test]`).
 """
@@ -17,6 +18,7 @@ from absl import app, flags
 
 _RUN = flags.DEFINE_string("run", "runs/embedded", "main-job run directory")
 _FOLDER = flags.DEFINE_string("folder", None, "an experiments.stylize output folder")
+_VIDEO = flags.DEFINE_string("video", None, "an experiments.stylize_video output folder")
 _OUT = flags.DEFINE_string("out", "docs/screenshots", "where the PNGs go")
 _WIDTH = flags.DEFINE_integer("width", 1300, "window width in pixels")
 
@@ -61,6 +63,8 @@ def main(argv):
     _shot(driver, os.path.join(_RUN.value, "report", "index.html"), os.path.join(_OUT.value, "report.png"))
     if _FOLDER.value:
       _shot(driver, os.path.join(_FOLDER.value, "index.html"), os.path.join(_OUT.value, "folder.png"))
+    if _VIDEO.value:
+      _shot(driver, os.path.join(_VIDEO.value, "index.html"), os.path.join(_OUT.value, "video.png"))
   finally:
     driver.quit()
 

@@ -1,4 +1,5 @@
 """Error types whose message is the one line a user sees."""
+import sys
 
 
 class StyleganAdError(Exception):
@@ -22,3 +23,13 @@ class CheckpointWriteError(CheckpointError):
   The command-line entry points end the process at once on it (`experiments.common`):
   the checkpoint library's writer threads would otherwise print pages of tracebacks at
   shutdown, or wait forever on a read-only directory."""
+
+
+def or_exit(fn, *args, **kwargs):
+  """fn(*args, **kwargs) for a command-line tool: a StyleganAdError is printed as its one
+  line and ends the process with exit code 2."""
+  try:
+    return fn(*args, **kwargs)
+  except StyleganAdError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)

@@ -179,3 +179,24 @@ def run_report_plots(directory: str, summary: dict, workdir: str | None = None) 
       loss_curves(os.path.join(directory, "losses.png"), runs)
       done.append("losses.png")
   return done
+
+
+def video_timeline(path: str, rows: Sequence[dict], threshold: float, ratio: float) -> None:
+  """Per frame: the detector's score with its threshold, and the temporal ratio with its
+  limit; flagged frames shaded, frames truly failing (where known) marked."""
+  fig = Figure(figsize=(9.5, 4.2))
+  ax1, ax2 = fig.subplots(2, 1, sharex=True)
+  t = np.array([r["frame"] for r in rows])
+  for ax in (ax1, ax2):
+    for r in rows:
+      if r["flagged"]:
+        ax.axvspan(r["frame"] - 0.5, r["frame"] + 0.5, color="#fdd", lw=0)
+      if r.get("true_anomalous"):
+        ax.axvline(r["frame"], color="#c00", lw=0.8, ls=":")
+  ax1.plot(t, [r["score"] for r in rows], marker=".", lw=1)
+  ax1.axhline(threshold, color="k", ls="--", lw=0.8)
+  ax1.set(ylabel="detector score", title="per frame (shaded: flagged; dotted: truly failing, where known)")
+  ax2.plot(t, [r["temporal"] for r in rows], marker=".", lw=1, color="tab:green")
+  ax2.axhline(ratio, color="k", ls="--", lw=0.8)
+  ax2.set(ylabel="warping error / median", xlabel="frame")
+  _save(fig, path)
