@@ -43,16 +43,16 @@ def main(argv):
   settings = _call(video.Settings, _REPAIR.value, _RATIO.value, max_side=_MAX_SIDE.value)
   s = _call(video.stylize_video, _WORKDIR.value, _INPUT.value, _OUTPUT.value, settings, _FPS.value,
             _FORMAT.value, _ALLOW_MISMATCH.value)
+  we = s["warping_error"]
   line = (f"{s['frames']} frames ({s['out_width']}x{s['out_height']}), {s['flagged']} flagged, "
-          f"{s['repaired']} repaired, {s['frames_per_second']:.2f} frames/s")
+          f"{s['repaired']} repaired, {s['frames_per_second']:.2f} frames/s; warping error "
+          f"{video._f4(we['stylized'])} -> {video._f4(we['output'])}")
   if "truth" in s:
-    t = s["truth"]
-    d = t.get("detection", {})
-    line += (f"; against S: PSNR {t['psnr']['stylized']:.2f} -> {t['psnr']['output']:.2f} dB, flagged frames "
-             f"{t['psnr_flagged']['stylized']:.2f} -> {t['psnr_flagged']['output']:.2f} dB, warping error "
-             f"{t['exact_warping_error']['stylized']:.4f} -> {t['exact_warping_error']['output']:.4f} "
-             f"(S: {t['exact_warping_error']['target']:.4f}), flagged TPR {d.get('tpr')} FPR {d.get('fpr'):.3f}")
+    line += "; " + video.truth_line(s["truth"])
   print(line)
+  for key, note in (("variable_frame_rate", video.VFR_NOTE), ("padded_to_even", video.PAD_NOTE)):
+    if s[key]:
+      print(note)
   print(f"report: {_OUTPUT.value}/index.html")
   sys.exit(0)
 

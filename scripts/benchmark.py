@@ -22,7 +22,7 @@ import time
 from absl import app, flags
 
 _WHAT = flags.DEFINE_enum("what", "pipeline", ["pipeline", "train_step", "peak", "inference", "restart", "photo",
-                                               "torch_photo"],
+                                               "torch_photo", "video"],
                           "what to measure")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/embedded", "photo: a finished main-job run")
 _PHOTO = flags.DEFINE_string("photo", "1024x768", "photo: WIDTHxHEIGHT (a test photo resized to it)")
@@ -42,6 +42,7 @@ _BLOCKS = flags.DEFINE_integer("n_blocks", 9, "generator residual blocks (9 = re
 _NDF = flags.DEFINE_integer("ndf", 64, "discriminator width (64 = reference)")
 _UPSAMPLE = flags.DEFINE_string("upsample", "resize_conv", "generator upsampling")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "embedded data dir (default: the package default)")
+_FRAMES = flags.DEFINE_integer("frames", 48, "video: frames of the short clip (the long one has 10x)")
 _OUT = flags.DEFINE_string("out", "", "also write the JSON here")
 
 
@@ -314,11 +315,49 @@ def bench_torch_photo():
           "sec_per_photo": sec, "peak_rss_mb": _peak_rss_mb(), "iters": _ITERS.value}
 
 
+def bench_video():
+  """Frames per second of the video path at --photo (default 256x256 here) with the main
+  job's models: G alone, G with the detector's context and 1-view screen, and the whole
+  stream (`video.process`: image path, flow, time checks, repairs). Then the stream over
+  --frames and 10x as many frames (the embedded clip's camera path played forward and
+  back, rendered as it goes): peak resident memory after each."""
+  import jax
+  from stylegan_ad import correct, inference, video
+  from stylegan_ad.data import clip as clip_lib
+  from stylegan_ad.data.pipeline import to_float
+  from stylegan_ad.train import steps
+  w, h = (int(v) for v in (_PHOTO.value if _PHOTO.value != "1024x768" else "256x256").split("x"))
+  trained = inference.load_trained(_WORKDIR.value)
+  c = trained.corrector
+  clip = clip_lib.make(size=(w, h), degraded={})
+  x = to_float(clip.frames[:1])
+  g = jax.jit(lambda v: steps.generate(c.models, trained.g_params, v))
+  _, g_sec = _timed(lambda: g(x).block_until_ready(), _ITERS.value)
+  _, screen_sec = _timed(lambda: jax.block_until_ready(
+      correct._stylize_and_score_jit(c, trained.det_params, trained.g_params, x)), _ITERS.value)
+
+  def stream(n):
+    order = list(range(len(clip.frames))) + list(range(len(clip.frames) - 2, 0, -1))
+    frames = (video.Frame(i, clip.frames[order[i % len(order)]], i) for i in range(n))
+    t0 = time.perf_counter()
+    count = sum(1 for _ in video.process(trained, frames, video.Settings(max_side=max(w, h))))
+    return count / (time.perf_counter() - t0), _peak_rss_mb()
+
+  n = _FRAMES.value
+  stream(4)   # compile
+  fps, rss_short = stream(n)
+  fps_long, rss_long = stream(10 * n)
+  return {"what": "video", "size": f"{w}x{h}", "g_frames_per_sec": 1 / g_sec,
+          "g_context_screen_frames_per_sec": 1 / screen_sec, "stream_frames_per_sec": fps,
+          "stream_frames_per_sec_long": fps_long, "frames_short": n, "frames_long": 10 * n,
+          "peak_rss_mb_after_short": rss_short, "peak_rss_mb_after_long": rss_long, "iters": _ITERS.value}
+
+
 def main(argv):
   del argv
   result = {"pipeline": bench_pipeline, "peak": bench_peak, "train_step": bench_train_step,
             "inference": bench_inference, "restart": bench_restart, "photo": bench_photo,
-            "torch_photo": bench_torch_photo}[_WHAT.value]()
+            "torch_photo": bench_torch_photo, "video": bench_video}[_WHAT.value]()
   text = json.dumps(result, sort_keys=True)
   print(text)
   if _OUT.value:

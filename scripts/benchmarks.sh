@@ -27,6 +27,7 @@ if [ -f "$run/detector/calibration.json" ]; then
   $py scripts/benchmark.py --what=photo --workdir="$run" --photo=1024x768 --out="$out/photo_1024x768.json"
   $py scripts/benchmark.py --what=photo --workdir="$run" --photo=4000x3000 --max_side=4000 --iters=1 \
     --out="$out/photo_4000x3000_tiled.json"
+  $py scripts/benchmark.py --what=video --workdir="$run" --photo=256x256 --out="$out/video_256x256.json"
 else
   echo "skipping the photo benchmarks: run the main job into $run first (bash scripts/run_main.sh)" >&2
 fi

@@ -5,8 +5,8 @@
 
 Reading and writing go through PyAV (its wheels ship FFmpeg: mp4, webm, gif, ...); a
 folder of frames is read in file-name order. Frames stream: each is read, processed and
-written as it arrives, and at most `window + lookahead` frames are held, so memory does
-not grow with the clip's length.
+written as it arrives, and at most `window` frames already written plus `lookahead +
+window // 2` frames ahead are held, so memory does not grow with the clip's length.
 
 Every frame is stylized, scored and corrected at its own size by the image path
 (`inference.correct_photo`: the detector's verdict and map). On top of that the video
@@ -25,10 +25,13 @@ DIS; for the embedded clip the exact flow is known and used to measure):
 A frame is flagged when the detector flags it, or it is a temporal outlier, or frozen.
 Repairs (`repair`): `restorer` keeps the image path's correction (the restorer inside
 the map, then regenerations, each re-scored); `neighbours` replaces the frame by its
-nearest unflagged neighbours' outputs warped to it (flow between those two input frames,
-interpolated at the frame's time); `auto` (the default, chosen by measuring both on the
-embedded clip) uses the neighbours for temporal and frozen flags and the restorer for
-frames only the detector flagged.
+nearest neighbours not flagged in time, their stylized frames warped to it (the flow
+between those two input frames, started from the one-frame flow times the gap, taken at
+the frame's time); `auto` (the default, chosen by measuring both on the embedded clip:
+README, Results) uses the neighbours for temporal and frozen flags and the restorer for
+frames only the detector flagged. What is written is re-checked in time: each written
+frame's warping error to the previous one along the flow estimated on the written frames
+(`warp_error_output`, next to the same measure of G's frames, `warp_error_stylized`).
 """
 from __future__ import annotations
 
@@ -112,7 +115,7 @@ def _open_file(path: str) -> Source:
   try:
     container = av.open(path)
   except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
-    raise DataError(f"{path}: not a readable video ({_why(e)})") from None
+    raise DataError(f"{path}: not a readable video, or a truncated one ({_why(e)})") from None
   if not container.streams.video:
     kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
     container.close()
@@ -130,11 +133,17 @@ def _open_file(path: str) -> Source:
     notes.append(f"{path}: its audio track is not carried over (the output is video only)")
   time_base = stream.time_base or 1 / rate
 
+  declared = int(stream.frames or 0)
+  # where the container says how long the video is but not how many frames (webm, mkv)
+  duration = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
+              else container.duration / 1e6 if container.duration else 0.0)
+
   def frames():
-    i = 0
+    i, last = 0, None
     try:
       for frame in container.decode(stream):
         yield Frame(i, frame.to_ndarray(format="rgb24"), frame.pts)
+        last = frame.time if frame.time is not None else last
         i += 1
     except av.error.FFmpegError as e:
       raise DataError(f"{path}: corrupt or truncated video at frame {i} ({_why(e)})") from None
@@ -142,9 +151,20 @@ def _open_file(path: str) -> Source:
       container.close()
     if i == 0:
       raise DataError(f"{path}: no frame could be decoded (corrupt or truncated video)")
-    if stream.frames and i < stream.frames:
-      raise DataError(f"{path}: truncated video: {i} of its {stream.frames} frames could be decoded")
-  return Source(path, w, h, rate, time_base, int(stream.frames or 0), audio, notes, frames)
+    if container.format.name == "gif" and not _ends_with(path, b";"):   # GIF's trailer byte
+      raise DataError(f"{path}: truncated GIF: {i} frames could be decoded, the file ends without its trailer")
+    if declared and i < declared:
+      raise DataError(f"{path}: truncated video: {i} of its {declared} frames could be decoded")
+    if not declared and duration and last is not None and last + 2.5 / float(rate) < duration:
+      raise DataError(f"{path}: truncated video: frames end at {last:.2f} s of its {duration:.2f} s")
+  return Source(path, w, h, rate, time_base, declared, audio, notes, frames)
+
+
+def _ends_with(path: str, tail: bytes) -> bool:
+  with open(path, "rb") as f:
+    f.seek(0, os.SEEK_END)
+    f.seek(max(0, f.tell() - len(tail)))
+    return f.read() == tail
 
 
 def _why(e: BaseException) -> str:
@@ -189,10 +209,13 @@ class Writer:
       self._stream.width, self._stream.height = self._size
       # the frames' time base, fixed here (the muxer changes the stream's own once it starts)
       self._frame_base = self._time_base if self._time_base is not None and pts is not None else 1 / self.fps
-      self._stream.time_base = self._frame_base
+      self._stream.time_base = self._stream.codec_context.time_base = self._frame_base
     if (w, h) != self._size:
       image = np.pad(image, ((0, self._size[1] - h), (0, self._size[0] - w), (0, 0)), mode="edge")
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    if self._pix == "pal8":   # GIF: each frame its own 256-colour palette (Pillow's median cut)
+      frame = av.VideoFrame.from_ndarray(_palette(image), format="pal8")
+    else:
+      frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
     if pts is None or self._time_base is None or (self._last_pts is not None and pts <= self._last_pts):
       pts = self.frames if self._time_base is None or self._last_pts is None else self._last_pts + 1
     frame.pts, frame.time_base = pts, self._frame_base
@@ -214,6 +237,16 @@ class Writer:
       pass
     if os.path.exists(self._tmp):
       os.remove(self._tmp)
+
+
+def _palette(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  from PIL import Image
+  q = Image.fromarray(image).quantize(256, dither=Image.Dither.NONE)
+  rgb = np.zeros((256, 3), np.uint8)
+  pal = np.frombuffer(bytes(q.getpalette()), np.uint8).reshape(-1, 3)[:256]
+  rgb[:len(pal)] = pal
+  argb = np.concatenate([np.full((256, 1), 255, np.uint8), rgb], axis=1)
+  return np.asarray(q, np.uint8), argb
 
 
 # ----------------------------------------------------------------------------- time
@@ -297,6 +330,10 @@ class FrameResult:
   neighbours: np.ndarray | None = None     # the neighbour interpolation (flagged frames with both sides)
   motion: float = 0.0       # mean |x_t - x_{t-1}| of the inputs
   flow: np.ndarray | None = None    # the estimated backward flow to the previous frame
+  # the written frames re-checked in time, and G's frames measured the same way: warping error
+  # to the previous frame along the flow estimated on these frames themselves
+  warp_error_output: float = float("nan")
+  warp_error_stylized: float = float("nan")
   brightness: float = 0.0
   min_error: float = float("nan")   # min(e(t), e(t+1))
 
@@ -336,6 +373,15 @@ def _per_frame(trained, frame: Frame, settings: Settings) -> FrameResult:
 def _nanmin(a: float, b: float) -> float:
   finite = [v for v in (a, b) if np.isfinite(v)]
   return min(finite) if finite else float("nan")
+
+
+def _written_error(now: np.ndarray, before: np.ndarray) -> float:
+  return warping_error(now, before, estimate_flow(now, before))
+
+
+def _nanmean(values) -> float | None:
+  v = np.asarray(values, np.float64)
+  return float(np.nanmean(v)) if np.isfinite(v).any() else None
 
 
 def _median_excluding(values: list[float], i: int) -> float:
@@ -378,16 +424,20 @@ def _repair(buf: list[FrameResult], i: int, s: Settings) -> None:
     r.output, r.repair = r.stylized, ""
 
 
-def process(trained, frames: Iterable[Frame], settings: Settings = Settings()) -> Iterator[FrameResult]:
+def process(trained, frames: Iterable[Frame], settings: Settings = Settings(), per_frame=None
+            ) -> Iterator[FrameResult]:
   """Stylizes, checks and repairs a stream of frames; yields one FrameResult per frame, in
   order. A frame is decided once `lookahead` frames after it are in; a flagged frame waits
   (at most `window // 2` frames more) for an unflagged frame after it to interpolate
   from. The buffer holds at most `window` emitted frames (for the medians and as the
   neighbour before) and the frames not yet emitted: memory is bounded by the settings,
-  never by the clip's length."""
+  never by the clip's length. `per_frame(trained, frame, settings) -> FrameResult` is the
+  image path (`_per_frame`; replaceable, for tests)."""
   s = settings
+  per_frame = per_frame or _per_frame
   buf: collections.deque[FrameResult] = collections.deque()
   emitted = 0     # buf[:emitted] are emitted (history)
+  last: list[FrameResult] = []   # the frame emitted last
   decided = 0     # buf[:decided] are decided
   previous: FrameResult | None = None
 
@@ -404,6 +454,10 @@ def process(trained, frames: Iterable[Frame], settings: Settings = Settings()) -
         if not (after or final or newest - r.index >= s.lookahead + s.window // 2):
           break   # wait for an unflagged frame after it
         _repair(list(buf)[:decided], emitted, s)
+      if last:   # the re-check in time of what is written, and the same measure of G's frames
+        r.warp_error_stylized, r.warp_error_output = _written_error(r.stylized, last[0].stylized), \
+            _written_error(r.output, last[0].output)
+      last[:] = [r]
       yield r
       emitted += 1
     while emitted > s.window:
@@ -412,7 +466,7 @@ def process(trained, frames: Iterable[Frame], settings: Settings = Settings()) -
       decided -= 1
 
   for frame in frames:
-    r = _per_frame(trained, frame, s)
+    r = per_frame(trained, frame, s)
     if previous is not None:
       r.flow = estimate_flow(r.input, previous.input)
       r.warp_error = warping_error(r.stylized, previous.stylized, r.flow)
@@ -502,16 +556,20 @@ def _row(r: FrameResult, threshold: float, settings: Settings) -> dict[str, Any]
   combined = max(r.score - threshold, np.log(max(r.temporal, 1e-6) / settings.ratio) if np.isfinite(r.temporal)
                  else -np.inf, 1.0 if r.frozen else -np.inf)
   return {"frame": r.index, "pts": r.pts, "score": r.score, "detector_flag": r.detector_flag,
-          "warp_error": r.warp_error, "temporal": r.temporal, "frozen": r.frozen, "flagged": r.flagged,
+          "warp_error": r.warp_error, "warp_error_stylized": r.warp_error_stylized,
+          "warp_error_output": r.warp_error_output, "temporal": r.temporal, "frozen": r.frozen, "flagged": r.flagged,
           "reasons": r.reasons, "repair": r.repair if r.flagged else "", "combined": float(combined),
           "brightness": brightness(r.output), "brightness_stylized": r.brightness}
 
 
-FIELDS = ("frame", "pts", "flagged", "reasons", "repair", "score", "detector_flag", "warp_error", "temporal",
+FIELDS = ("frame", "pts", "flagged", "reasons", "repair", "score", "detector_flag", "warp_error",
+          "warp_error_stylized", "warp_error_output", "temporal",
           "frozen", "combined", "brightness", "degradation", "psnr_stylized", "psnr_output", "psnr_restorer",
           "psnr_neighbours", "true_failing_area", "true_anomalous", "exact_warp_target", "exact_warp_stylized",
           "exact_warp_output")
 EMBEDDED = "embedded"   # --input=embedded: the embedded clip, with its truth
+VFR_NOTE = "variable frame rate: each output frame keeps its input frame's timestamp"
+PAD_NOTE = "an odd side: the videos repeat the last row or column to make it even, as H.264 and VP9 need"
 
 
 def output_format(input_path: str, fmt: str | None) -> str:
@@ -597,6 +655,8 @@ def stylize_video(workdir: str, input_path: str, output_dir: str, settings: Sett
   gaps = np.diff([p for p in pts if p is not None])
   summary.update(complete=True, frames=len(rows), flagged=sum(r["flagged"] for r in rows),
                  repaired=sum(bool(r["repair"]) for r in rows), seconds=seconds,
+                 warping_error={"stylized": _nanmean([r["warp_error_stylized"] for r in rows]),
+                                "output": _nanmean([r["warp_error_output"] for r in rows])},
                  frames_per_second=len(rows) / max(seconds, 1e-9),
                  out_width=int(r.output.shape[1]) if rows else 0, out_height=int(r.output.shape[0]) if rows else 0,
                  variable_frame_rate=bool(len(gaps) > 1 and gaps.max() - gaps.min() > 1),
@@ -611,6 +671,20 @@ def stylize_video(workdir: str, input_path: str, output_dir: str, settings: Sett
   return summary
 
 
+def truth_line(t: dict) -> str:
+  """The embedded clip's figures in one line."""
+  f2 = lambda v, fmt=".2f": "n/a" if v is None else format(v, fmt)
+  d, p, q, e = t.get("detection", {}), t["psnr"], t["psnr_flagged"], t["exact_warping_error"]
+  return (f"against S(frame): PSNR {f2(p['stylized'])} -> {f2(p['output'])} dB (flagged frames "
+          f"{f2(q['stylized'])} -> {f2(q['output'])}), warping error {f2(e['stylized'], '.4f')} -> "
+          f"{f2(e['output'], '.4f')} (S's own {f2(e['target'], '.4f')}), truly failing frames flagged "
+          f"{f2(d.get('tpr'), '.3f')}, others flagged {f2(d.get('fpr'), '.3f')}")
+
+
+def _f4(v) -> str:
+  return "n/a" if v is None else f"{v:.4f}"
+
+
 def report_html(summary: dict, rows: list[dict]) -> str:
   """The video's page: what was done, the timeline, the flagged frames' thumbnails, the
   embedded clip's figures where there is truth."""
@@ -618,11 +692,14 @@ def report_html(summary: dict, rows: list[dict]) -> str:
   from stylegan_ad.report import _html_page
   esc = lambda s: html.escape(str(s), quote=True)
   s = summary
-  vfr = " (variable frame rate: each frame keeps its timestamp)" if s.get("variable_frame_rate") else ""
+  vfr = f" ({VFR_NOTE})" if s.get("variable_frame_rate") else ""
+  vfr += f" ({PAD_NOTE})" if s.get("padded_to_even") else ""
   body = [f"<h1>stylegan_ad: video {esc(os.path.basename(str(s['input'])))}</h1>",
           f"<p><b>{s['frames']} frames, {s['flagged']} flagged, {s['repaired']} repaired</b>; "
           f"{s['out_width']}x{s['out_height']} at {s['fps']:.3f} frames/s{vfr}; processed at "
-          f"{s['frames_per_second']:.2f} frames/s; audio: {s['audio']}.</p>",
+          f"{s['frames_per_second']:.2f} frames/s; audio: {s['audio']}. Warping error between consecutive "
+          f"frames (estimated flow): stylized {_f4(s['warping_error']['stylized'])}, written "
+          f"{_f4(s['warping_error']['output'])}.</p>",
           "<p>Videos: " + ", ".join(f"<a href='{esc(v)}'>{esc(k)}</a>" for k, v in s["videos"].items()) + "</p>",
           "<p>A frame is flagged when the detector's score is over its threshold "
           f"({s['threshold']:.3f}), when it breaks the video's consistency in time (its warping error to its "

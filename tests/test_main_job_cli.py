@@ -416,3 +416,73 @@ def test_a_run_whose_final_gan_checkpoint_is_damaged_is_refused_then_repaired(ma
   loop.train(c, os.path.join(workdir, "gan"))
   assert os.listdir(os.path.join(workdir, "gan", "checkpoints.damaged")) == ["6"]
   inference.load_trained(workdir)
+
+
+def test_video_command_streams_a_clip_and_refuses_a_truncated_one(main_run, tmp_path):
+  """experiments.stylize_video on the tiny run: a webm with an audio track and an odd size
+  in, both videos out (same frame count and rate, sides padded to even for H.264), a row
+  per frame, the page; the embedded clip with its figures against the truth (library
+  call); a truncated file: exit 2, one line, no video left, frames.json incomplete."""
+  import av
+  from fractions import Fraction
+  from stylegan_ad import video
+  from test_video import _audio_frame, _frames
+  workdir, _ = main_run
+  clip = str(tmp_path / "clip.webm")
+  c = av.open(clip, "w")
+  vs = c.add_stream("libvpx-vp9", rate=12)
+  vs.width, vs.height, vs.pix_fmt = 65, 48, "yuv420p"
+  aus = c.add_stream("libopus", rate=48000)
+  for f in _frames(8, 65, 48):
+    for p in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+      c.mux(p)
+  af = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="fltp", layout="mono")
+  af.sample_rate = 48000
+  for p in [*aus.encode(af), *aus.encode(), *vs.encode()]:
+    c.mux(p)
+  c.close()
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  out = tmp_path / "out"
+  cmd = [sys.executable, "-m", "experiments.stylize_video", f"--workdir={workdir}", f"--input={clip}",
+         f"--output={out}", "--format=mp4"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "audio track is not carried over" in proc.stdout and "8 frames (65x48)" in proc.stdout
+  summary = json.load(open(out / "frames.json"))["summary"]
+  assert summary["complete"] and summary["frames"] == 8 and summary["padded_to_even"]
+  for name in ("clip.stylized.mp4", "clip.corrected.mp4"):
+    src = video.open_input(str(out / name))
+    frames = list(src.frames())
+    assert len(frames) == 8 and (src.width, src.height) == (66, 48) and abs(float(src.fps) - 12) < 0.05
+  rows = list(csv_rows(out / "frames.csv"))
+  assert [int(r["frame"]) for r in rows] == list(range(8)) and os.path.exists(out / "timeline.png")
+  assert "8 frames" in open(out / "index.html").read()
+  # the embedded clip, with truth: every figure present and in range
+  s = video.stylize_video(workdir, video.EMBEDDED, str(tmp_path / "emb"), say=lambda m: None)
+  t = s["truth"]
+  assert s["frames"] == 48 and t["frames"] == 48 and set(t["degraded_frames"]) == {"10", "20", "21", "30", "38"}
+  assert all(np.isfinite(t["exact_warping_error"][k]) for k in ("target", "stylized", "output"))
+  assert t["psnr"]["stylized"] > 5 and "true_anomalous" in t["detection"]
+  # truncated: one line, exit 2, nothing that looks complete
+  data = open(str(tmp_path / "emb" / "embedded.corrected.mp4"), "rb").read()
+  cut = tmp_path / "cut.webm"
+  w = video.Writer(str(tmp_path / "long.webm"), Fraction(24))
+  for f in video.open_input(str(tmp_path / "emb" / "embedded.corrected.mp4")).frames():
+    w.write(f.image)
+  w.close()
+  data = open(tmp_path / "long.webm", "rb").read()
+  cut.write_bytes(data[:int(len(data) * 0.6)])
+  out2 = tmp_path / "out2"
+  proc = subprocess.run(cmd[:4] + [f"--input={cut}", f"--output={out2}"], capture_output=True, text=True, env=env,
+                        cwd=ROOT)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip().count("\n") == 0 and "truncated video" in proc.stderr
+  left = sorted(os.listdir(out2))
+  assert not any(n.endswith((".webm", ".tmp", "index.html")) for n in left), left
+  assert json.load(open(out2 / "frames.json"))["summary"]["complete"] is False
+
+
+def csv_rows(path):
+  import csv
+  with open(path, newline="") as f:
+    yield from csv.DictReader(f)
