@@ -2,6 +2,8 @@
 
   python scripts/results.py runs/embedded                 # print the tables
   python scripts/results.py runs/embedded --readme        # rewrite README.md's results section
+  python scripts/results.py --video=runs/video --readme   # ... its video table (experiments.stylize_video
+                                                          #     --input=embedded --output=runs/video)
 
 Reads RUN/report/summary.json (the main job) and, when present, RUN/detection.json
 (`experiments.evaluate_detection`, all scorers x settings).
@@ -16,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from stylegan_ad import report  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+VIDEO_START, VIDEO_END = "<!-- video:start -->", "<!-- video:end -->"
 
 
 def _whole_photos(d: dict) -> list[str]:
@@ -85,15 +88,24 @@ def tables(run: str) -> str:
   return "\n".join(out)
 
 
+def video_table(out_dir: str) -> str:
+  from stylegan_ad import video
+  with open(os.path.join(out_dir, "frames.json")) as f:
+    d = json.load(f)
+  return video.truth_table(d["summary"], d["frames"])
+
+
 def main(argv):
   args = [a for a in argv[1:] if not a.startswith("--")]
-  if len(args) != 1:
-    sys.exit("usage: python scripts/results.py RUN_DIR [--readme]")
-  text = tables(args[0])
+  video_dir = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--video=")), None)
+  if len(args) != (0 if video_dir else 1):
+    sys.exit("usage: python scripts/results.py RUN_DIR [--readme] | --video=OUT_DIR [--readme]")
+  start, end = (VIDEO_START, VIDEO_END) if video_dir else (START, END)
+  text = video_table(video_dir) if video_dir else tables(args[0])
   if "--readme" in argv:
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
     readme = open(path, encoding="utf-8").read()
-    new = re.sub(re.escape(START) + ".*?" + re.escape(END), START + "\n" + text + "\n" + END, readme,
+    new = re.sub(re.escape(start) + ".*?" + re.escape(end), start + "\n" + text + "\n" + end, readme,
                  flags=re.S)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
       f.write(new)

@@ -540,7 +540,7 @@ def clip_summary(rows: list[dict]) -> dict[str, Any]:
                        if 0 < labels.sum() < len(labels) else None)
     flags = np.array([r["flagged"] for r in labelled])
     out["detection"] = {
-        "true_anomalous": int(labels.sum()), "auroc_detector": auroc("score"), "auroc_temporal": auroc("temporal"),
+        "true_anomalous": int(labels.sum()), "auroc_detector": auroc("score"), "auroc_temporal": auroc("time_score"),
         "auroc_combined": auroc("combined"),
         "tpr": float(flags[labels].mean()) if labels.any() else None,
         "fpr": float(flags[~labels].mean()) if (~labels).any() else None,
@@ -553,17 +553,20 @@ def clip_summary(rows: list[dict]) -> dict[str, Any]:
 
 def _row(r: FrameResult, threshold: float, settings: Settings) -> dict[str, Any]:
   # one number to rank frames by: over 0 where the detector or the temporal check flags
-  combined = max(r.score - threshold, np.log(max(r.temporal, 1e-6) / settings.ratio) if np.isfinite(r.temporal)
-                 else -np.inf, 1.0 if r.frozen else -np.inf)
+  # the check in time as one number (a frozen frame ranks first), and both checks as one:
+  # each over 0 exactly where it flags the frame
+  time_score = FROZEN_SCORE if r.frozen else r.temporal if np.isfinite(r.temporal) else 0.0
+  combined = max(r.score - threshold, float(np.log(max(time_score, 1e-6) / settings.ratio)))
   return {"frame": r.index, "pts": r.pts, "score": r.score, "detector_flag": r.detector_flag,
           "warp_error": r.warp_error, "warp_error_stylized": r.warp_error_stylized,
-          "warp_error_output": r.warp_error_output, "temporal": r.temporal, "frozen": r.frozen, "flagged": r.flagged,
+          "warp_error_output": r.warp_error_output, "temporal": r.temporal, "frozen": r.frozen, "time_score": float(time_score), "flagged": r.flagged,
           "reasons": r.reasons, "repair": r.repair if r.flagged else "", "combined": float(combined),
           "brightness": brightness(r.output), "brightness_stylized": r.brightness}
 
 
+FROZEN_SCORE = 1e3   # a frozen frame's time score (its warping error says nothing: it did not move)
 FIELDS = ("frame", "pts", "flagged", "reasons", "repair", "score", "detector_flag", "warp_error",
-          "warp_error_stylized", "warp_error_output", "temporal",
+          "warp_error_stylized", "warp_error_output", "temporal", "time_score",
           "frozen", "combined", "brightness", "degradation", "psnr_stylized", "psnr_output", "psnr_restorer",
           "psnr_neighbours", "true_failing_area", "true_anomalous", "exact_warp_target", "exact_warp_stylized",
           "exact_warp_output")
@@ -663,6 +666,7 @@ def stylize_video(workdir: str, input_path: str, output_dir: str, settings: Sett
                  padded_to_even=writers["corrected"].padded)
   if truth is not None:
     summary["truth"] = clip_summary(rows)
+    write_text(os.path.join(output_dir, "figures.md"), truth_table(summary, rows) + "\n")
   from stylegan_ad import plots
   plots.video_timeline(os.path.join(output_dir, "timeline.png"), rows, threshold, settings.ratio)
   inference._write_csv(os.path.join(output_dir, "frames.csv"), rows, FIELDS)
@@ -679,6 +683,49 @@ def truth_line(t: dict) -> str:
           f"{f2(q['stylized'])} -> {f2(q['output'])}), warping error {f2(e['stylized'], '.4f')} -> "
           f"{f2(e['output'], '.4f')} (S's own {f2(e['target'], '.4f')}), truly failing frames flagged "
           f"{f2(d.get('tpr'), '.3f')}, others flagged {f2(d.get('fpr'), '.3f')}")
+
+
+def truth_table(summary: dict, rows: list[dict]) -> str:
+  """The embedded clip's figures as Markdown: per degradation and for the detector's own
+  flags, PSNR to S of G's frame, each repair and what was written; then the clip's
+  detection, warping-error and flicker figures."""
+  t = summary["truth"]
+  d, e, fl = t.get("detection", {}), t["exact_warping_error"], t["flicker"]
+  f = lambda v, fmt=".2f": "n/a" if v is None or not np.isfinite(v) else format(v, fmt)
+  groups: dict[str, list[dict]] = {}
+  for r in rows:
+    if r["degradation"]:
+      groups.setdefault(f"{r['degradation'].replace('_', ' ')} (frame{'s' if False else ''} {r['frame']})", []
+                        ).append(r)
+    elif r["flagged"]:
+      groups.setdefault(f"clean input, flagged by the detector ({sum(1 for q in rows if q['flagged'] and not q['degradation'])} frames)", []).append(r)
+  mean = lambda rs, k: float(np.mean([r.get(k, r["psnr_stylized"]) for r in rs]))
+  out = ["| frames | flagged as | PSNR to S: G's frame | restorer | neighbours warped | written |",
+         "|---|---|---|---|---|---|"]
+  for name, rs in groups.items():
+    reasons = "/".join(sorted({r["reasons"] or "not flagged" for r in rs}))
+    nb = [r for r in rs if "psnr_neighbours" in r]
+    out.append(f"| {name} | {reasons} | {mean(rs, 'psnr_stylized'):.2f} | {mean(rs, 'psnr_restorer'):.2f} | "
+               f"{f(mean(nb, 'psnr_neighbours')) if nb else 'n/a'} | {mean(rs, 'psnr_output'):.2f} dB |")
+  out += ["", "| the whole clip | value |", "|---|---|",
+          f"| frames truly failing (G's frame against S, the run's failure truth) | {d.get('true_anomalous')} of "
+          f"{t['frames']} |",
+          f"| per-frame AUROC: detector / check in time / both | {f(d.get('auroc_detector'), '.3f')} / "
+          f"{f(d.get('auroc_temporal'), '.3f')} / {f(d.get('auroc_combined'), '.3f')} |",
+          f"| truly failing frames flagged / other frames flagged (by the detector alone) | "
+          f"{f(d.get('tpr'), '.3f')} / {f(d.get('fpr'), '.3f')} ({f(d.get('fpr_detector'), '.3f')}) |",
+          f"| PSNR to S, all frames: G's / written | {f(t['psnr']['stylized'])} / {f(t['psnr']['output'])} dB |",
+          f"| PSNR to S, flagged frames: G's / written | {f(t['psnr_flagged']['stylized'])} / "
+          f"{f(t['psnr_flagged']['output'])} dB |",
+          f"| warping error, exact flow: S's own / G's / written | {f(e['target'], '.4f')} / "
+          f"{f(e['stylized'], '.4f')} / {f(e['output'], '.4f')} |",
+          f"| ... at the flagged frames and the frames after them | "
+          f"{' / '.join(f(t['exact_warping_error_at_flagged'][k], '.4f') for k in ('target', 'stylized', 'output'))} |",
+          f"| flicker (mean change of brightness between frames): S / G's / written | {fl['target']:.4f} / "
+          f"{fl['stylized']:.4f} / {fl['output']:.4f} |",
+          f"| frames per second (stylize, score, correct, check, write; {summary['out_width']}x"
+          f"{summary['out_height']}) | {summary['frames_per_second']:.2f} |"]
+  return "\n".join(out)
 
 
 def _f4(v) -> str:
@@ -706,25 +753,9 @@ def report_html(summary: dict, rows: list[dict]) -> str:
           f"neighbours over {s['settings']['ratio']}x the median around it), or when it is frozen (a repeated "
           "input frame while the video moves).</p>",
           "<img class='plot' style='max-width:98%' src='timeline.png'>"]
-  t = s.get("truth")
-  if t:
-    d = t.get("detection", {})
-    f2 = lambda v: "n/a" if v is None else f"{v:.3f}"
-    body.append("<h2>Against the true target S(frame)</h2><table><tr><th>figure</th><th>value</th></tr>" + "".join(
-        f"<tr><td>{esc(k)}</td><td>{v}</td></tr>" for k, v in (
-            ("frames truly failing (G's output vs S)", d.get("true_anomalous")),
-            ("per-frame AUROC: detector / temporal / combined",
-             f"{f2(d.get('auroc_detector'))} / {f2(d.get('auroc_temporal'))} / {f2(d.get('auroc_combined'))}"),
-            ("flagged: TPR / FPR (detector alone: FPR)",
-             f"{f2(d.get('tpr'))} / {f2(d.get('fpr'))} ({f2(d.get('fpr_detector'))})"),
-            ("PSNR to S, all frames: stylized -> output", f"{t['psnr']['stylized']:.2f} -> {t['psnr']['output']:.2f} dB"),
-            ("PSNR to S, flagged frames: stylized -> output",
-             f"{f2(t['psnr_flagged']['stylized'])} -> {f2(t['psnr_flagged']['output'])} dB"),
-            ("warping error (exact flow): S / stylized / output",
-             " / ".join(f2(t["exact_warping_error"][k]) for k in ("target", "stylized", "output"))),
-            ("flicker: S / stylized / output", " / ".join(f"{t['flicker'][k]:.4f}" for k in ("target", "stylized",
-                                                                                             "output"))))) +
-        "</table>")
+  if s.get("truth"):
+    from stylegan_ad.report import markdown_to_html
+    body.append("<h2>Against the true target S(frame)</h2>" + markdown_to_html(truth_table(s, rows)))
   flagged = [r for r in rows if r["flagged"]]
   body.append(f"<h2>Flagged frames ({len(flagged)})</h2><p>Each: input | stylized | output.</p><table>"
               "<tr><th>frame</th><th>why</th><th>repair</th><th>score</th><th>temporal</th><th>frames</th></tr>")

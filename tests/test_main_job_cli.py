@@ -426,7 +426,7 @@ def test_video_command_streams_a_clip_and_refuses_a_truncated_one(main_run, tmp_
   import av
   from fractions import Fraction
   from stylegan_ad import video
-  from test_video import _audio_frame, _frames
+  from test_video import _frames
   workdir, _ = main_run
   clip = str(tmp_path / "clip.webm")
   c = av.open(clip, "w")
