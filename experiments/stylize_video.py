@@ -43,13 +43,7 @@ def main(argv):
   settings = _call(video.Settings, _REPAIR.value, _RATIO.value, max_side=_MAX_SIDE.value)
   s = _call(video.stylize_video, _WORKDIR.value, _INPUT.value, _OUTPUT.value, settings, _FPS.value,
             _FORMAT.value, _ALLOW_MISMATCH.value)
-  we = s["warping_error"]
-  line = (f"{s['frames']} frames ({s['out_width']}x{s['out_height']}), {s['flagged']} flagged, "
-          f"{s['repaired']} repaired, {s['frames_per_second']:.2f} frames/s; warping error "
-          f"{video._f4(we['stylized'])} -> {video._f4(we['output'])}")
-  if "truth" in s:
-    line += "; " + video.truth_line(s["truth"])
-  print(line)
+  print(video.summary_line(s))
   for key, note in (("variable_frame_rate", video.VFR_NOTE), ("padded_to_even", video.PAD_NOTE)):
     if s[key]:
       print(note)

@@ -143,7 +143,8 @@ def bench_inference():
   import numpy as np
   from stylegan_ad import configs, correct
   from stylegan_ad.models import detector as detector_lib
-  from stylegan_ad.train import stages, steps
+  from stylegan_ad import stages
+  from stylegan_ad.train import steps
   c = configs.default_config()
   c.data.crop_size = _SIZE.value
   c.model.generator, c.model.ngf, c.model.n_blocks = _GENERATOR.value, _NGF.value, _BLOCKS.value

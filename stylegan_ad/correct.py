@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylegan_ad import detect, metrics
+from stylegan_ad import detect, metrics, stages
 from stylegan_ad.models import detector as detector_lib
-from stylegan_ad.train import aux_trainer, stages, steps
+from stylegan_ad.train import aux_trainer, steps
 
 VERDICTS = ("clean", "repaired", "regenerated", "failed")
 REGENERATIONS = ("tta_average", "perturbed_input", "mirrored_input")  # attempt k uses k % 3

@@ -24,10 +24,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stylegan_ad import artifacts, console, correct, detect, failures, fullres, metrics, report
+from stylegan_ad import artifacts, console, correct, detect, failures, fullres, metrics, report, stages
 from stylegan_ad.data import pipeline as pipeline_lib
 from stylegan_ad.train import checkpoint as checkpoint_lib
-from stylegan_ad.train import loop, stages
+from stylegan_ad.train import loop
 from stylegan_ad.train import steps as steps_lib
 
 

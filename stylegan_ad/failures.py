@@ -228,7 +228,7 @@ def label(pool: Pool, truth: Truth) -> Labels:
   return Labels(masks, worse, area, area > truth.area_cut, psnr)
 
 
-def _pixel_sample(maps, masks, per_image: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def pixel_sample(maps, masks, per_image: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
   """A fixed random subset of each image's pixels (scores, labels), for pixel AUROC."""
   rng = np.random.default_rng(seed)
   out = []
@@ -239,7 +239,7 @@ def _pixel_sample(maps, masks, per_image: int, seed: int) -> list[tuple[np.ndarr
   return out
 
 
-def _auroc_or_nan(scores, labels) -> float:
+def auroc_or_nan(scores, labels) -> float:
   labels = np.asarray(labels, bool)
   return metrics.auroc(scores, labels) if labels.any() and (~labels).any() else float("nan")
 
@@ -253,7 +253,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 def _figures(idx, score, psnr, anomalous, pixels) -> dict[str, float]:
   ps = np.concatenate([pixels[i][0] for i in idx])
   pt = np.concatenate([pixels[i][1] for i in idx])
-  return {"pixel_auroc": _auroc_or_nan(ps, pt), "image_auroc": _auroc_or_nan(score[idx], anomalous[idx]),
+  return {"pixel_auroc": auroc_or_nan(ps, pt), "image_auroc": auroc_or_nan(score[idx], anomalous[idx]),
           "spearman": spearman(score[idx], -psnr[idx])}
 
 
@@ -263,7 +263,7 @@ def evaluate(score: np.ndarray, maps: Sequence[np.ndarray], pool: Pool, labels: 
   """A scorer's figures on the pool against the truth; intervals resample photos (the
   pixel AUROC's on `boot_pixels` of each image's sampled pixels)."""
   score = np.asarray(score, np.float64)
-  pixels = _pixel_sample(maps, labels.masks, pixels_per_image, seed)
+  pixels = pixel_sample(maps, labels.masks, pixels_per_image, seed)
   everything = np.arange(len(pool))
   out = _figures(everything, score, labels.psnr, labels.anomalous, pixels)
   out["image_scores"] = [round(float(v), 5) for v in score]   # per pool item: the report's ROC and histogram
@@ -274,8 +274,8 @@ def evaluate(score: np.ndarray, maps: Sequence[np.ndarray], pool: Pool, labels: 
     out["pro_curve"] = {"fpr": [round(float(v), 5) for v in fpr[keep]], "pro": [round(float(v), 5) for v in pro[keep]]}
   else:
     out["aupro"] = float("nan")
-  worse = _pixel_sample(maps, labels.worse, pixels_per_image, seed)
-  out["pixel_auroc_worse_than_identity"] = _auroc_or_nan(np.concatenate([w[0] for w in worse]),
+  worse = pixel_sample(maps, labels.worse, pixels_per_image, seed)
+  out["pixel_auroc_worse_than_identity"] = auroc_or_nan(np.concatenate([w[0] for w in worse]),
                                                          np.concatenate([w[1] for w in worse]))
   rng = np.random.default_rng(seed)
   photos = np.unique(pool.photo)

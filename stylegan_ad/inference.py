@@ -29,14 +29,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stylegan_ad import configs, console, correct, detect, failures, fullres, metrics
+from stylegan_ad import configs, console, correct, detect, failures, fullres, metrics, stages
 from stylegan_ad.data import images as images_lib
 from stylegan_ad.data.pipeline import to_float, to_uint8
 from stylegan_ad.errors import CheckpointError, DataError
 from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.files import temporary_name, write_json, write_text
 from stylegan_ad.report import heat
-from stylegan_ad.train import aux_trainer, loop, stages, steps
+from stylegan_ad.train import aux_trainer, loop, steps
 from stylegan_ad.train.checkpoint import Checkpointer
 from stylegan_ad.train.logger import save_png
 
@@ -146,7 +146,7 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
   return Trained(config, corrector, gan.ema["ab"], det_state.params, res_state.params, truth)
 
 
-def _is_inside(path: str, root: str) -> bool:
+def is_inside(path: str, root: str) -> bool:
   path, root = os.path.realpath(path), os.path.realpath(root)
   return path == root or path.startswith(root + os.sep)
 
@@ -156,7 +156,7 @@ def list_inputs(input_dir: str, output_dir: str) -> list[str]:
   and output folders (the same, or one inside the other) are refused."""
   if not os.path.isdir(input_dir):
     raise DataError(f"{input_dir}: no such folder")
-  if _is_inside(output_dir, input_dir) or _is_inside(input_dir, output_dir):
+  if is_inside(output_dir, input_dir) or is_inside(input_dir, output_dir):
     raise DataError(f"--output={output_dir} overlaps --input={input_dir} (the same folder, or one inside the "
                     "other): give an output folder outside the input folder")
   out = []
@@ -192,7 +192,7 @@ def output_stem(name: str) -> str:
   return f"{safe}-{hashlib.sha256(raw).hexdigest()[:8]}"
 
 
-def _check_writable(output_dir: str) -> None:
+def check_writable(output_dir: str) -> None:
   try:
     os.makedirs(output_dir, exist_ok=True)
     probe = os.path.join(output_dir, ".write_probe")
@@ -249,7 +249,7 @@ def _measure(row: dict, out: dict, target: np.ndarray, truth: failures.Truth | N
     mask = truth.mask(y, t)
     row["true_failing_area"] = float(mask.mean())
     row["true_anomalous"] = bool(mask.mean() > truth.area_cut)
-    pixels.append(failures._pixel_sample([out["map"]], [mask], 4096, len(pixels))[0])
+    pixels.append(failures.pixel_sample([out["map"]], [mask], 4096, len(pixels))[0])
 
 
 def _target_summary(rows: list[dict], pixels: list, extra: list[str]) -> dict:
@@ -263,8 +263,8 @@ def _target_summary(rows: list[dict], pixels: list, extra: list[str]) -> dict:
   if labelled:
     labels = np.array([r["true_anomalous"] for r in labelled])
     out["true_anomalous"] = int(labels.sum())
-    out["image_auroc"] = failures._auroc_or_nan([r["score_before"] for r in labelled], labels)
-    out["pixel_auroc"] = failures._auroc_or_nan(np.concatenate([p[0] for p in pixels]),
+    out["image_auroc"] = failures.auroc_or_nan([r["score_before"] for r in labelled], labels)
+    out["pixel_auroc"] = failures.auroc_or_nan(np.concatenate([p[0] for p in pixels]),
                                                 np.concatenate([p[1] for p in pixels]))
   return out
 
@@ -344,7 +344,7 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
   trained = load_trained(workdir, allow_stage_mismatch)
   paths = list_inputs(input_dir, output_dir)
   targets, extra = _targets(targets_dir, input_dir, output_dir, [os.path.basename(p) for p in paths])
-  _check_writable(output_dir)
+  check_writable(output_dir)
   progress_path = os.path.join(output_dir, PROGRESS)
   if overwrite and os.path.exists(progress_path):
     os.remove(progress_path)
@@ -388,7 +388,7 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
   if targets_dir is not None:
     summary["targets"] = _target_summary(rows, pixels, extra)
   write_json(os.path.join(output_dir, "results.json"), summary)
-  _write_csv(os.path.join(output_dir, "results.csv"), rows)
+  write_csv(os.path.join(output_dir, "results.csv"), rows)
   write_text(os.path.join(output_dir, "index.html"), folder_report_html(rows, trained.corrector.threshold))
   return summary
 
@@ -430,7 +430,7 @@ def stylize_folder_with_generator(spec: str, input_dir: str, output_dir: str,
   `results.csv`): stylization only, as no detector has been fitted for that generator."""
   fn, about = load_generator(spec)
   names = list_inputs(input_dir, output_dir)
-  _check_writable(output_dir)
+  check_writable(output_dir)
   console.say(about)
   rows = []
   for path in console.progress(names, "stylizing", unit="image"):
@@ -446,7 +446,7 @@ def stylize_folder_with_generator(spec: str, input_dir: str, output_dir: str,
     save_png(os.path.join(output_dir, out), to_uint8(y))
     rows.append({"file": shown, "verdict": "stylized", "width": im.shape[1], "height": im.shape[0],
                  "out_width": int(y.shape[1]), "out_height": int(y.shape[0]), "stylized": out})
-  _write_csv(os.path.join(output_dir, "results.csv"), rows, STYLIZE_ONLY_FIELDS)
+  write_csv(os.path.join(output_dir, "results.csv"), rows, STYLIZE_ONLY_FIELDS)
   return {"generator": about, "files": rows,
           "num_stylized": sum(r["verdict"] == "stylized" for r in rows),
           "num_skipped": sum(r["verdict"] == "skipped" for r in rows),
@@ -505,7 +505,7 @@ CSV_FIELDS = ("file", "verdict", "regeneration", "score_before", "score_after", 
 STYLIZE_ONLY_FIELDS = ("file", "verdict", "width", "height", "out_width", "out_height", "stylized", "error")
 
 
-def _write_csv(path: str, rows: list[dict], fields=CSV_FIELDS) -> None:
+def write_csv(path: str, rows: list[dict], fields=CSV_FIELDS) -> None:
   buf = io.StringIO()
   w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
   w.writeheader()
@@ -535,7 +535,7 @@ def folder_report_html(rows: list[dict], threshold: float) -> str:
   """A sortable table: file | input | verdict | scores (each with its distance to the
   threshold) | size | stylized | corrected | the map over the output, with a legend and
   a summary line on top (names escaped)."""
-  from stylegan_ad.report import _html_page
+  from stylegan_ad.report import html_page
   from urllib.parse import quote
   esc = lambda s: html.escape(str(s), quote=True)
   img = lambda f: f"<img src='{esc(quote(f))}' width='160'>" if f else ""
@@ -571,4 +571,4 @@ def folder_report_html(rows: list[dict], threshold: float) -> str:
                 f"<td data-v='{r['width'] * r['height']}'>{_size(r)}</td>{_target_cell(r) if paired else ''}"
                 f"<td>{img(r['stylized'])}</td><td>{img(r['corrected'])}</td><td>{overlay}</td></tr>")
   body.append("</table>")
-  return _html_page("stylegan_ad: stylized folder", "".join(body))
+  return html_page("stylegan_ad: stylized folder", "".join(body))

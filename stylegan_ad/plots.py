@@ -197,6 +197,10 @@ def video_timeline(path: str, rows: Sequence[dict], threshold: float, ratio: flo
   ax1.axhline(threshold, color="k", ls="--", lw=0.8)
   ax1.set(ylabel="detector score", title="per frame (shaded: flagged; dotted: truly failing, where known)")
   ax2.plot(t, [r["temporal"] for r in rows], marker=".", lw=1, color="tab:green")
+  frozen = [r["frame"] for r in rows if r.get("frozen")]
+  if frozen:
+    ax2.plot(frozen, [0] * len(frozen), "rx", ms=8, mew=2, label="frozen (input repeats the one before)")
+    ax2.legend(fontsize=7, loc="upper right")
   ax2.axhline(ratio, color="k", ls="--", lw=0.8)
   ax2.set(ylabel="warping error / median", xlabel="frame")
   _save(fig, path)

@@ -224,7 +224,7 @@ def _reproduce_section(summary: dict) -> list[str]:
           f"{packages}.", "", f"Seconds per stage: {stages}.", ""]
 
 
-def _html_page(title: str, body: str) -> str:
+def html_page(title: str, body: str) -> str:
   return ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) +
           "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
           "td,th{border:1px solid #ccc;padding:4px 8px}th{cursor:pointer;background:#eee}"
@@ -283,7 +283,7 @@ def write_run_report(directory: str, summary: dict, gan, test: dict[str, np.ndar
   drawn = plots_lib.run_report_plots(os.path.join(directory, "plots"), summary, os.path.dirname(directory))
   md = summary_markdown(summary, drawn)
   write_text(os.path.join(directory, "report.md"), md)
-  write_text(os.path.join(directory, "index.html"), _html_page("stylegan_ad run report", markdown_to_html(md)))
+  write_text(os.path.join(directory, "index.html"), html_page("stylegan_ad run report", markdown_to_html(md)))
   write_json(os.path.join(directory, "summary.json"), summary)
 
 

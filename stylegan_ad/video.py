@@ -600,7 +600,7 @@ def stylize_video(workdir: str, input_path: str, output_dir: str, settings: Sett
   from stylegan_ad.files import write_json, write_text
   from stylegan_ad.train.logger import save_png
   if os.path.realpath(output_dir) == os.path.realpath(input_path) or (
-      os.path.isdir(input_path) and inference._is_inside(output_dir, input_path)):
+      os.path.isdir(input_path) and inference.is_inside(output_dir, input_path)):
     raise DataError(f"--output={output_dir} is inside --input={input_path}: give an output folder outside it")
   clip = None
   if input_path == EMBEDDED:
@@ -613,7 +613,7 @@ def stylize_video(workdir: str, input_path: str, output_dir: str, settings: Sett
   else:
     source = open_input(input_path, fps)
   ext = output_format(input_path, fmt)
-  inference._check_writable(output_dir)
+  inference.check_writable(output_dir)
   trained = trained or inference.load_trained(workdir, allow_stage_mismatch)
   threshold = trained.corrector.threshold
   truth = ClipTruth(clip, trained.config.data.source.split(":")[-1], trained.truth) if clip is not None else None
@@ -669,10 +669,19 @@ def stylize_video(workdir: str, input_path: str, output_dir: str, settings: Sett
     write_text(os.path.join(output_dir, "figures.md"), truth_table(summary, rows) + "\n")
   from stylegan_ad import plots
   plots.video_timeline(os.path.join(output_dir, "timeline.png"), rows, threshold, settings.ratio)
-  inference._write_csv(os.path.join(output_dir, "frames.csv"), rows, FIELDS)
+  inference.write_csv(os.path.join(output_dir, "frames.csv"), rows, FIELDS)
   write_json(os.path.join(output_dir, "frames.json"), {"summary": summary, "frames": rows})
   write_text(os.path.join(output_dir, "index.html"), report_html(summary, rows))
   return summary
+
+
+def summary_line(s: dict) -> str:
+  """What the command prints when it is done."""
+  we = s["warping_error"]
+  line = (f"{s['frames']} frames ({s['out_width']}x{s['out_height']}), {s['flagged']} flagged, "
+          f"{s['repaired']} repaired, {s['frames_per_second']:.2f} frames/s; warping error "
+          f"{_f4(we['stylized'])} -> {_f4(we['output'])}")
+  return line + ("; " + truth_line(s["truth"]) if "truth" in s else "")
 
 
 def truth_line(t: dict) -> str:
@@ -736,7 +745,7 @@ def report_html(summary: dict, rows: list[dict]) -> str:
   """The video's page: what was done, the timeline, the flagged frames' thumbnails, the
   embedded clip's figures where there is truth."""
   import html
-  from stylegan_ad.report import _html_page
+  from stylegan_ad.report import html_page
   esc = lambda s: html.escape(str(s), quote=True)
   s = summary
   vfr = f" ({VFR_NOTE})" if s.get("variable_frame_rate") else ""
@@ -765,4 +774,4 @@ def report_html(summary: dict, rows: list[dict]) -> str:
                 f"<td>{r['score']:.3f}</td><td>{temporal}</td>"
                 f"<td><img src='{esc(r['thumbnail'])}' width='480'></td></tr>")
   body.append("</table>")
-  return _html_page(f"stylegan_ad: video {os.path.basename(str(s['input']))}", "".join(body))
+  return html_page(f"stylegan_ad: video {os.path.basename(str(s['input']))}", "".join(body))

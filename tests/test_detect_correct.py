@@ -11,7 +11,8 @@ from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.models.detector import Detector
 from stylegan_ad.models.discriminator import Discriminator
 from stylegan_ad.models.restorer import Restorer
-from stylegan_ad.train import stages, steps
+from stylegan_ad import stages
+from stylegan_ad.train import steps
 
 
 def _images(n=8, size=32, seed=0):

@@ -194,7 +194,8 @@ def test_every_scorer_runs_on_whole_photos_without_targets():
   import jax
   import jax.numpy as jnp
   from experiments.configs import embedded as embedded_config
-  from stylegan_ad.train import loop, stages, steps
+  from stylegan_ad import stages
+  from stylegan_ad.train import loop, steps
   c = embedded_config.get_config("tiny")
   c.model.generator, c.model.depth = "residual_unet", 2  # local (norm-free): see below
   models = steps.make_models(c)

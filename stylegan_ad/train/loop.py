@@ -17,10 +17,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from stylegan_ad import configs, console, fullres, metrics, parallel, report
+from stylegan_ad import configs, console, fullres, metrics, parallel
 from stylegan_ad.data import pipeline as pipeline_lib
 from stylegan_ad.data import sources
 from stylegan_ad.errors import ConfigError, StyleganAdError
+from stylegan_ad.files import write_json
 from stylegan_ad.train import steps
 from stylegan_ad.train import checkpoint as checkpoint_lib
 from stylegan_ad.train.checkpoint import Checkpointer
@@ -138,7 +139,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | 
 def _train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | None) -> Run:
   run, ckpt = setup(config, workdir)
   if jax.process_index() == 0:
-    report.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+    write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
   step_fn = compile_train_step(run)
   total = config.train.num_steps
   end = total if stop_after is None else min(total, stop_after)
@@ -183,7 +184,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | No
   if step >= total and not run.preempted:
     result = evaluate(run)
     if jax.process_index() == 0:
-      report.write_json(os.path.join(workdir, "eval.json"), result)
+      write_json(os.path.join(workdir, "eval.json"), result)
       _final_samples(run, workdir)
   return run
 
