@@ -190,3 +190,18 @@ def test_settings_are_checked():
   with pytest.raises(DataError, match="--format=avi"):
     video.output_format("a.mp4", "avi")
   assert video.output_format("a.webm", None) == ".webm" and video.output_format("frames/", None) == ".mp4"
+
+
+def test_command_refuses_bad_folders_and_settings_before_any_work(tmp_path):
+  frames = tmp_path / "frames"
+  frames.mkdir()
+  from PIL import Image
+  Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(frames / "f0.png")
+  with pytest.raises(DataError, match="is inside --input"):
+    video.stylize_video("no_run", str(frames), str(frames / "out"))
+  with pytest.raises(DataError, match="--format=avi"):
+    video.stylize_video("no_run", str(frames), str(tmp_path / "out"), fmt="avi")
+  from stylegan_ad.errors import CheckpointError
+  with pytest.raises(CheckpointError, match="not a main-job run directory"):
+    video.stylize_video(str(tmp_path), str(frames), str(tmp_path / "out"))
+  assert not (tmp_path / "out" / "frames.json").exists()
