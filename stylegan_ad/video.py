@@ -38,6 +38,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import fractions
+import json
 import os
 from typing import Any, Iterable, Iterator
 
@@ -428,7 +429,7 @@ def process(trained, frames: Iterable[Frame], settings: Settings = Settings(), p
             ) -> Iterator[FrameResult]:
   """Stylizes, checks and repairs a stream of frames; yields one FrameResult per frame, in
   order. A frame is decided once `lookahead` frames after it are in; a flagged frame waits
-  (at most `window // 2` frames more) for an unflagged frame after it to interpolate
+  (at most `window // 2` frames more) for a frame after it not flagged in time to interpolate
   from. The buffer holds at most `window` emitted frames (for the medians and as the
   neighbour before) and the frames not yet emitted: memory is bounded by the settings,
   never by the clip's length. `per_frame(trained, frame, settings) -> FrameResult` is the
@@ -641,7 +642,7 @@ def stylize_video(workdir: str, input_path: str, output_dir: str, settings: Sett
           save_png(os.path.join(output_dir, row["thumbnail"]), np.concatenate([r.input, r.stylized, r.output], 1))
         rows.append(row)
         pts.append(r.pts)
-        log.write(__import__("json").dumps({k: row.get(k) for k in FIELDS if k in row}) + "\n")
+        log.write(json.dumps({k: row.get(k) for k in FIELDS if k in row}) + "\n")
         log.flush()
   except BaseException as e:
     for wr in writers.values():
