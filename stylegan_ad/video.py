@@ -363,7 +363,7 @@ class Settings:
 def _per_frame(trained, frame: Frame, settings: Settings) -> FrameResult:
   from stylegan_ad import inference
   x = fullres.fit_max_side(frame.image, settings.max_side)[0]
-  out = inference.correct_photo(trained, frame.image, max_side=settings.max_side, batch=1)
+  out = inference.correct_photo(trained, x, max_side=settings.max_side, batch=1)
   flagged = out["verdict"] != 0
   return FrameResult(frame.index, frame.pts, x, out["stylized"], out["stylized"], out["map"], out["score_before"],
                      flagged, float("nan"), restored=out["corrected"] if flagged else None,
@@ -456,8 +456,9 @@ def process(trained, frames: Iterable[Frame], settings: Settings = Settings(), p
           break   # wait for an unflagged frame after it
         _repair(list(buf)[:decided], emitted, s)
       if last:   # the re-check in time of what is written, and the same measure of G's frames
-        r.warp_error_stylized, r.warp_error_output = _written_error(r.stylized, last[0].stylized), \
-            _written_error(r.output, last[0].output)
+        r.warp_error_stylized = _written_error(r.stylized, last[0].stylized)
+        same = r.output is r.stylized and last[0].output is last[0].stylized
+        r.warp_error_output = r.warp_error_stylized if same else _written_error(r.output, last[0].output)
       last[:] = [r]
       yield r
       emitted += 1
