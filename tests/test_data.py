@@ -230,3 +230,19 @@ def test_read_rgb_exif_orientation(tmp_path):
   im.save(path, exif=exif)
   out = images.read_rgb(path)
   assert out.shape == (20, 10, 3)
+
+
+def test_processes_join_from_the_flags_or_from_the_launchers_environment(monkeypatch):
+  from stylegan_ad import parallel
+  calls = []
+  monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+  parallel.initialize_distributed("", 1, 0, environ={})                       # one process: nothing
+  parallel.initialize_distributed("", 1, 0, environ={"SLURM_NTASKS": "4"})   # a batch script, not srun
+  assert calls == []
+  parallel.initialize_distributed("10.0.0.1:1234", 2, 1, environ={})
+  assert calls == [{"coordinator_address": "10.0.0.1:1234", "num_processes": 2, "process_id": 1}]
+  for env in ({"SLURM_STEP_NUM_TASKS": "8"}, {"OMPI_COMM_WORLD_SIZE": "2"}, {"TPU_WORKER_HOSTNAMES": "t0,t1,t2,t3"}):
+    calls.clear()
+    parallel.initialize_distributed("", 1, 0, environ=env)
+    assert calls == [{}], env        # JAX reads the coordinator, count and id from the environment
+  assert parallel.cluster_processes({"TPU_WORKER_HOSTNAMES": "t0"}) == 1

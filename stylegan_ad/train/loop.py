@@ -79,7 +79,7 @@ def make_pipeline(config: ml_collections.ConfigDict, dataset: sources.Dataset) -
 
 def _initialize_distributed(config: ml_collections.ConfigDict) -> None:
   d = config.distributed
-  if d.num_processes > 1 and not jax.distributed.is_initialized():
+  if not jax.distributed.is_initialized():
     parallel.initialize_distributed(d.coordinator, d.num_processes, d.process_id)
 
 
