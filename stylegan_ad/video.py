@@ -704,12 +704,12 @@ def truth_table(summary: dict, rows: list[dict]) -> str:
   d, e, fl = t.get("detection", {}), t["exact_warping_error"], t["flicker"]
   f = lambda v, fmt=".2f": "n/a" if v is None or not np.isfinite(v) else format(v, fmt)
   groups: dict[str, list[dict]] = {}
+  detector_only = sum(1 for q in rows if q["flagged"] and not q["degradation"])
   for r in rows:
     if r["degradation"]:
-      groups.setdefault(f"{r['degradation'].replace('_', ' ')} (frame{'s' if False else ''} {r['frame']})", []
-                        ).append(r)
+      groups.setdefault(f"{r['degradation'].replace('_', ' ')} (frame {r['frame']})", []).append(r)
     elif r["flagged"]:
-      groups.setdefault(f"clean input, flagged by the detector ({sum(1 for q in rows if q['flagged'] and not q['degradation'])} frames)", []).append(r)
+      groups.setdefault(f"clean input, flagged by the detector ({detector_only} frames)", []).append(r)
   mean = lambda rs, k: float(np.mean([r.get(k, r["psnr_stylized"]) for r in rs]))
   out = ["| frames | flagged as | PSNR to S: G's frame | restorer | neighbours warped | written |",
          "|---|---|---|---|---|---|"]

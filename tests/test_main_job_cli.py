@@ -464,7 +464,6 @@ def test_video_command_streams_a_clip_and_refuses_a_truncated_one(main_run, tmp_
   assert all(np.isfinite(t["exact_warping_error"][k]) for k in ("target", "stylized", "output"))
   assert t["psnr"]["stylized"] > 5 and "true_anomalous" in t["detection"]
   # truncated: one line, exit 2, nothing that looks complete
-  data = open(str(tmp_path / "emb" / "embedded.corrected.mp4"), "rb").read()
   cut = tmp_path / "cut.webm"
   w = video.Writer(str(tmp_path / "long.webm"), Fraction(24))
   for f in video.open_input(str(tmp_path / "emb" / "embedded.corrected.mp4")).frames():
