@@ -78,6 +78,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.detect.calibration_fraction = 0.25  # of the clean train outputs, held out for calibration
   c.detect.sees_input = True      # the detector judges [x, G(x)], not G(x) alone
   c.detect.sees_tta = True        # ... and the spread of G(x) and G's flipped/shifted views of x
+  c.detect.spread_weight = 2.0    # image score + this x log(G's mean spread over the image); with sees_tta
   c.detect.heldout_steps = 600    # detector steps per held-out-type run in the benchmark
 
   c.failures = ml_collections.ConfigDict()   # G's real failures (failures.py)
@@ -190,6 +191,8 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     raise ConfigError(f"config key detect.views: must be 1, 2, 4 or 8, got {config.detect.views}")
   if not 0.0 <= config.detect.screen_rate < 1.0:
     raise ConfigError(f"config key detect.screen_rate: must be in [0, 1), got {config.detect.screen_rate}")
+  if not config.detect.spread_weight >= 0.0:
+    raise ConfigError(f"config key detect.spread_weight: must be >= 0, got {config.detect.spread_weight}")
   if not 0.0 < config.detect.fpr < 1.0:
     raise ConfigError(f"config key detect.fpr: must be in (0, 1), got {config.detect.fpr}")
   if not 0.0 < config.detect.calibration_fraction < 1.0:

@@ -1,20 +1,25 @@
-"""Correction: restore inside the detected map, regenerate if that fails, re-score.
+"""Correction: score, and where flagged, try every candidate and keep the best that passes.
 
 The path for a batch:
 
-    score y (a 1-view screen, then all views if it passes) -> flagged? -> restore inside the (dilated) map -> re-score
-            -> still flagged? -> regenerate (K variants of the generation) -> re-score
-    verdict per image: clean / repaired / regenerated / failed, and `attempt`: the
-    regeneration attempt whose output was kept (-1: none; REGENERATIONS[attempt % 3]).
-    A candidate (restored or regenerated) is kept only where the detector passes it;
-    a failed image is returned unchanged.
+    score y (a 1-view screen, then all views if it passes) -> flagged?
+      -> candidates: the restorer inside the (dilated) map, and K regenerations; each re-scored
+      -> keep the candidate the detector scores lowest, if it passes the threshold
+    verdict per image: clean / repaired (the restorer's candidate kept) / regenerated / failed,
+    and `attempt`: the regeneration kept (-1: none; REGENERATIONS[attempt % 3]).
+    A failed image (no candidate passes) is returned unchanged.
+
+Every candidate of a flagged image is scored, not the first that passes: on G's real
+failures the restorer's candidate can pass by a hair while changing almost nothing
+(and so can make the output slightly worse against the true target), where a
+regeneration the detector likes far better is at hand. The lowest score is the
+detector's own measure of the best repair.
 
 `correct_outputs` is the whole path as one pure function (one jit program per
 batch); `run_batched` runs the same pieces gated, so only flagged images pay for
-restoration and only still-flagged ones for each regeneration attempt. Unflagged
-outputs pass through unchanged, bit for bit. Regeneration changes the generation,
-as the seed design suggests: the test-time-augmentation average of G, G on a
-slightly perturbed input, and G on the mirrored input (mirrored back).
+the candidates. Unflagged outputs pass through unchanged, bit for bit. Regeneration
+changes the generation, as the seed design suggests: the test-time-augmentation
+average of G, G on a slightly perturbed input, and G on the mirrored input (mirrored back).
 """
 from __future__ import annotations
 
@@ -47,13 +52,14 @@ class Corrector:
   screen: float | None = None   # the 1-view screen's threshold (detect.screen_rate), or none
   sees_input: bool = False      # the detector judges (x, y), not y alone (detect.sees_input)
   sees_tta: bool = False        # ... and G's test-time disagreement (detect.sees_tta)
+  spread_weight: float = 0.0    # the image score's G-spread term (detect.spread_weight)
 
   @classmethod
   def build(cls, config, models: steps.Models, scorer) -> "Corrector":
     """From the config and a calibrated `DetectorScorer` (network, thresholds, views)."""
     return cls(models, scorer.detector, stages.make_restorer(config), float(scorer.threshold),
                config.correct.dilate, config.correct.attempts, scorer.views, scorer.screen_threshold,
-               scorer.sees_input, scorer.sees_tta)
+               scorer.sees_input, scorer.sees_tta, scorer.spread_weight)
 
   @property
   def screened(self) -> bool:
@@ -88,7 +94,7 @@ def _alts(c: Corrector, x):
 
 def _predict(c: Corrector, det_params, y, x, views: int, skip: int = 0):
   return detector_lib.predict(c.detector, det_params, y, views, skip, x=_photo(x) if c.sees_input else None,
-                              alts=_alts(c, x))
+                              alts=_alts(c, x), spread_weight=c.spread_weight)
 
 
 def _first_look(c: Corrector, det_params, y, x):
@@ -152,25 +158,21 @@ def correct_outputs(c: Corrector, det_params, res_params, g_params, x, y, key, g
   flagged = s0 > c.threshold
   restored, s1 = _restore(c, det_params, res_params, x, y, p0)
   sel = lambda cond, a, b: jnp.where(cond[:, None, None, None], a, b)
-  y1 = sel(flagged, restored, y)
-  # a candidate is kept only where the detector passes it (so below the original's score)
+  # a candidate is kept only where the detector passes it (so below the original's
+  # score), and of those the one it scores lowest (the first on a tie)
   repaired = flagged & (s1 <= c.threshold)
   best, best_score = sel(repaired, restored, y), jnp.where(repaired, s1, s0)
-  pending = flagged & ~repaired
-  regenerated = jnp.zeros_like(flagged)
   attempt = jnp.full(flagged.shape, -1, jnp.int32)
   for k in range(c.attempts):
     yk, sk = _regenerate(c, det_params, g_params, x, k, key, y if generated else None)
-    accept = pending & (sk <= c.threshold)
+    accept = flagged & (sk <= c.threshold) & (sk < jnp.where(best_score <= c.threshold, best_score, jnp.inf))
     best = sel(accept, yk, best)
     best_score = jnp.where(accept, sk, best_score)
     attempt = jnp.where(accept, k, attempt)
-    regenerated = regenerated | accept
-    pending = pending & ~accept
-  out = best
-  verdict = jnp.where(~flagged, 0, jnp.where(repaired, 1, jnp.where(regenerated, 2, 3)))
-  return {"output": out, "restored": y1, "verdict": verdict.astype(jnp.int32), "score_before": s0,
-          "score_after": best_score, "map": p0, "attempt": attempt}
+  regenerated = attempt >= 0
+  verdict = jnp.where(~flagged, 0, jnp.where(regenerated, 2, jnp.where(repaired, 1, 3)))
+  return {"output": best, "restored": sel(flagged, restored, y), "verdict": verdict.astype(jnp.int32),
+          "score_before": s0, "score_after": best_score, "map": p0, "attempt": attempt}
 
 
 def stylize_and_correct(c: Corrector, det_params, res_params, g_params, x, key) -> dict[str, jax.Array]:
@@ -273,25 +275,23 @@ def run_batched(c: Corrector, det_params, res_params, g_params, x: np.ndarray, y
   s1, _ = _complete(c, det_params, restored, x[idx], s1, None, batch)
   out["restored"][idx] = restored
   repaired = s1 <= c.threshold   # kept only where the detector passes it
+  best = np.where(repaired, s1, np.inf)   # the kept candidate's score, inf: none yet
   out["output"][idx[repaired]] = restored[repaired]
   out["score_after"][idx[repaired]] = s1[repaired]
   out["verdict"][idx] = np.where(repaired, 1, 3)
-  pending = idx[~repaired]
-  for k in range(c.attempts):
-    if not len(pending):
-      break
+  for k in range(c.attempts):   # every regeneration of every flagged image: the lowest score wins
     # the TTA average includes G(x), which the stylize path has already
     reuse = generated and k % 3 == 0
-    yk, sk = _gated(lambda xb, gb=None: _regenerate_jit(c, det_params, g_params, xb, k, key, gb), pending,
+    yk, sk = _gated(lambda xb, gb=None: _regenerate_jit(c, det_params, g_params, xb, k, key, gb), idx,
                     batch, *((x, y) if reuse else (x,)))
-    sk, _ = _complete(c, det_params, yk, x[pending], sk, None, batch)
-    accept = sk <= c.threshold
-    take = pending[accept]
+    sk, _ = _complete(c, det_params, yk, x[idx], sk, None, batch)
+    accept = (sk <= c.threshold) & (sk < best)
+    take = idx[accept]
     out["output"][take] = yk[accept]
     out["score_after"][take] = sk[accept]
     out["attempt"][take] = k
     out["verdict"][take] = 2
-    pending = pending[~accept]
+    best = np.where(accept, sk, best)
   return out
 
 

@@ -120,13 +120,17 @@ class DetectorScorer(Scorer):
   the rest are clean on their 1-view score. Scoring here is always the full score.
 
   `generator` (x -> G(x), jit-able) is given to a detector that sees G's test-time
-  disagreement (`detect.sees_tta`): the scorer runs G's alternate views of x itself."""
+  disagreement (`detect.sees_tta`): the scorer runs G's alternate views of x itself, and
+  its image score adds `spread_weight` times the log of G's mean spread over the image
+  (`detect.spread_weight`: G's own uncertainty ranks its real errors; it is saved with
+  the thresholds, so a run calibrated without it is scored without it)."""
   name = "detector"
 
   def __init__(self, detector: Any, params: Any, views: int = 1, screen_rate: float = 0.0,
-               sees_input: bool = False, generator: Any = None):
+               sees_input: bool = False, generator: Any = None, spread_weight: float = 0.0):
     self.detector, self.params, self.views, self.screen_rate = detector, params, views, screen_rate
     self.sees_input, self.generator = sees_input, generator
+    self.spread_weight = spread_weight if generator is not None else 0.0
     super().__init__()
 
   @property
@@ -136,10 +140,11 @@ class DetectorScorer(Scorer):
   def _fn(self, y, x):
     alts = alternates(self.generator, x) if self.sees_tta else None
     return detector_lib.predict(self.detector, self.params, y, self.views, x=photo(x) if self.sees_input else None,
-                                alts=alts)
+                                alts=alts, spread_weight=self.spread_weight)
 
   def one_view(self) -> "DetectorScorer":
-    return DetectorScorer(self.detector, self.params, sees_input=self.sees_input, generator=self.generator)
+    return DetectorScorer(self.detector, self.params, sees_input=self.sees_input, generator=self.generator,
+                          spread_weight=self.spread_weight)
 
   def calibrate(self, clean_images: np.ndarray, content: np.ndarray, fpr: float = 0.01) -> float:
     super().calibrate(clean_images, content, fpr)
@@ -363,7 +368,8 @@ def save_calibration(path: str, scorers: Sequence[Scorer], fpr: float, stages: d
   (loading a run refuses other checkpoints: `inference.load_trained`)."""
   data = {"fpr": fpr, "thresholds": {s.name: s.threshold for s in scorers},
           "screen_thresholds": {s.name: s.screen_threshold for s in scorers
-                                if s.screen_threshold is not None}}
+                                if s.screen_threshold is not None},
+          "spread_weights": {s.name: s.spread_weight for s in scorers if isinstance(s, DetectorScorer)}}
   if stages is not None:
     data["stages"] = stages
   tmp = files.temporary_name(path)
@@ -378,4 +384,6 @@ def load_calibration(path: str, scorers: Sequence[Scorer]) -> float:
   for s in scorers:
     s.threshold = data["thresholds"].get(s.name)
     s.screen_threshold = data.get("screen_thresholds", {}).get(s.name)  # absent: no screen
+    if isinstance(s, DetectorScorer):  # absent: calibrated before the image score had the term
+      s.spread_weight = float(data.get("spread_weights", {}).get(s.name, 0.0))
   return float(data["fpr"])

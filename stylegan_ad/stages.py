@@ -78,7 +78,8 @@ def make_detector_scorer(config: ml_collections.ConfigDict, params: Any, generat
   if config.detect.sees_tta and generator is None:
     raise ValueError("detect.sees_tta: the detector's scorer needs the generator")
   return detect.DetectorScorer(make_detector(config), params, config.detect.views, config.detect.screen_rate,
-                               config.detect.sees_input, generator if config.detect.sees_tta else None)
+                               config.detect.sees_input, generator if config.detect.sees_tta else None,
+                               config.detect.spread_weight)
 
 
 def _detector_input(config: ml_collections.ConfigDict, y: jax.Array, b: dict[str, jax.Array]) -> jax.Array:

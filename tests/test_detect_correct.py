@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -236,8 +237,7 @@ def test_gated_path_matches_the_one_program_path(corrector, screened, screen, st
   assert {(k, reused) for k, reused in attempts} == {(0, stylized), (1, False)}
   np.testing.assert_array_equal(gated["verdict"], np.asarray(whole["verdict"]))
   np.testing.assert_array_equal(gated["attempt"], np.asarray(whole["attempt"]))
-  # an output kept from a regeneration: only for images restoration did not fix; every
-  # "regenerated" one names its attempt
+  # every "regenerated" output names its attempt; a "repaired" one is the restorer's
   v, kept = gated["verdict"], gated["attempt"]
   assert (kept >= 0).any() and np.all(kept[v < 2] == -1) and np.all(kept[v == 2] >= 0)
   # a candidate is kept only where the detector passes it: a failed image comes back as it was
@@ -311,3 +311,61 @@ def test_aux_batches_are_aligned_deterministic_and_use_all_8_symmetries():
   assert seen == set(range(8))
   again = aux_trainer.sample_batch(arrays, 4, seed=3, step=7)
   np.testing.assert_array_equal(again["clean"], aux_trainer.sample_batch(arrays, 4, seed=3, step=7)["clean"])
+
+
+def test_the_kept_candidate_is_the_one_the_detector_scores_lowest(corrector):
+  """Every candidate of a flagged image is scored; of those that pass, the lowest wins
+  (not the first that passes: the restorer's candidate can pass by a hair)."""
+  c, detp, resp, g, x, y, _ = corrector
+  c = dataclasses.replace(c, attempts=3)
+  key = jax.random.key(0)
+  out = correct.run_batched(c, detp, resp, g, x, y, seed=0, batch=4)
+  ctx = correct.context(c, g, jnp.asarray(x))
+  s0, p0 = correct._judge(c, detp, jnp.asarray(y), ctx)
+  cands = [correct._restore(c, detp, resp, ctx, jnp.asarray(y), p0)]
+  cands += [correct._regenerate(c, detp, g, ctx, k, key) for k in range(c.attempts)]
+  scores = np.stack([np.asarray(s) for _, s in cands])           # [candidate, image]
+  passing = np.where(scores <= c.threshold, scores, np.inf)
+  flagged = np.asarray(s0) > c.threshold
+  assert flagged.any() and np.isfinite(passing[:, flagged]).any()
+  for i in np.flatnonzero(flagged):
+    if np.isinf(passing[:, i]).all():
+      assert out["verdict"][i] == 3 and np.array_equal(out["output"][i], y[i])
+      continue
+    best = int(np.argmin(passing[:, i]))
+    assert out["verdict"][i] == (1 if best == 0 else 2) and out["attempt"][i] == best - 1
+    np.testing.assert_allclose(out["output"][i], np.asarray(cands[best][0][i]), atol=1e-5)
+    np.testing.assert_allclose(out["score_after"][i], scores[best, i], rtol=1e-4, atol=1e-5)
+
+
+def test_the_image_score_adds_g_spread_and_the_weight_travels_with_the_thresholds(corrector, tmp_path):
+  """detect.spread_weight: the image score + w * log(G's mean spread over the image), in
+  every view (so a screened score averages to the same); saved with the thresholds, and a
+  calibration from before the term loads as w = 0."""
+  c, detp, _, g, x, y, _ = corrector
+  gen = lambda v: steps.generate(c.models, g, v)
+  alts = detect.tta_alternates(gen, jnp.asarray(x))
+  xj, yj = jnp.asarray(x), jnp.asarray(y)
+  plain, pmap = detector_lib.predict(c.detector, detp, yj, 4, x=xj, alts=alts)
+  fused, fmap = detector_lib.predict(c.detector, detp, yj, 4, x=xj, alts=alts, spread_weight=2.0)
+  spread = np.asarray(detector_lib.tta_spread(yj, alts)).mean(axis=(1, 2, 3)) / detector_lib.TTA_SCALE
+  np.testing.assert_allclose(np.asarray(fused), np.asarray(plain) + 2.0 * np.log(spread + 1e-6), rtol=1e-4, atol=1e-4)
+  np.testing.assert_array_equal(np.asarray(fmap), np.asarray(pmap))
+  # an output G agrees with less (noise on it) scores higher by the term
+  noisy = yj + 0.2 * jax.random.normal(jax.random.key(3), yj.shape)
+  assert np.all(np.asarray(detector_lib.spread_score(noisy, alts)) > np.asarray(detector_lib.spread_score(yj, alts)))
+  scorer = detect.DetectorScorer(c.detector, detp, views=4, sees_input=True, generator=gen, spread_weight=2.0)
+  np.testing.assert_allclose(scorer(y, x).score, np.asarray(fused), rtol=1e-4, atol=1e-4)
+  assert scorer.one_view().spread_weight == 2.0
+  scorer.calibrate(y, x, fpr=0.25)
+  path = str(tmp_path / "calibration.json")
+  detect.save_calibration(path, [scorer], 0.25)
+  loaded = detect.DetectorScorer(c.detector, detp, views=4, sees_input=True, generator=gen)
+  detect.load_calibration(path, [loaded])
+  assert loaded.spread_weight == 2.0 and loaded.threshold == scorer.threshold
+  data = json.load(open(path))
+  del data["spread_weights"]
+  json.dump(data, open(path, "w"))
+  detect.load_calibration(path, [loaded])
+  assert loaded.spread_weight == 0.0
+  assert correct.Corrector.build(configs.default_config(), c.models, scorer).spread_weight == 2.0

@@ -56,18 +56,27 @@ def input_channels(sees_input: bool, sees_tta: bool) -> int:
 SYMMETRIES = tuple((turns, flip) for turns in (0, 2, 1, 3) for flip in (False, True))
 
 
+def spread_score(y: jax.Array, alts: jax.Array) -> jax.Array:
+  """[N]: log of G's mean test-time spread over the image (`tta_spread`, unscaled): how
+  unsure of itself G is on this photo as a whole."""
+  return jnp.log(tta_spread(y, alts).mean(axis=(1, 2, 3)) / TTA_SCALE + 1e-6)
+
+
 def predict(detector: Detector, params, y: jax.Array, views: int = 1, skip: int = 0,
-            x: jax.Array | None = None, alts: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+            x: jax.Array | None = None, alts: jax.Array | None = None, spread_weight: float = 0.0
+            ) -> tuple[jax.Array, jax.Array]:
   """(image logit [N], pixel probability [N, H, W]) averaged over the first `views` of
   the 8 symmetries of the square (test-time augmentation; 1 = the image as it is),
   leaving out the first `skip` of them (for a caller that has those already).
   With `x` (a detector that sees the input: `detect.sees_input`), it judges the
   output y together with the photo x it was made from, as 6 channels [x, y]; with
-  `alts` (`detect.sees_tta`), it also sees the spread of y and G's alternate views.
+  `alts` (`detect.sees_tta`), it also sees the spread of y and G's alternate views, and
+  the image score adds `spread_weight` times `spread_score` (the same in every view).
 
   Views of the same shape go through the detector as one batch (it has no
   batch-coupled layers): one call for a square image, two for an oblong one."""
   n = y.shape[0]
+  extra = spread_weight * spread_score(y, alts) if alts is not None and spread_weight else 0.0
   y = detector_input(y, x, alts)
   order = SYMMETRIES[skip:views]
   groups: dict[tuple, list] = {}
@@ -83,4 +92,4 @@ def predict(detector: Detector, params, y: jax.Array, views: int = 1, skip: int 
       m = m[:, :, ::-1] if flip else m
       scores[turns, flip] = out["image"][i * n:(i + 1) * n]
       maps[turns, flip] = jnp.rot90(m, -turns, axes=(1, 2))
-  return sum(scores[s] for s in order) / len(order), sum(maps[s] for s in order) / len(order)
+  return sum(scores[s] for s in order) / len(order) + extra, sum(maps[s] for s in order) / len(order)
