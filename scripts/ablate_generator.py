@@ -28,6 +28,8 @@ ROWS = {
     "default_lr2e-4": {"train.lr": 2e-4},
     "default_l1_only": {"losses.generator": {"l1": 100.0}},
     "default_ngf16": {"model.ngf": 16},
+    "b1_0.9": {"train.b1": 0.9},
+    "steps1700": {"train.num_steps": 1700},
     "unpaired": {},   # the config's "unpaired" argument: CycleGAN mode, no pairs seen
 }
 CONFIG_ARGS = {"unpaired": "unpaired"}

@@ -60,7 +60,7 @@ def tables(run: str) -> str:
       "Synthetic artifacts, corrected (a proxy: PSNR to G's own clean output, not to S(x)):", "",
       "| correction | value |", "|---|---|",
       f"| PSNR to the clean output: corrupted | {c['psnr_before']:.2f} dB |",
-      f"| PSNR to the clean output: corrected (restorer, then regeneration) | {c['psnr_after']:.2f} dB |",
+      f"| PSNR to the clean output: corrected (the restorer's or a regeneration's, whichever the detector scores lowest) | {c['psnr_after']:.2f} dB |",
       f"| PSNR to the clean output: restorer alone | {c['psnr_after_restorer_only']:.2f} dB |",
       f"| corrupted outputs flagged | {c['detected_rate']:.3f} |",
       f"| repair rate (flagged, and no longer flagged after correction) | {c['repair_rate']:.3f} |",

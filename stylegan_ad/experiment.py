@@ -288,7 +288,7 @@ def real_correction_benchmark(config: ml_collections.ConfigDict, stage: Detector
     x, alts, y, true_mask = v[..., :3], v[..., 3:12], v[..., 12:15], v[..., 15]
     ctx = v[..., :12] if corrector.sees_tta else x
     out = correct.run_batched(corrector, det_params, res_params, g, ctx, y, batch=1)
-    return {"output": out["output"], "verdict": out["verdict"], "map": out["map"],
+    return {"output": out["output"], "verdict": out["verdict"], "attempt": out["attempt"], "map": out["map"],
             "everywhere": _restore_everywhere(corrector, res_params, x, y, out["map"]),
             "oracle": _restore_everywhere(corrector, res_params, x, y, true_mask),
             "tta": np.asarray(_tta_jit(gen, jnp.asarray(x), jnp.asarray(alts)))}
@@ -306,11 +306,17 @@ def real_correction_benchmark(config: ml_collections.ConfigDict, stage: Detector
   p1 = np.array([psnr(y, t) for y, t in zip(after, targets)])
   flagged = np.array([int(np.max(o["verdict"])) > 0 for o in outs])
   changed = np.array([not np.array_equal(a, b) for a, b in zip(after, before)])
+  verdict = np.array([int(np.max(o["verdict"])) for o in outs])
+  attempt = np.array([int(np.max(o["attempt"])) for o in outs])
+  kept = {"restorer": int(np.sum(verdict == 1))}
+  for k in range(corrector.attempts):
+    name = correct.REGENERATIONS[k % len(correct.REGENERATIONS)]
+    kept[name] = kept.get(name, 0) + int(np.sum((verdict == 2) & (attempt == k)))
   def inside(ys):  # mean |y - S(x)| over every pixel inside the detector's maps (of all images)
     err = np.concatenate([np.abs(y - t).mean(-1)[o["map"] > 0.5] for y, t, o in zip(ys, targets, outs)])
     return float(err.mean()) if err.size else float("nan")
   return {
-      "images": len(before), "flagged": int(flagged.sum()), "changed": int(changed.sum()),
+      "images": len(before), "flagged": int(flagged.sum()), "changed": int(changed.sum()), "kept": kept,
       "psnr_before": float(p0.mean()), "psnr_after": float(p1.mean()),
       "psnr_gain_flagged": float((p1 - p0)[flagged].mean()) if flagged.any() else float("nan"),
       "ssim_before": float(np.mean([ssim(y, t) for y, t in zip(before, targets)])),

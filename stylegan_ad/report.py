@@ -83,7 +83,7 @@ def real_correction_table(c: dict) -> str:
   return "\n".join([
       "| on the test photos' real outputs | PSNR to S(x) (dB) | SSIM |", "|---|---|---|",
       f"| G(x) unchanged | {c['psnr_before']:.2f} | {c['ssim_before']:.3f} |",
-      f"| detect, then correct (restorer / regeneration, kept only where the detector passes it) | "
+      f"| detect, then correct (of the candidates the detector passes, the one it scores lowest) | "
       f"{c['psnr_after']:.2f} | {c['ssim_after']:.3f} |",
       f"| baseline: restorer everywhere, no detection | {c['restore_everywhere_psnr']:.2f} | |",
       f"| baseline: TTA average of G everywhere | {c['tta_psnr']:.2f} | |",
@@ -92,7 +92,8 @@ def real_correction_table(c: dict) -> str:
       f"{c['flagged']} of {c['images']} outputs flagged, {c['changed']} changed; PSNR gain on the flagged ones "
       f"{f(c['psnr_gain_flagged'])} dB; harm rate (changed outputs whose PSNR to S(x) fell) "
       f"{f(c['harm_rate'])}; mean |error| inside the detector's maps {f(c['error_inside_maps_before'])} -> "
-      f"{f(c['error_inside_maps_after'])}; unflagged outputs bit-identical: {c['unflagged_bit_identical']}."])
+      f"{f(c['error_inside_maps_after'])}; unflagged outputs bit-identical: {c['unflagged_bit_identical']}."
+      + (" Candidates kept: " + ", ".join(f"{k} {v}" for k, v in c["kept"].items()) + "." if "kept" in c else "")])
 
 
 def real_pool_line(pool: dict) -> str:

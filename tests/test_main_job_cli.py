@@ -47,6 +47,14 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   for key in ("psnr_before", "psnr_after", "repair_rate", "clean_unchanged"):
     assert key in on_disk["correct"]
   assert on_disk["correct"]["unflagged_bit_identical"] is True
+  # G's real failures corrected, against S(x): the harm rate, the baselines, which candidate was kept
+  cr = on_disk["correct_real"]
+  for key in ("psnr_before", "psnr_after", "ssim_before", "ssim_after", "restore_everywhere_psnr", "tta_psnr",
+              "oracle_psnr"):
+    assert np.isfinite(cr[key])
+  assert 0.0 <= cr["harm_rate"] <= 1.0 and cr["unflagged_bit_identical"] is True
+  assert set(cr["kept"]) == {"restorer", "tta_average", "perturbed_input"}
+  assert cr["changed"] <= sum(cr["kept"].values()) <= cr["flagged"] <= cr["images"] == 52
   # one fidelity figure per regeneration attempt (the tiny config makes 2)
   regen = on_disk["correct"]["regeneration_psnr_to_clean"]
   assert set(regen) == {"tta_average", "perturbed_input"} and all(v > 0 for v in regen.values())

@@ -67,8 +67,11 @@ def test_nan_batch_is_skipped(data_dir, dataset):
   assert int(newer.bad_steps) == 0 and int(newer.skipped) == 1
 
 
-def test_diverging_run_stops_with_clear_message(data_dir, tmp_path, monkeypatch):
-  config = tiny_config(data_dir, **{"train.max_bad_steps": 2, "checkpoint.every": 1})
+@pytest.mark.parametrize("every", [1, 100])
+def test_diverging_run_stops_with_clear_message(data_dir, tmp_path, monkeypatch, every):
+  """every=1: each step is read before its checkpoint; every=100: a step's skip counter is
+  read once the next step is dispatched (no sync per step), and the same step is named."""
+  config = tiny_config(data_dir, **{"train.max_bad_steps": 2, "checkpoint.every": every, "log.every": every})
   real = loop.make_pipeline
 
   def poisoned(config, dataset):
@@ -78,8 +81,10 @@ def test_diverging_run_stops_with_clear_message(data_dir, tmp_path, monkeypatch)
     return pipe
 
   monkeypatch.setattr(loop, "make_pipeline", poisoned)
-  with pytest.raises(loop.TrainingDiverged, match="2 consecutive non-finite steps"):
+  with pytest.raises(loop.TrainingDiverged, match="stopped at step 4: 2 consecutive non-finite steps"):
     loop.train(config, str(tmp_path / "run"))
+  if every > 1:
+    return
   ckpts = sorted(int(d) for d in os.listdir(tmp_path / "run" / "checkpoints") if d.isdigit())
   assert ckpts[-1] == 3  # step 3 was skipped but saved unchanged; step 4 stopped the run
 

@@ -147,6 +147,21 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | No
   log = RunLogger(workdir, total, start)
   snapshots = checkpoint_lib.snapshot_steps(total, config.train.snapshots)
   state, step = run.state, start
+
+  def check(at: int, metrics) -> None:
+    bad = int(jax.device_get(metrics["bad_steps"]))
+    if bad:
+      logging.warning("step %d: non-finite loss or gradient; update skipped (%d in a row)", at, bad)
+      if bad >= config.train.max_bad_steps:
+        raise TrainingDiverged(
+            f"training stopped at step {at}: {bad} consecutive non-finite steps "
+            f"(train.max_bad_steps={config.train.max_bad_steps}); the last good checkpoint "
+            f"in {ckpt.directory} is intact")
+
+  # A step's skip counter is read once the next step is dispatched, so the host
+  # prepares the next batch while the device runs this one (no sync per step); steps
+  # that log, save or snapshot are read at once, before anything is written.
+  unread = None
   try:
     with checkpoint_lib.StopSignal() as stop:
       while step < end:
@@ -158,14 +173,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | No
         batch = run.pipeline.next_global(run.mesh)
         state, m = step_fn(state, batch)
         step += 1
-        bad = int(jax.device_get(m["bad_steps"]))
-        if bad:
-          logging.warning("step %d: non-finite loss or gradient; update skipped (%d in a row)", step, bad)
-          if bad >= config.train.max_bad_steps:
-            raise TrainingDiverged(
-                f"training stopped at step {step}: {bad} consecutive non-finite steps "
-                f"(train.max_bad_steps={config.train.max_bad_steps}); the last good checkpoint "
-                f"in {ckpt.directory} is intact")
+        if unread is not None:
+          check(*unread)
+        unread = (step, m)
+        if (step % config.log.every == 0 or step == end or step in snapshots
+            or step % config.checkpoint.every == 0):
+          check(*unread)
+          unread = None
         if step % config.log.every == 0 or step == end:
           log.scalars(step, {**jax.device_get(m), "train_step_compiles": run.train_step_compiles})
         if step % config.log.sample_every == 0:
@@ -174,6 +188,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | No
           checkpoint_lib.save_snapshot(workdir, step, state.ema["ab"])
         if step % config.checkpoint.every == 0 and step < end:
           ckpt.save(step, state, run.pipeline.get_state())
+      if unread is not None:
+        check(*unread)
       if not ckpt.steps() or ckpt.steps()[-1] != step:
         ckpt.save(step, state, run.pipeline.get_state(), force=True)
     ckpt.wait()
