@@ -247,3 +247,44 @@ def test_real_failure_benchmark_is_skipped_without_targets():
   pools, crops, why = experiment.real_failure_pools(experiment_config(), SimpleNamespace(dataset=ds))
   assert pools is None and crops is None
   assert "folder:/photos has no true targets" in why and "\n" not in why
+
+
+def test_the_restorer_learns_real_failures_toward_s_of_x(monkeypatch):
+  """The restorer's training rows: synthetic artifacts restored toward the clean output,
+  and G's real outputs (`stages.real_crops`: output, input, S(x) and the true mask cut at
+  one window) restored toward the true target S(x), the seed's L_rec."""
+  import jax
+  import jax.numpy as jnp
+  from stylegan_ad import configs, stages
+  rng = np.random.default_rng(0)
+  y = rng.uniform(-0.5, 0.5, (40, 56, 3)).astype(np.float32)   # G's output
+  pool = failures.Pool([y * 0.5], [y], [y + 0.25], np.zeros(1, np.int32), ["ema"], ["none"], None)
+  mask = y[..., 0] > 0
+  labels = failures.Labels([mask], [mask], np.array([mask.mean()]), np.array([True]), np.array([20.0]))
+  real = stages.real_crops(pool, labels, 0.01, 16, 3, seed=0)
+  assert real["clean"].shape == (3, 16, 16, 3)
+  np.testing.assert_allclose(real["target"], real["clean"] + 0.25, atol=1e-6)   # S(x) at the same window
+  np.testing.assert_allclose(real["content"], real["clean"] * 0.5, atol=1e-6)
+  np.testing.assert_array_equal(real["mask"], (real["clean"][..., 0] > 0).astype(np.float32))
+  c = configs.default_config()
+  c.detect.sees_tta = False
+  c.detect.features = c.correct.features = 4
+  c.detect.depth = c.correct.depth = 2
+  seen = {}
+  monkeypatch.setattr(stages.aux_trainer, "fit", lambda name, workdir, **kw: seen.update(kw))
+  train = stages.Outputs(rng.uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32),
+                         rng.uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32))
+  det = stages.make_detector(c)
+  z = jnp.zeros((1, 16, 16, 3))
+  detp = det.init(jax.random.key(0), jnp.zeros((1, 16, 16, 6)))["params"]
+  stages.train_restorer(c, "unused", train, None, [0], detp, real)
+  arrays = seen["arrays"]
+  np.testing.assert_array_equal(arrays["real"], [0, 0, 0, 0, 1, 1, 1])
+  np.testing.assert_array_equal(arrays["target"][:4], train.clean)      # synthetic rows: the clean output
+  np.testing.assert_array_equal(arrays["target"][4:], real["target"])   # real rows: S(x)
+  # the loss reads the target: a real row scored toward S(x) differs from one toward G's output
+  resp = stages.make_restorer(c).init(jax.random.key(1), z, z[..., 0], z)["params"]
+  b = {k: jnp.asarray(v[4:]) for k, v in arrays.items()}
+  b["other"] = b["clean"]
+  loss = lambda batch: float(seen["loss_fn"](resp, batch, jax.random.key(2))[0])
+  assert loss(b) != pytest.approx(loss(dict(b, target=b["clean"])), rel=1e-3)
