@@ -30,6 +30,7 @@ ROWS = {
     "default_ngf16": {"model.ngf": 16},
     "b1_0.9": {"train.b1": 0.9},
     "steps1700": {"train.num_steps": 1700},
+    "ngf24_steps1900": {"model.ngf": 24, "train.num_steps": 1900},   # about the default's G time
     "unpaired": {},   # the config's "unpaired" argument: CycleGAN mode, no pairs seen
 }
 CONFIG_ARGS = {"unpaired": "unpaired"}
