@@ -304,9 +304,9 @@ def real_correction_benchmark(config: ml_collections.ConfigDict, stage: Detector
   after = [o["output"] for o in outs]
   p0 = np.array([psnr(y, t) for y, t in zip(before, targets)])
   p1 = np.array([psnr(y, t) for y, t in zip(after, targets)])
-  flagged = np.array([int(np.max(o["verdict"])) > 0 for o in outs])
-  changed = np.array([not np.array_equal(a, b) for a, b in zip(after, before)])
   verdict = np.array([int(np.max(o["verdict"])) for o in outs])
+  flagged = verdict > 0
+  changed = np.array([not np.array_equal(a, b) for a, b in zip(after, before)])
   attempt = np.array([int(np.max(o["attempt"])) for o in outs])
   kept = {"restorer": int(np.sum(verdict == 1))}
   for k in range(corrector.attempts):

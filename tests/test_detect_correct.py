@@ -338,6 +338,32 @@ def test_the_kept_candidate_is_the_one_the_detector_scores_lowest(corrector):
     np.testing.assert_allclose(out["score_after"][i], scores[best, i], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("margins,verdict,attempt", [
+    ((0.01, 0.05, 0.03, -1.0), 2, 0),    # every candidate but the last passes: the lowest, not the first
+    ((0.06, 0.02, 0.05, -1.0), 1, -1),   # the restorer's is the lowest
+    ((-1.0, -1.0, 0.01, 0.04), 2, 2),    # only later regenerations pass: the lower of them
+    ((-1.0, -1.0, -1.0, -1.0), 3, -1),   # none passes: the output comes back unchanged
+])
+def test_the_gated_path_keeps_the_lowest_passing_candidate(corrector, monkeypatch, margins, verdict, attempt):
+  """Candidates with set scores (threshold - margin; a negative margin fails): the kept
+  one is the lowest of those that pass, whatever its place in the order."""
+  c, detp, resp, g, x, y, scores = corrector
+  c = dataclasses.replace(c, attempts=3)
+  score = lambda i, n: jnp.full((n,), c.threshold - margins[i], jnp.float32)
+  image = lambda i, ref: jnp.full(ref.shape[:3] + (3,), 0.1 * (i + 1), jnp.float32)
+  monkeypatch.setattr(correct, "_restore_jit", lambda c_, dp, rp, xb, yb, pb: (image(0, yb), score(0, len(yb))))
+  monkeypatch.setattr(correct, "_regenerate_jit",
+                      lambda c_, dp, gp, xb, k, key, gb=None: (image(k + 1, xb), score(k + 1, len(xb))))
+  out = correct.run_batched(c, detp, resp, g, x, y, batch=4)
+  flagged = out["verdict"] > 0
+  assert flagged.any() and np.array_equal(flagged, out["score_before"] > c.threshold)
+  assert np.all(out["verdict"][flagged] == verdict) and np.all(out["attempt"][flagged] == attempt)
+  kept = {1: 0, 2: attempt + 1}.get(verdict)
+  expected = y[flagged] if kept is None else np.full_like(y[flagged], 0.1 * (kept + 1))
+  np.testing.assert_array_equal(out["output"][flagged], expected)
+  np.testing.assert_array_equal(out["output"][~flagged], y[~flagged])
+
+
 def test_the_image_score_adds_g_spread_and_the_weight_travels_with_the_thresholds(corrector, tmp_path):
   """detect.spread_weight: the image score + w * log(G's mean spread over the image), in
   every view (so a screened score averages to the same); saved with the thresholds, and a
