@@ -36,6 +36,18 @@ def test_a_reference_generator_file_runs_exactly_as_pytorch_would(tmp_path, lega
   assert np.abs(ours - reference_forward(state, x, 2)).max() <= 1e-4
 
 
+def test_a_file_written_by_pytorch_runs_as_pytorch_ran_it():
+  """tests/data/torch_resnet: written once by PyTorch 2.13 (scripts/make_torch_fixture.py):
+  its torch.save file, a 36x52 input and PyTorch's own output of it."""
+  folder = os.path.join(os.path.dirname(__file__), "data", "torch_resnet")
+  module, params = interop.load_torch_generator(os.path.join(folder, "latest_net_G_A.pth"))
+  assert (module.ngf, module.n_blocks) == (4, 2)
+  x, expected = np.load(os.path.join(folder, "input.npy")), np.load(os.path.join(folder, "output.npy"))
+  assert x.shape == expected.shape == (1, 36, 52, 3) and expected.std() > 0.1
+  ours = np.asarray(jax.jit(module.apply)({"params": params}, x))
+  assert np.abs(ours - expected).max() <= 1e-4
+
+
 def test_a_file_with_anything_but_tensors_is_refused_without_running_it(tmp_path):
   marker = tmp_path / "ran"
 
