@@ -31,6 +31,12 @@ ROWS = {
     "b1_0.9": {"train.b1": 0.9},
     "steps1700": {"train.num_steps": 1700},
     "ngf24_steps1900": {"model.ngf": 24, "train.num_steps": 1900},   # about the default's G time
+    "batch4_steps2400": {"data.batch_size": 4, "train.num_steps": 2400},
+    "depth2": {"model.depth": 2},
+    "lr1.5e-3": {"train.lr": 1.5e-3},
+    "depth2_batch4_steps2400": {"model.depth": 2, "data.batch_size": 4, "train.num_steps": 2400},
+    "depth2_batch4_steps2400_ssim": {"model.depth": 2, "data.batch_size": 4, "train.num_steps": 2400,
+                                     "losses.generator": {"adversarial": 1.0, "l1": 100.0, "l2": 1000.0, "ssim": 20.0}},
     "unpaired": {},   # the config's "unpaired" argument: CycleGAN mode, no pairs seen
 }
 CONFIG_ARGS = {"unpaired": "unpaired"}
@@ -65,6 +71,8 @@ def main(argv):
       continue
     workdir = os.path.join(_OUT.value, _STYLE.value, row)
     run = loop.train(_config(row, _STYLE.value), workdir)
+    if run.preempted:  # stopped (a signal): not a result; rerunning the row continues it
+      break
     # the loop's own training clock (compile included), so a reused run reports its training time
     last = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))][-1]
     seconds = last["step"] / last["steps_per_sec"]

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from stylegan_ad import metrics
 from stylegan_ad.errors import ConfigError
 
 Logits = list  # list[jax.Array], one map per discriminator scale
@@ -140,6 +141,13 @@ def target_l2(ctx: LossContext) -> jax.Array:
   """Mean squared error to the true target: the mean, not the median, of what S can give
   (PSNR is a squared error; for a quantising style L1 settles between levels less well)."""
   return jnp.mean((ctx.fake - ctx.target) ** 2)
+
+
+@register("ssim", needs=("target",))
+def target_ssim(ctx: LossContext) -> jax.Array:
+  """1 - SSIM to the true target (the metric's own 11x11 Gaussian windows): local means,
+  contrasts and structure, which a squared error weighs by pixel count alone."""
+  return 1.0 - jnp.mean(metrics.ssim(ctx.fake, ctx.target))
 
 
 @register("style_mse", needs=("target",))

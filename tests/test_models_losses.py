@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stylegan_ad import losses
+from stylegan_ad import losses, metrics
 from stylegan_ad.errors import ConfigError
 from stylegan_ad.models import discriminator as disc
 from stylegan_ad.models import generator as gen
@@ -183,6 +183,26 @@ def test_generator_losses_hand_computed():
   assert np.isclose(losses.style_mse(ctx), 1.25)
   total, terms = losses.generator_objective({"cycle": 10.0, "identity": 5.0, "adversarial": 0.0}, ctx)
   assert np.isclose(total, 10 * 0.25 + 5 * 0.5) and set(terms) == {"cycle", "identity"}
+
+
+def test_ssim_loss_is_one_minus_the_metric():
+  rng = np.random.default_rng(0)
+  t = jnp.asarray(rng.uniform(-1, 1, (2, 16, 16, 3)), jnp.float32)
+  assert np.isclose(losses.target_ssim(_ctx(fake=t, target=t)), 0.0, atol=1e-6)
+  y = t + 0.3 * jnp.asarray(rng.normal(size=t.shape), jnp.float32)
+  expected = 1 - float(np.mean(np.asarray(metrics.ssim(y, t))))
+  assert expected > 0.1 and np.isclose(losses.target_ssim(_ctx(fake=y, target=t)), expected)
+  g = jax.grad(lambda f: losses.target_ssim(_ctx(fake=f, target=t)))(y)
+  assert np.all(np.isfinite(np.asarray(g))) and float(jnp.abs(g).max()) > 0
+
+
+def test_max_pool2x2_is_flax_max_pool_in_values_and_gradients():
+  import flax.linen as nn
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 8, 12, 5)), jnp.float32)  # no ties
+  np.testing.assert_array_equal(layers.max_pool2x2(x), nn.max_pool(x, (2, 2), (2, 2)))
+  w = jnp.asarray(np.random.default_rng(2).normal(size=(2, 4, 6, 5)), jnp.float32)
+  grad = lambda pool: jax.grad(lambda v: jnp.sum(pool(v) * w))(x)
+  np.testing.assert_array_equal(grad(layers.max_pool2x2), grad(lambda v: nn.max_pool(v, (2, 2), (2, 2))))
 
 
 def test_gram_style_hand_computed():

@@ -51,6 +51,15 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1,
   return sum(window(taps[i * kw + j], i, j) for i in range(kh) for j in range(kw))
 
 
+def max_pool2x2(x: jax.Array) -> jax.Array:
+  """2x2 max pooling, stride 2, of NHWC with even H and W, as a reshape and a max: the
+  same values as `nn.max_pool`, and a gradient XLA:CPU computes with a compare and a
+  select, where reduce_window's (select-and-gather over packed pairs) took a third of a
+  U-Net train step."""
+  n, h, w, c = x.shape
+  return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
 def spectral_normalize(kernel: jax.Array, iterations: int = 3) -> jax.Array:
   """W / sigma_max(W), sigma from power iteration started at a fixed vector.
 
@@ -231,7 +240,7 @@ class UNetTrunk(nn.Module):
     for i in range(self.depth):
       h = _ConvBlock(self.features * 2 ** i)(h)
       skips.append(h)
-      h = nn.max_pool(h, (2, 2), (2, 2))
+      h = max_pool2x2(h)
     h = _ConvBlock(self.features * 2 ** self.depth)(h)
     pooled = jnp.concatenate([h.mean(axis=(1, 2)), h.max(axis=(1, 2))], axis=-1)
     for i in reversed(range(self.depth)):  # x2 nearest upsampling, concatenated with the skip
