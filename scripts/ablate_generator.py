@@ -41,8 +41,12 @@ ROWS = {
     "batch4_steps2400": {**PREV, "data.batch_size": 4, "train.num_steps": 2400},
     "depth2": {**PREV, "model.depth": 2},
     "unpaired": {},   # the config's "unpaired" argument: CycleGAN mode, no pairs seen
+    # the same with the paired default's generator (two norm-free residual U-Nets)
+    "unpaired_residual_unet": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
+                               "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3,
+                               "train.decay_start": 0.5},
 }
-CONFIG_ARGS = {"unpaired": "unpaired"}
+CONFIG_ARGS = {"unpaired": "unpaired", "unpaired_residual_unet": "unpaired"}
 
 _OUT = flags.DEFINE_string("out", "runs/ablation", "folder for the rows' runs and ablation.json")
 _ROWS = flags.DEFINE_list("rows", list(ROWS), f"rows to run, of {list(ROWS)}")
