@@ -86,6 +86,21 @@ def test_conv2d_equals_plain_conv_values_and_gradients(cin, cout, k, stride, pad
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_conv_rewrites_apply_on_cpu_only_unless_set(monkeypatch):
+  x = jax.random.normal(jax.random.key(0), (1, 9, 9, 3))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 3, 8))
+  ops = lambda: str(jax.make_jaxpr(lambda a, b: layers.conv2d(a, b, 1, ((1, 1), (1, 1))))(x, w))
+  assert jax.default_backend() == "cpu" and layers.cpu_rewrites() and "dot_general" in ops()
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")   # what a GPU host traces
+  assert not layers.cpu_rewrites() and "dot_general" not in ops() and "conv_general_dilated" in ops()
+  np.testing.assert_array_equal(layers.conv2d(x, w, 1, ((1, 1), (1, 1))), _plain_conv(x, w, 1, 1))
+  monkeypatch.setenv(layers.REWRITES_ENV, "on")
+  assert layers.cpu_rewrites() and "dot_general" in ops()
+  monkeypatch.setenv(layers.REWRITES_ENV, "sometimes")
+  with pytest.raises(ConfigError, match="STYLEGAN_AD_CONV_REWRITES must be auto, on or off, got 'sometimes'"):
+    layers.cpu_rewrites()
+
+
 def _plain_resize_conv(x, w):
   up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
   return _plain_conv(jnp.pad(up, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect"), w, 1, 0)

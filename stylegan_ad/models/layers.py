@@ -8,16 +8,20 @@ are computed on the low-resolution grid, one small convolution per output phase:
 nearest-neighbour x2 resize then 3x3 conv ("resize_conv") is 2.25x fewer FLOPs that
 way, and a stride-2 transposed conv avoids XLA:CPU's slow `conv_transpose` gradient.
 All are exact rewrites (equal to float rounding; tests/test_models_losses.py checks each
-against the plain layer).
+against the plain layer). The few-channel matmul rewrites apply on the CPU backend only
+(`cpu_rewrites`); on GPU and TPU `conv2d` is the native convolution.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from stylegan_ad.errors import ConfigError
 
 # CycleGAN initialises conv weights from N(0, 0.02).
 default_init = nn.initializers.normal(0.02)
@@ -27,6 +31,19 @@ UPSAMPLE_MODES = ("resize_conv", "subpixel", "transpose")
 
 _DN = ("NHWC", "HWIO", "NHWC")
 _FEW = 4  # channels at or below which a conv is rewritten as matmuls
+REWRITES_ENV = "STYLEGAN_AD_CONV_REWRITES"
+
+
+def cpu_rewrites() -> bool:
+  """Whether `conv2d` rewrites few-channel convolutions as matmuls (read when a function
+  is traced). They are what XLA:CPU runs fastest; on GPU and TPU the native convolution
+  is, so by default ("auto") they apply on the CPU backend only. STYLEGAN_AD_CONV_REWRITES
+  = on | off | auto overrides (parameters and results are the same either way). The
+  upsampling on the input grid and the pooling below are cheaper on every backend."""
+  flag = os.environ.get(REWRITES_ENV, "auto")
+  if flag not in ("auto", "on", "off"):
+    raise ConfigError(f"{REWRITES_ENV} must be auto, on or off, got {flag!r}")
+  return flag == "on" or (flag == "auto" and jax.default_backend() == "cpu")
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1,
@@ -35,7 +52,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1,
   kh, kw, cin, cout = kernel.shape
   few_in = cin <= _FEW and stride == 1  # (a strided RGB conv is fast as it is)
   few_out = cout <= _FEW < cin
-  if (kh, kw) == (1, 1) or not (few_in or few_out):
+  if (kh, kw) == (1, 1) or not (few_in or few_out) or not cpu_rewrites():
     return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=_DN)
   x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   n, hp, wp, _ = x.shape
