@@ -207,8 +207,24 @@ def test_ssim_loss_is_one_minus_the_metric():
   y = t + 0.3 * jnp.asarray(rng.normal(size=t.shape), jnp.float32)
   expected = 1 - float(np.mean(np.asarray(metrics.ssim(y, t))))
   assert expected > 0.1 and np.isclose(losses.target_ssim(_ctx(fake=y, target=t)), expected)
+  # the gradient (the filter's own transpose) equals autodiff of the plain grouped conv
+  w1 = jnp.asarray(metrics._WINDOW)
+
+  def plain_ssim(a, b):
+    a, b = (a + 1) / 2, (b + 1) / 2
+    kh, kw = jnp.tile(w1.reshape(11, 1, 1, 1), (1, 1, 1, 3)), jnp.tile(w1.reshape(1, 11, 1, 1), (1, 1, 1, 3))
+    conv = lambda v, k: jax.lax.conv_general_dilated(v, k, (1, 1), "VALID", dimension_numbers=_DN,
+                                                     feature_group_count=3)
+    f = lambda v: conv(conv(v, kh), kw)
+    mx, my = f(a), f(b)
+    sxx, syy, sxy = f(a * a) - mx ** 2, f(b * b) - my ** 2, f(a * b) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    return jnp.mean(((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2)))
+
+  assert np.isclose(plain_ssim(y, t), 1 - expected, atol=1e-5)
   g = jax.grad(lambda f: losses.target_ssim(_ctx(fake=f, target=t)))(y)
-  assert np.all(np.isfinite(np.asarray(g))) and float(jnp.abs(g).max()) > 0
+  np.testing.assert_allclose(g, jax.grad(lambda f: 1 - plain_ssim(f, t))(y), rtol=1e-4, atol=1e-6)
+  assert float(jnp.abs(g).max()) > 0
 
 
 def test_max_pool2x2_is_flax_max_pool_in_values_and_gradients():

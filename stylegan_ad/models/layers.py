@@ -71,7 +71,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1,
 def max_pool2x2(x: jax.Array) -> jax.Array:
   """2x2 max pooling, stride 2, of NHWC with even H and W, as a reshape and a max: the
   same values as `nn.max_pool`, and a gradient XLA:CPU computes with a compare and a
-  select, where reduce_window's (select-and-gather over packed pairs) took a third of a
+  select, where reduce_window's (select-and-gather over packed pairs) took a sixth of a
   U-Net train step."""
   n, h, w, c = x.shape
   return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
