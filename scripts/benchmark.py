@@ -26,6 +26,7 @@ _WHAT = flags.DEFINE_enum("what", "pipeline", ["pipeline", "train_step", "peak",
                           "what to measure")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/embedded", "photo: a finished main-job run")
 _PHOTO = flags.DEFINE_string("photo", "1024x768", "photo: WIDTHxHEIGHT (a test photo resized to it)")
+_PHOTO_NAME = flags.DEFINE_string("photo_name", "motorcycle_left", "photo: which embedded photo is resized")
 _MAX_SIDE = flags.DEFINE_integer("max_side", 1024, "photo: --max_side of the folder CLI")
 _FLAGGED = flags.DEFINE_float("flagged", 0.1, "inference: fraction of images flagged")
 _VIEWS = flags.DEFINE_integer("views", 8, "inference: detector views averaged (detect.views: 1, 2, 4 or 8)")
@@ -266,7 +267,7 @@ def bench_photo():
   from stylegan_ad import inference
   from stylegan_ad.data import embedded
   w, h = (int(v) for v in _PHOTO.value.split("x"))
-  photo = next(p for p in embedded.PHOTOS if p.name == "motorcycle_left").load()
+  photo = next(p for p in embedded.PHOTOS if p.name == _PHOTO_NAME.value).load()
   photo = np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.LANCZOS))
   trained = inference.load_trained(_WORKDIR.value)
   out = {}
@@ -275,7 +276,7 @@ def bench_photo():
     out.update(inference.correct_photo(trained, photo, max_side=_MAX_SIDE.value))
 
   compile_sec, sec = _timed(one, _ITERS.value)
-  return {"what": "photo", "photo": _PHOTO.value, "max_side": _MAX_SIDE.value,
+  return {"what": "photo", "photo": _PHOTO.value, "photo_name": _PHOTO_NAME.value, "max_side": _MAX_SIDE.value,
           "processed": f"{out['stylized'].shape[1]}x{out['stylized'].shape[0]}", "tiles": out["tiles"],
           "verdict": out["verdict"], "first_call_sec": compile_sec, "sec_per_photo": sec,
           "peak_rss_mb": _peak_rss_mb(), "iters": _ITERS.value}
@@ -302,7 +303,7 @@ def bench_torch_photo():
   x = np.random.default_rng(1).uniform(-1, 1, (1, 36, 52, 3)).astype(np.float32)
   diff = float(np.abs(np.asarray(fn(x)) - torch_reference.reference_forward(state, x, blocks)).max())
   w, h = (int(v) for v in _PHOTO.value.split("x"))
-  photo = next(p for p in embedded.PHOTOS if p.name == "motorcycle_left").load()
+  photo = next(p for p in embedded.PHOTOS if p.name == _PHOTO_NAME.value).load()
   photo = np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.LANCZOS))
   out = {}
 
