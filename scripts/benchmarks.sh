@@ -11,6 +11,7 @@ py=.venv/bin/python
 $py scripts/benchmark.py --what=peak --out="$out/peak.json"
 $py scripts/benchmark.py --what=pipeline --size=128 --batch=1 --out="$out/pipeline_128.json"
 $py scripts/benchmark.py --what=train_step --size=128 --batch=1 --out="$out/train_step_128.json"
+$py scripts/benchmark.py --what=train_step --main_job_g --batch=4 --iters=20 --out="$out/train_step_main_job.json"
 $py scripts/benchmark.py --what=train_step --size=128 --batch=1 --upsample=subpixel --out="$out/train_step_128_subpixel.json"
 $py scripts/benchmark.py --what=train_step --size=128 --batch=1 --upsample=transpose --out="$out/train_step_128_transpose.json"
 $py scripts/benchmark.py --what=train_step --size=256 --batch=1 --upsample=transpose --iters=3 --out="$out/train_step_256_transpose.json"
