@@ -270,15 +270,23 @@ def bench_restart():
           "recompilations": int(last["train_step_compiles"]) - 1}
 
 
-def bench_photo():
-  """One photo through the folder CLI's path: stylized, scored and corrected at its own size."""
+def _embedded_photo():
+  """The embedded photo --photo_name resized to --photo (WIDTHxHEIGHT), uint8."""
   import numpy as np
   from PIL import Image
-  from stylegan_ad import inference
   from stylegan_ad.data import embedded
+  photos = {p.name: p for p in embedded.PHOTOS}
+  if _PHOTO_NAME.value not in photos:
+    raise SystemExit(f"--photo_name={_PHOTO_NAME.value!r}: not an embedded photo; one of {sorted(photos)}")
   w, h = (int(v) for v in _PHOTO.value.split("x"))
-  photo = next(p for p in embedded.PHOTOS if p.name == _PHOTO_NAME.value).load()
-  photo = np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.LANCZOS))
+  photo = photos[_PHOTO_NAME.value].load()
+  return np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.LANCZOS))
+
+
+def bench_photo():
+  """One photo through the folder CLI's path: stylized, scored and corrected at its own size."""
+  from stylegan_ad import inference
+  photo = _embedded_photo()
   trained = inference.load_trained(_WORKDIR.value)
   out = {}
 
@@ -299,9 +307,7 @@ def bench_torch_photo():
   input, then one photo on the path of `experiments.stylize --generator=torch:...`."""
   import jax
   import numpy as np
-  from PIL import Image
   from stylegan_ad import interop, inference
-  from stylegan_ad.data import embedded
   from stylegan_ad.models.generator import ResnetGenerator
   from tests import torch_reference
   ngf, blocks = _NGF.value, _BLOCKS.value
@@ -312,16 +318,14 @@ def bench_torch_photo():
   fn = jax.jit(lambda x: module.apply({"params": params}, x))
   x = np.random.default_rng(1).uniform(-1, 1, (1, 36, 52, 3)).astype(np.float32)
   diff = float(np.abs(np.asarray(fn(x)) - torch_reference.reference_forward(state, x, blocks)).max())
-  w, h = (int(v) for v in _PHOTO.value.split("x"))
-  photo = next(p for p in embedded.PHOTOS if p.name == _PHOTO_NAME.value).load()
-  photo = np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.LANCZOS))
+  photo = _embedded_photo()
   out = {}
 
   def one():
     out["y"] = inference.stylize_whole(fn, photo, _MAX_SIDE.value)
 
   compile_sec, sec = _timed(one, _ITERS.value)
-  return {"what": "torch_photo", "photo": _PHOTO.value, "ngf": ngf, "n_blocks": blocks,
+  return {"what": "torch_photo", "photo": _PHOTO.value, "photo_name": _PHOTO_NAME.value, "ngf": ngf, "n_blocks": blocks,
           "max_abs_diff_to_pytorch_definitions_52x36": diff,
           "processed": f"{out['y'].shape[1]}x{out['y'].shape[0]}", "first_call_sec": compile_sec,
           "sec_per_photo": sec, "peak_rss_mb": _peak_rss_mb(), "iters": _ITERS.value}
