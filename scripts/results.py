@@ -16,6 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from stylegan_ad import report  # noqa: E402
+from stylegan_ad.experiment import NETWORK_ALONE  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 VIDEO_START, VIDEO_END = "<!-- video:start -->", "<!-- video:end -->"
@@ -30,6 +31,19 @@ def _whole_photos(d: dict) -> list[str]:
           f"above) flags {w['flagged']} of {w['images']} ({100 * w['fpr']:.0f}%).", ""]
 
 
+def _fusion(real: dict) -> list[str]:
+  f = real.get("fusion")
+  if f is None:
+    return []
+  terms = " + ".join(f"{w:.2f} x {n}" for n, w in zip(("logit(network)", "log(style statistics)", "log(G's spread)"),
+                                                      f["weights"]))
+  return [f"`detector` is the network's map fused with two label-free maps, fitted on the reference photo: "
+          f"sigmoid({terms} {f['bias']:+.2f}), its image score the map's {100 * f['quantile']:.1f}th percentile "
+          f"(synthetic artifacts weighted {f['synthetic_share']:g} in the fit: image AUROC "
+          f"{f['reference_synthetic_auroc']:.3f} on the reference photo's crops); `{NETWORK_ALONE}` is the network's "
+          "own score, calibrated the same way.", ""]
+
+
 def _real(summary: dict) -> list[str]:
   real = summary.get("real", {})
   if "pool" not in real:
@@ -38,6 +52,7 @@ def _real(summary: dict) -> list[str]:
           + " Thresholds: each scorer calibrated to 1% false positives on the reference photo's clean outputs "
           "(whole, at three sizes). Brackets: 95% intervals, resampling the source photos.", "",
           report.real_failure_table(summary["real_all_scorers"]), "",
+          *_fusion(real),
           *(["Correcting them, against S(x) (whole test photos; the restorer trained toward S(x) on the train "
              "photos' real outputs):", "", report.real_correction_table(summary["correct_real"]), ""]
             if "psnr_before" in summary.get("correct_real", {}) else [])]

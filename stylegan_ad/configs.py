@@ -79,6 +79,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.detect.sees_input = True      # the detector judges [x, G(x)], not G(x) alone
   c.detect.sees_tta = True        # ... and the spread of G(x) and G's flipped/shifted views of x
   c.detect.spread_weight = 2.0    # image score + this x log(G's mean spread over the image); with sees_tta
+  c.detect.fuse = True            # where a reference split with targets exists: the detector's map fused
+                                  # with the style-statistics and G-spread maps (detect.Fusion; needs sees_tta)
+  c.detect.fuse_synthetic_auroc = 0.99  # ... keeping this image AUROC on synthetic artifacts of the reference
+                                  # photo (one photo: a margin over the 0.97 wanted on the test photos)
   c.detect.heldout_steps = 600    # detector steps per held-out-type run in the benchmark
 
   c.failures = ml_collections.ConfigDict()   # G's real failures (failures.py)
@@ -193,6 +197,9 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     raise ConfigError(f"config key detect.screen_rate: must be in [0, 1), got {config.detect.screen_rate}")
   if not config.detect.spread_weight >= 0.0:
     raise ConfigError(f"config key detect.spread_weight: must be >= 0, got {config.detect.spread_weight}")
+  if not 0.0 <= config.detect.fuse_synthetic_auroc <= 1.0:
+    raise ConfigError("config key detect.fuse_synthetic_auroc: must be in [0, 1], got "
+                      f"{config.detect.fuse_synthetic_auroc}")
   if not 0.0 < config.detect.fpr < 1.0:
     raise ConfigError(f"config key detect.fpr: must be in (0, 1), got {config.detect.fpr}")
   if not 0.0 < config.detect.calibration_fraction < 1.0:

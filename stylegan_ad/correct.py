@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylegan_ad import detect, metrics, stages
-from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.train import aux_trainer, steps
 
 VERDICTS = ("clean", "repaired", "regenerated", "failed")
@@ -53,17 +52,18 @@ class Corrector:
   sees_input: bool = False      # the detector judges (x, y), not y alone (detect.sees_input)
   sees_tta: bool = False        # ... and G's test-time disagreement (detect.sees_tta)
   spread_weight: float = 0.0    # the image score's G-spread term (detect.spread_weight)
+  fusion: Any = None            # the detector's `detect.Fusion` with label-free maps, or none
 
   @classmethod
   def build(cls, config, models: steps.Models, scorer) -> "Corrector":
     """From the config and a calibrated `DetectorScorer` (network, thresholds, views)."""
     return cls(models, scorer.detector, stages.make_restorer(config), float(scorer.threshold),
                config.correct.dilate, config.correct.attempts, scorer.views, scorer.screen_threshold,
-               scorer.sees_input, scorer.sees_tta, scorer.spread_weight)
+               scorer.sees_input, scorer.sees_tta, scorer.spread_weight, scorer.fusion)
 
   @property
   def screened(self) -> bool:
-    return self.screen is not None and self.views > 1
+    return self.screen is not None and self.views > 1 and self.fusion is None
 
   @property
   def first_views(self) -> int:
@@ -93,8 +93,8 @@ def _alts(c: Corrector, x):
 
 
 def _predict(c: Corrector, det_params, y, x, views: int, skip: int = 0):
-  return detector_lib.predict(c.detector, det_params, y, views, skip, x=_photo(x) if c.sees_input else None,
-                              alts=_alts(c, x), spread_weight=c.spread_weight)
+  return detect.judge(c.detector, det_params, y, _photo(x), _alts(c, x), views, skip, c.sees_input,
+                      c.spread_weight, c.fusion)
 
 
 def _first_look(c: Corrector, det_params, y, x):

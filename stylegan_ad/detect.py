@@ -2,7 +2,8 @@
 
 Scorers behind one interface, each giving a score per image (higher = more
 anomalous), a map per pixel, and, once calibrated, a verdict:
-  - `DetectorScorer`: the learned segmentation detector (of y, or of [x, y]);
+  - `DetectorScorer`: the learned segmentation detector (of y, or of [x, y]), where a
+    reference split with true targets exists fused with two label-free maps (`Fusion`);
   label-free (no true targets needed):
   - `DiscriminatorScorer`: the seed's first method, low realism under the trained D;
   - `FeatureDistanceScorer`: a Gaussian over D's features of clean outputs;
@@ -127,11 +128,22 @@ class DetectorScorer(Scorer):
   name = "detector"
 
   def __init__(self, detector: Any, params: Any, views: int = 1, screen_rate: float = 0.0,
-               sees_input: bool = False, generator: Any = None, spread_weight: float = 0.0):
+               sees_input: bool = False, generator: Any = None, spread_weight: float = 0.0,
+               fusion: "Fusion | None" = None):
     self.detector, self.params, self.views, self.screen_rate = detector, params, views, screen_rate
     self.sees_input, self.generator = sees_input, generator
     self.spread_weight = spread_weight if generator is not None else 0.0
+    self.fusion = fusion
     super().__init__()
+
+  def set_fusion(self, fusion: "Fusion | None") -> None:
+    """Scores from now on with `fusion` (None: the network alone); a fused score has no
+    1-view screen (it is not an average over views)."""
+    if fusion is not None and not self.sees_tta:
+      raise ValueError("a fused detector score needs G's alternate views: detect.sees_tta")
+    self.fusion = fusion
+    self.screen_threshold = None
+    self._jit = jax.jit(self._fn)
 
   @property
   def sees_tta(self) -> bool:
@@ -139,17 +151,22 @@ class DetectorScorer(Scorer):
 
   def _fn(self, y, x):
     alts = alternates(self.generator, x) if self.sees_tta else None
-    return detector_lib.predict(self.detector, self.params, y, self.views, x=photo(x) if self.sees_input else None,
-                                alts=alts, spread_weight=self.spread_weight)
+    return judge(self.detector, self.params, y, photo(x), alts, self.views, sees_input=self.sees_input,
+                 spread_weight=self.spread_weight, fusion=self.fusion)
 
   def one_view(self) -> "DetectorScorer":
     return DetectorScorer(self.detector, self.params, sees_input=self.sees_input, generator=self.generator,
-                          spread_weight=self.spread_weight)
+                          spread_weight=self.spread_weight, fusion=self.fusion)
+
+  def network_alone(self) -> "DetectorScorer":
+    """The same detector without its fusion (for the comparison row of the benchmark)."""
+    return DetectorScorer(self.detector, self.params, self.views, self.screen_rate, self.sees_input,
+                          self.generator, self.spread_weight)
 
   def calibrate(self, clean_images: np.ndarray, content: np.ndarray, fpr: float = 0.01) -> float:
     super().calibrate(clean_images, content, fpr)
     self.screen_threshold = None
-    if self.views > 1 and self.screen_rate > 0:
+    if self.views > 1 and self.screen_rate > 0 and self.fusion is None:
       one_view = self.one_view()(clean_images, content).score
       self.set_screen(one_view)
     return self.threshold
@@ -157,6 +174,106 @@ class DetectorScorer(Scorer):
   def set_screen(self, one_view_clean_scores: np.ndarray) -> None:
     """The 1-view screen's threshold from clean 1-view scores (after the threshold)."""
     self.screen_threshold = min(threshold_for_fpr(one_view_clean_scores, self.screen_rate), self.threshold)
+
+
+def judge(detector: Any, params: Any, y: jax.Array, x: jax.Array, alts: jax.Array | None, views: int,
+          skip: int = 0, sees_input: bool = False, spread_weight: float = 0.0, fusion: "Fusion | None" = None
+          ) -> tuple[jax.Array, jax.Array]:
+  """The detector's (image score [N], map [N, H, W]) of outputs y of photos x (`alts`:
+  G's alternate views of x, for a detector that sees them): the network's
+  (`detector.predict`) or, with `fusion`, the fused ones."""
+  if fusion is not None:
+    _, prob = detector_lib.predict(detector, params, y, views, skip, x=x if sees_input else None, alts=alts)
+    return fusion(prob, y, x, alts)
+  return detector_lib.predict(detector, params, y, views, skip, x=x if sees_input else None, alts=alts,
+                              spread_weight=spread_weight)
+
+
+FUSION_FEATURES = ("detector", "style_statistics", "tta_spread")
+
+
+def fusion_features(prob: jax.Array, style_map: jax.Array, spread_map: jax.Array) -> jax.Array:
+  """[N, H, W, 3] per-pixel features of `Fusion`: the detector's logit, and the logs of
+  the style-statistics distance and of G's (smoothed) test-time spread."""
+  p = jnp.clip(prob, 1e-4, 1.0 - 1e-4)
+  return jnp.stack([jnp.log(p / (1.0 - p)), jnp.log(style_map + 1e-4), jnp.log(spread_map + 1e-4)], axis=-1)
+
+
+def tta_spread_map(y: jax.Array, alts: jax.Array) -> jax.Array:
+  """G's per-pixel spread over y and its alternate views (channel mean, 5x5 smoothed):
+  `TTAScorer`'s map."""
+  views = [y] + jnp.split(alts, alts.shape[-1] // 3, axis=-1)
+  return _smooth(jnp.stack(views).std(axis=0).mean(axis=-1))
+
+
+@dataclasses.dataclass(eq=False)   # hashed by identity: it is a static part of the correction path
+class Fusion:
+  """The detector's map fused with two label-free maps that see what it misses, by a
+  logistic regression fitted on the reference split's pixel truth (stacking on photos
+  G never trained on, as the test photos are):
+
+    map   = sigmoid(w . [logit(detector's probability), log(style-statistics distance),
+                         log(G's test-time spread)] + b)
+    score = the `quantile` of the map over the image (1 - the truth's area cut: the
+            image label is "more than the area cut fails", so the score is the
+            probability reached by the area-cut-th most suspect pixels).
+
+  The detector learns from G's errors on the train photos, where G is nearly right; the
+  style statistics see impure style on new photos, G's spread sees where G is unsure."""
+  weights: tuple[float, float, float]
+  bias: float
+  quantile: float
+  style: "StyleStatisticsScorer"
+  notes: dict = dataclasses.field(default_factory=dict)   # how it was fitted (for the report)
+
+  def __call__(self, prob: jax.Array, y: jax.Array, x: jax.Array, alts: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return self.from_features(fusion_features(prob, self.style._fn(y, x)[1], tta_spread_map(y, alts)))
+
+  def from_features(self, f: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(score [N], map [N, H, W]) from `fusion_features` [N, H, W, 3]."""
+    amap = jax.nn.sigmoid(f @ jnp.asarray(self.weights, jnp.float32) + self.bias)
+    return jnp.quantile(amap.reshape(amap.shape[0], -1), self.quantile, axis=-1), amap
+
+  def to_json(self) -> dict[str, Any]:
+    return {"features": list(FUSION_FEATURES), "weights": list(self.weights), "bias": self.bias,
+            "quantile": self.quantile, "style_mean": self.style.stats["mean"].tolist(),
+            "style_std": self.style.stats["std"].tolist()}
+
+  @classmethod
+  def from_json(cls, data: dict[str, Any], style: "StyleStatisticsScorer") -> "Fusion":
+    """`style`: a style-statistics scorer with the run's discriminator (its statistics
+    come from the file)."""
+    style.stats = {"mean": np.asarray(data["style_mean"], np.float32), "std": np.asarray(data["style_std"], np.float32)}
+    style._jit = jax.jit(style._fn)
+    return cls(tuple(float(w) for w in data["weights"]), float(data["bias"]), float(data["quantile"]), style)
+
+
+def fit_fusion(features: Sequence[np.ndarray], masks: Sequence[np.ndarray], style: "StyleStatisticsScorer",
+               quantile: float, image_weights: Sequence[float] | None = None, stride: int = 4, ridge: float = 1e-3,
+               iterations: int = 50) -> Fusion:
+  """A `Fusion` by ridge-regularised logistic regression (Newton's method) of the failure
+  masks on the `fusion_features` ([H, W, 3] per image), every `stride`-th pixel of each
+  image in both directions, each pixel weighted by its image's `image_weights`."""
+  X = np.concatenate([np.asarray(f, np.float64)[::stride, ::stride].reshape(-1, 3) for f in features])
+  t = np.concatenate([np.asarray(m)[::stride, ::stride].ravel() for m in masks]).astype(np.float64)
+  if not (t.any() and (~t.astype(bool)).any()):
+    raise ValueError("fitting the fusion needs failing and clean pixels in the reference pool")
+  weights = np.ones(len(features)) if image_weights is None else np.asarray(image_weights, np.float64)
+  sw = np.concatenate([np.full(np.asarray(m)[::stride, ::stride].size, wi) for m, wi in zip(masks, weights)])
+  sw = sw / sw.mean()
+  mean, scale = X.mean(0), X.std(0) + 1e-6
+  Z = np.concatenate([(X - mean) / scale, np.ones((len(X), 1))], axis=1)
+  w = np.zeros(4)
+  for _ in range(iterations):
+    p = 1.0 / (1.0 + np.exp(-(Z @ w)))
+    grad = Z.T @ (sw * (p - t)) / len(t) + ridge * w
+    hess = (Z * (sw * p * (1.0 - p))[:, None]).T @ Z / len(t) + ridge * np.eye(4)
+    step = np.linalg.solve(hess, grad)
+    w -= step
+    if np.abs(step).max() < 1e-8:
+      break
+  weights = w[:3] / scale   # back to the features' own units
+  return Fusion(tuple(float(v) for v in weights), float(w[3] - (weights * mean).sum()), float(quantile), style)
 
 
 class FeatureDistanceScorer(Scorer):
@@ -265,8 +382,7 @@ class TTAScorer(Scorer):
 
   def _fn(self, y, x):
     g = lambda v: self.generator.apply({"params": self.g_params}, v)
-    views = tta_views(g, photo(x), y, alternates(g, x))
-    amap = _smooth(jnp.stack(views).std(axis=0).mean(axis=-1))
+    amap = tta_spread_map(y, alternates(g, x))
     return amap.mean(axis=(1, 2)), amap
 
 
@@ -314,7 +430,7 @@ def make_test_set(clean: np.ndarray, content: np.ndarray, types: Sequence[int], 
 
   Each row also carries its clean original ("clean") and the generator input ("content").
   """
-  fn = jax.jit(_corrupt_all(tuple(types)))
+  fn = jax.jit(corrupt_all(tuple(types)))
   parts = [{"images": clean, "masks": np.zeros(clean.shape[:3], np.float32),
             "is_anomalous": np.zeros(len(clean), np.float32), "kind": np.full(len(clean), -1, np.int32),
             "clean": clean, "content": content}]
@@ -328,7 +444,8 @@ def make_test_set(clean: np.ndarray, content: np.ndarray, types: Sequence[int], 
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def _corrupt_all(types: tuple[int, ...]):
+def corrupt_all(types: tuple[int, ...]):
+  """(clean, content, other, key) -> `corrupt_batch` with every image corrupted."""
   def fn(clean, content, other, key):
     return corrupt_batch(clean, content, other, key, types, p_anomalous=1.0)
   return fn
@@ -369,7 +486,9 @@ def save_calibration(path: str, scorers: Sequence[Scorer], fpr: float, stages: d
   data = {"fpr": fpr, "thresholds": {s.name: s.threshold for s in scorers},
           "screen_thresholds": {s.name: s.screen_threshold for s in scorers
                                 if s.screen_threshold is not None},
-          "spread_weights": {s.name: s.spread_weight for s in scorers if isinstance(s, DetectorScorer)}}
+          "spread_weights": {s.name: s.spread_weight for s in scorers if isinstance(s, DetectorScorer)},
+          "fusions": {s.name: s.fusion.to_json() for s in scorers
+                      if isinstance(s, DetectorScorer) and s.fusion is not None}}
   if stages is not None:
     data["stages"] = stages
   tmp = files.temporary_name(path)
@@ -378,12 +497,19 @@ def save_calibration(path: str, scorers: Sequence[Scorer], fpr: float, stages: d
   os.replace(tmp, path)
 
 
-def load_calibration(path: str, scorers: Sequence[Scorer]) -> float:
+def load_calibration(path: str, scorers: Sequence[Scorer], style: "StyleStatisticsScorer | None" = None) -> float:
+  """Thresholds (and a detector's fusion: `style` is a style-statistics scorer with the
+  run's discriminator, needed where the file has one) from `save_calibration`'s file."""
   with open(path) as f:
     data = json.load(f)
   for s in scorers:
-    s.threshold = data["thresholds"].get(s.name)
-    s.screen_threshold = data.get("screen_thresholds", {}).get(s.name)  # absent: no screen
     if isinstance(s, DetectorScorer):  # absent: calibrated before the image score had the term
       s.spread_weight = float(data.get("spread_weights", {}).get(s.name, 0.0))
+      fusion = data.get("fusions", {}).get(s.name)   # absent: the network's score
+      if fusion is not None and style is None:
+        raise ValueError(f"{path}: the detector's score is fused with style statistics: loading it needs the "
+                         "run's discriminator")
+      s.set_fusion(None if fusion is None else Fusion.from_json(fusion, style))
+    s.threshold = data["thresholds"].get(s.name)
+    s.screen_threshold = data.get("screen_thresholds", {}).get(s.name)  # absent: no screen
   return float(data["fpr"])

@@ -26,6 +26,7 @@ import numpy as np
 
 from stylegan_ad import artifacts, console, correct, detect, failures, fullres, metrics, report, stages
 from stylegan_ad.data import pipeline as pipeline_lib
+from stylegan_ad.train import aux_trainer
 from stylegan_ad.train import checkpoint as checkpoint_lib
 from stylegan_ad.train import loop
 from stylegan_ad.train import steps as steps_lib
@@ -163,6 +164,54 @@ def pool_alternates(gan: loop.Run, pool: failures.Pool, max_side: int) -> list[n
   return [done[i] for i in first]
 
 
+FUSION_SYNTHETIC_SHARES = (0.0, 0.125, 0.25, 0.5, 1.0)
+
+
+def fit_fusion(detector: detect.DetectorScorer, style: detect.StyleStatisticsScorer, real: RealPools,
+               config: ml_collections.ConfigDict) -> detect.Fusion:
+  """The detector's `detect.Fusion`, fitted on the reference photo alone: on its pool's
+  pixel truth (G's real failures), and on synthetic artifacts pasted on crops of its
+  final G's outputs, with the least weight (of `FUSION_SYNTHETIC_SHARES`, relative to
+  the real pixels) that keeps `detect.fuse_synthetic_auroc` on those crops: G's real
+  failures first, and what the network sees of artifacts kept."""
+  net = detector.network_alone()
+
+  def fn(v):
+    y, ctx = v[..., -3:], failures.context(v)
+    prob = net._fn(y, ctx)[1]
+    return {"f": detect.fusion_features(prob, style._fn(y, ctx)[1], detect.tta_spread_map(y, ctx[..., 3:12]))}
+
+  ref, labels = real.reference, real.reference_labels
+  outs = failures.apply_pool(jax.jit(fn), ref, config.failures.max_side, "fitting the detector's fusion")
+  feats, masks = [o["f"] for o in outs], list(labels.masks)
+  final = failures.take(ref, ref.where(ref.generator[0], "none"))
+  rows = stages.real_crops(final, failures.label(final, real.truth), real.truth.area_cut, config.data.crop_size,
+                           config.failures.crops_per_image, config.seed + 5, final.alts)
+  bad = jax.device_get(jax.jit(detect.corrupt_all(tuple(ALL_TYPES)))(
+      rows["clean"], rows["content"], np.roll(rows["clean"], 1, axis=0), jax.random.key(config.seed + 5)))
+  keep = np.flatnonzero(bad["is_anomalous"] > 0)
+  if not len(keep):
+    raise ValueError("fitting the detector's fusion: no synthetic artifact showed on the reference crops")
+  features = lambda y, idx: aux_trainer.batched(jax.jit(lambda v: fn(v)["f"]), np.concatenate(
+      [rows["content"], rows["alts"], y], axis=-1)[idx], batch=16)
+  synthetic, clean = features(bad["images"], keep), features(rows["clean"], np.arange(len(rows["clean"])))
+  syn_masks = list(bad["masks"][keep] > 0)
+  unit = sum(m.size for m in masks) / max(1, synthetic[..., 0].size)   # synthetic pixels' weight: equal totals
+  is_bad = np.r_[np.zeros(len(clean), bool), np.ones(len(keep), bool)]
+  for share in FUSION_SYNTHETIC_SHARES:
+    fusion = detect.fit_fusion(feats + list(synthetic), masks + syn_masks, style, 1.0 - real.truth.area_cut,
+                               [1.0] * len(feats) + [share * unit] * len(keep))
+    scores = np.concatenate([np.asarray(fusion.from_features(jnp.asarray(f))[0]) for f in (clean, synthetic)])
+    synthetic_auroc = metrics.auroc(scores, is_bad)
+    if synthetic_auroc >= config.detect.fuse_synthetic_auroc:
+      break
+  fusion.notes.update(synthetic_share=share, reference_synthetic_auroc=float(synthetic_auroc))
+  console.say("detector fused with label-free maps: weights " + ", ".join(
+      f"{n} {w:+.2f}" for n, w in zip(detect.FUSION_FEATURES, fusion.weights))
+      + f"; synthetic artifacts weighted {share:g}: image AUROC {synthetic_auroc:.3f} on the reference crops")
+  return fusion
+
+
 def calibrate_on_reference(scorer: detect.Scorer, real: RealPools, config: ml_collections.ConfigDict) -> None:
   """The threshold flagging `detect.fpr` of the reference photo's clean outputs (whole
   photos at several sizes, labelled clean by the truth): photos G never trained on."""
@@ -171,7 +220,7 @@ def calibrate_on_reference(scorer: detect.Scorer, real: RealPools, config: ml_co
   scorer.threshold = detect.threshold_for_fpr(scores, config.detect.fpr)
   if isinstance(scorer, detect.DetectorScorer):
     scorer.screen_threshold = None
-    if scorer.views > 1 and scorer.screen_rate > 0:
+    if scorer.views > 1 and scorer.screen_rate > 0 and scorer.fusion is None:
       scorer.set_screen(failures.score_pool(scorer.one_view(), clean, config.failures.max_side)[0])
 
 
@@ -205,6 +254,8 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[
     return None
   clock.done("detector")
   scorers = build_scorers(config, gan, det_params, fit)
+  if real is not None and config.detect.fuse and config.detect.sees_tta:
+    scorers[1].set_fusion(fit_fusion(scorers[1], scorers[3], real, config))
   for s in scorers:
     if real is None:
       s.calibrate(calib.clean, calib.content, config.detect.fpr)
@@ -221,6 +272,9 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[
   return DetectorStage(gan, ema, fit, fit_alts, test_out, det_params, scorers, real, crops, skipped, clock)
 
 
+NETWORK_ALONE = "detector (network alone)"
+
+
 def real_failure_benchmark(config: ml_collections.ConfigDict, stage: DetectorStage) -> dict[str, Any]:
   """Every scorer on the test photos' real outputs, against the truth (failures.evaluate);
   without targets, each scorer's flagged share of the test outputs."""
@@ -234,11 +288,22 @@ def real_failure_benchmark(config: ml_collections.ConfigDict, stage: DetectorSta
     return out
   r = stage.real
   results = {}
-  for s in stage.scorers:
+  scorers = list(stage.scorers)
+  fused = [s for s in scorers if isinstance(s, detect.DetectorScorer) and s.fusion is not None]
+  for s in fused:   # what the fusion adds: the network's own score, calibrated the same way
+    alone = s.network_alone()
+    alone.name = NETWORK_ALONE
+    calibrate_on_reference(alone, r, config)
+    scorers.append(alone)
+  for s in scorers:
     score, maps = failures.score_pool(s, r.test, f.max_side, f"test pool: {s.name}")
     results[s.name] = failures.evaluate(score, maps, r.test, r.test_labels, s.threshold, f.bootstrap, config.seed)
-  return {"pool": failures.describe(r.test, r.test_labels, r.truth),
-          "reference": failures.describe(r.reference, r.reference_labels, r.truth), "scorers": results}
+  out = {"pool": failures.describe(r.test, r.test_labels, r.truth),
+         "reference": failures.describe(r.reference, r.reference_labels, r.truth), "scorers": results}
+  for s in fused:
+    out["fusion"] = {"features": list(detect.FUSION_FEATURES), "weights": list(s.fusion.weights), "bias": s.fusion.bias,
+                     "quantile": s.fusion.quantile, **s.fusion.notes}
+  return out
 
 
 def train_and_calibrate_detector(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -358,6 +423,8 @@ def real_summary(real: dict[str, Any]) -> dict[str, Any]:
   out["anomalous_rate"] = real["pool"]["anomalous_rate"]
   out["pool"] = real["pool"]
   out["reference"] = {k: real["reference"][k] for k in ("images", "anomalous_rate", "pixel_threshold", "area_cut")}
+  if "fusion" in real:
+    out["fusion"] = real["fusion"]
   return {"real": out, "real_all_scorers": real["scorers"]}
 
 

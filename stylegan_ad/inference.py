@@ -131,7 +131,8 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
   calibration = os.path.join(workdir, "detector", "calibration.json")
   if not os.path.isfile(calibration):
     raise CheckpointError(f"{calibration}: missing (the main job did not finish calibration)")
-  detect.load_calibration(calibration, [scorer])
+  style = detect.StyleStatisticsScorer(models.discriminator, gan.d_params["b"], conditional=models.paired)
+  detect.load_calibration(calibration, [scorer], style)   # (the style statistics of a fused score)
   with open(calibration) as f:
     calibrated = json.load(f).get("stages", {})
   check_stages(workdir, {"gan": gan_step, "detector": det_step, "restorer": res_step},

@@ -395,3 +395,71 @@ def test_the_image_score_adds_g_spread_and_the_weight_travels_with_the_threshold
   detect.load_calibration(path, [loaded])
   assert loaded.spread_weight == 0.0
   assert correct.Corrector.build(configs.default_config(), c.models, scorer).spread_weight == 2.0
+
+
+def test_fit_fusion_recovers_a_known_logistic_model():
+  """The fusion's regression finds the weights that made the labels."""
+  rng = np.random.default_rng(0)
+  feats = [rng.normal(size=(40, 50, 3)) * (1.0, 2.0, 0.5) + (0.0, 1.0, -1.0) for _ in range(20)]
+  w, b = np.array([1.5, -0.5, 0.8]), -2.0
+  masks = [rng.random((40, 50)) < 1 / (1 + np.exp(-(f @ w + b))) for f in feats]
+  fusion = detect.fit_fusion(feats, masks, style=None, quantile=0.9, stride=1, ridge=1e-6)
+  np.testing.assert_allclose(fusion.weights, w, atol=0.1)
+  assert abs(fusion.bias - b) < 0.15 and fusion.quantile == 0.9
+  # images weighted: a second set made by other weights, given little weight, moves them little
+  other = [rng.random((40, 50)) < 1 / (1 + np.exp(-(f @ -w + b))) for f in feats]
+  weighted = detect.fit_fusion(feats + feats, masks + other, style=None, quantile=0.9,
+                               image_weights=[1.0] * 20 + [0.02] * 20, stride=1, ridge=1e-6)
+  np.testing.assert_allclose(weighted.weights, w, atol=0.3)
+  assert np.all(np.abs(weighted.weights) < np.abs(w))
+  with pytest.raises(ValueError, match="failing and clean pixels"):
+    detect.fit_fusion(feats, [np.zeros((40, 50), bool)] * 20, style=None, quantile=0.9)
+
+
+def test_fused_detector_scores_saves_and_corrects(corrector, tmp_path):
+  """The fused map is the sigmoid of the weighted features (the network's logit, the
+  style-statistics and G-spread logs), the score its quantile; it is saved with the
+  thresholds and loaded back (refused without the discriminator it needs); the
+  correction path uses it, unscreened, with the gated and one-program paths agreeing."""
+  c, detp, resp, g, x, y, _ = corrector
+  gen = lambda v: steps.generate(c.models, g, v)
+  d = Discriminator(ndf=4, n_layers=2)
+  style = detect.StyleStatisticsScorer(d, d.init(jax.random.key(5), x[:1])["params"])
+  style.fit(y, x)
+  fusion = detect.Fusion((1.0, 0.5, 0.7), -1.0, 0.9, style)
+  scorer = detect.DetectorScorer(c.detector, detp, views=4, screen_rate=0.3, sees_input=True, generator=gen)
+  scorer.set_fusion(fusion)
+  s = scorer(y, x)
+  alts = np.asarray(detect.tta_alternates(gen, jnp.asarray(x)))
+  prob = detect.DetectorScorer(c.detector, detp, views=4, sees_input=True, generator=gen)(y, x).map
+  p = np.clip(prob, 1e-4, 1 - 1e-4)
+  spread = np.asarray(detect.tta_spread_map(jnp.asarray(y), jnp.asarray(alts)))
+  by_hand = np.stack([np.log(p / (1 - p)), np.log(style(y, x).map + 1e-4), np.log(spread + 1e-4)], -1)
+  expected = 1 / (1 + np.exp(-(by_hand @ np.array(fusion.weights) + fusion.bias)))
+  np.testing.assert_allclose(s.map, expected, atol=1e-4)
+  np.testing.assert_allclose(s.score, np.quantile(s.map.reshape(len(x), -1), 0.9, axis=1), atol=1e-5)
+  scorer.calibrate(y, x, fpr=0.25)
+  assert scorer.screen_threshold is None   # a fused score is no average over views: no screen
+  path = str(tmp_path / "calibration.json")
+  detect.save_calibration(path, [scorer], 0.25)
+  loaded = detect.DetectorScorer(c.detector, detp, views=4, sees_input=True, generator=gen)
+  with pytest.raises(ValueError, match="discriminator"):
+    detect.load_calibration(path, [loaded])
+  detect.load_calibration(path, [loaded], detect.StyleStatisticsScorer(d, style.d_params))
+  assert loaded.fusion.weights == fusion.weights and loaded.threshold == scorer.threshold
+  np.testing.assert_allclose(loaded(y, x).score, s.score, atol=1e-6)
+  with pytest.raises(ValueError, match="sees_tta"):
+    detect.DetectorScorer(c.detector, detp).set_fusion(fusion)
+  cfg = configs.default_config()
+  cfg.correct.features, cfg.correct.depth = 4, 2   # the fixture's restorer
+  corr = correct.Corrector.build(cfg, c.models, loaded)
+  assert corr.fusion is loaded.fusion and not corr.screened
+  key = jax.random.key(0)
+  gated = correct.run_batched(corr, detp, resp, g, x, y, seed=0, batch=4)
+  whole = jax.jit(lambda xb, yb: correct.correct_outputs(corr, detp, resp, g, xb, yb, key))(
+      jnp.asarray(x), jnp.asarray(y))
+  np.testing.assert_allclose(gated["score_before"], s.score, atol=1e-5)
+  np.testing.assert_array_equal(gated["verdict"], np.asarray(whole["verdict"]))
+  assert 0 < (gated["verdict"] > 0).sum() < len(x)
+  clean = gated["verdict"] == 0
+  np.testing.assert_array_equal(gated["output"][clean], y[clean])

@@ -64,7 +64,7 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   assert set(on_disk["detect_all_scorers"]) == scorers
   # G's real failures: the detector's figures, every scorer's, the pool and its truth
   real = on_disk["real"]
-  assert set(on_disk["real_all_scorers"]) == scorers
+  assert set(on_disk["real_all_scorers"]) == scorers | {experiment.NETWORK_ALONE}
   for key in ("pixel_auroc", "aupro", "image_auroc", "spearman", "fpr", "tpr", "anomalous_rate"):
     assert key in real
   assert 0.0 <= real["anomalous_rate"] <= 1.0 and real["pool"]["photos"] == 4
@@ -98,6 +98,11 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   assert json.load(open(os.path.join(gan, "eval.json")))["num_images"] == 64
   calib = json.load(open(os.path.join(workdir, "detector", "calibration.json")))
   assert calib["fpr"] == 0.01 and set(calib["thresholds"]) == set(on_disk["detect_all_scorers"])
+  # the detector's score is fused with the label-free maps on the reference photo (saved
+  # with its thresholds); the benchmark also gives the network's own score
+  fusion = calib["fusions"]["detector"]
+  assert len(fusion["weights"]) == 3 and 0 < fusion["quantile"] < 1 and "detector" not in calib["screen_thresholds"]
+  assert on_disk["real"]["fusion"]["weights"] == fusion["weights"] and "synthetic_share" in on_disk["real"]["fusion"]
 
 
 def test_console_summary_is_short_and_names_the_report(main_run):

@@ -130,6 +130,7 @@ def test_paired_mode_trains(data_dir, tmp_path):
     (lambda c: c.model.__setitem__("upsample", "bilinear"), "model.upsample: must be one of"),
     (lambda c: c.detect.__setitem__("screen_rate", 1.0), r"detect.screen_rate: must be in \[0, 1\)"),
     (lambda c: c.detect.__setitem__("spread_weight", -1.0), "detect.spread_weight: must be >= 0"),
+    (lambda c: c.detect.__setitem__("fuse_synthetic_auroc", 1.5), r"detect.fuse_synthetic_auroc: must be in \[0, 1\]"),
 ])
 def test_config_validation_names_the_key(data_dir, change, match):
   # type_safe=False: validation must catch what a hand-built or loosely typed config holds
