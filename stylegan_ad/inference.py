@@ -103,6 +103,8 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
     config.detect.sees_input = False
   if "sees_tta" not in config.detect:  # runs from before it saw G's TTA spread
     config.detect.sees_tta = False
+  if "fuse" not in config.detect:  # runs from before the fused score (their calibration has no fusion)
+    config.detect.fuse, config.detect.fuse_synthetic_auroc = False, 0.99
   if "natural_threshold" in config.detect:  # a key of runs from before the real-failure benchmark
     del config.detect["natural_threshold"]
   configs.validate(config)

@@ -406,6 +406,23 @@ def test_both_pages_in_a_real_browser(main_run, tmp_path):
     driver.quit()
 
 
+def test_a_run_from_before_the_fused_score_still_loads(main_run, tmp_path):
+  """A run whose config has no `detect.fuse` keys and whose calibration has no fusion
+  loads, scoring with the network alone; this run loads with its fusion."""
+  workdir = str(tmp_path / "run")
+  shutil.copytree(main_run[0], workdir)
+  assert inference.load_trained(workdir).corrector.fusion is not None
+  for name, group, keys in (("gan/config.json", "detect", ("fuse", "fuse_synthetic_auroc")),
+                            ("detector/calibration.json", None, ("fusions",))):
+    path = os.path.join(workdir, name)
+    data = json.load(open(path))
+    for k in keys:
+      del (data[group] if group else data)[k]
+    json.dump(data, open(path, "w"))
+  old = inference.load_trained(workdir)
+  assert old.corrector.fusion is None and not old.config.detect.fuse
+
+
 def test_a_run_whose_final_gan_checkpoint_is_damaged_is_refused_then_repaired(main_run, data_dir, tmp_path):
   from stylegan_ad.errors import CheckpointError
   from stylegan_ad.train import loop
