@@ -16,7 +16,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from stylegan_ad import report  # noqa: E402
-from stylegan_ad.experiment import NETWORK_ALONE  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 VIDEO_START, VIDEO_END = "<!-- video:start -->", "<!-- video:end -->"
@@ -40,7 +39,7 @@ def _fusion(real: dict) -> list[str]:
   return [f"`detector` is the network's map fused with two label-free maps, fitted on the reference photo: "
           f"sigmoid({terms} {f['bias']:+.2f}), its image score the map's {100 * f['quantile']:.1f}th percentile "
           f"(synthetic artifacts weighted {f['synthetic_share']:g} in the fit: image AUROC "
-          f"{f['reference_synthetic_auroc']:.3f} on the reference photo's crops); `{NETWORK_ALONE}` is the network's "
+          f"{f['reference_synthetic_auroc']:.3f} on the reference photo's crops); `{report.NETWORK_ALONE}` is the network's "
           "own score, calibrated the same way.", ""]
 
 

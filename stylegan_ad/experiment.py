@@ -272,9 +272,6 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[
   return DetectorStage(gan, ema, fit, fit_alts, test_out, det_params, scorers, real, crops, skipped, clock)
 
 
-NETWORK_ALONE = "detector (network alone)"
-
-
 def real_failure_benchmark(config: ml_collections.ConfigDict, stage: DetectorStage) -> dict[str, Any]:
   """Every scorer on the test photos' real outputs, against the truth (failures.evaluate);
   without targets, each scorer's flagged share of the test outputs."""
@@ -292,7 +289,7 @@ def real_failure_benchmark(config: ml_collections.ConfigDict, stage: DetectorSta
   fused = [s for s in scorers if isinstance(s, detect.DetectorScorer) and s.fusion is not None]
   for s in fused:   # what the fusion adds: the network's own score, calibrated the same way
     alone = s.network_alone()
-    alone.name = NETWORK_ALONE
+    alone.name = report.NETWORK_ALONE
     calibrate_on_reference(alone, r, config)
     scorers.append(alone)
   for s in scorers:

@@ -12,6 +12,8 @@ from stylegan_ad.console import clock as console_clock
 from stylegan_ad.data.pipeline import to_uint8
 from stylegan_ad.files import write_json, write_text  # noqa: F401 (callers write through report)
 
+NETWORK_ALONE = "detector (network alone)"   # the benchmark's row of the detector without its fusion
+
 
 def heat(amap: np.ndarray) -> np.ndarray:
   """A [0, 1] map as a uint8 RGB heat image (black -> red -> yellow)."""

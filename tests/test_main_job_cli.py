@@ -13,6 +13,7 @@ from PIL import Image
 
 from experiments.configs import embedded as embedded_config
 from stylegan_ad import correct, experiment, inference
+from stylegan_ad.report import NETWORK_ALONE
 from stylegan_ad.data import images as images_lib
 from stylegan_ad.errors import DataError
 
@@ -64,7 +65,7 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   assert set(on_disk["detect_all_scorers"]) == scorers
   # G's real failures: the detector's figures, every scorer's, the pool and its truth
   real = on_disk["real"]
-  assert set(on_disk["real_all_scorers"]) == scorers | {experiment.NETWORK_ALONE}
+  assert set(on_disk["real_all_scorers"]) == scorers | {NETWORK_ALONE}
   for key in ("pixel_auroc", "aupro", "image_auroc", "spearman", "fpr", "tpr", "anomalous_rate"):
     assert key in real
   assert 0.0 <= real["anomalous_rate"] <= 1.0 and real["pool"]["photos"] == 4
