@@ -35,6 +35,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.d_layers = 3            # 3 -> 70x70 PatchGAN
   c.model.d_scales = 1
   c.model.spectral_norm = False
+  c.model.imported = ""           # a generator trained elsewhere (torch:PATH.pth) whose weights the run holds:
+                                  # no GAN stage (experiments.fit_generator); its run loads as step 0
 
   c.train = ml_collections.ConfigDict()
   c.train.mode = "unpaired"       # unpaired (CycleGAN) | paired (pix2pix)

@@ -105,14 +105,24 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
     config.detect.sees_tta = False
   if "fuse" not in config.detect:  # runs from before the fused score (their calibration has no fusion)
     config.detect.fuse, config.detect.fuse_synthetic_auroc = False, 0.99
+  if "imported" not in config.model:  # runs from before imported generators
+    config.model.imported = ""
   if "natural_threshold" in config.detect:  # a key of runs from before the real-failure benchmark
     del config.detect["natural_threshold"]
   configs.validate(config)
   loop.enable_compilation_cache(os.path.join(workdir, "gan"))  # the run's cache: compile once
   models = steps.make_models(config)
-  gan_abstract = jax.eval_shape(lambda k: steps.init_state(models, k), jax.random.key(0))
-  gan_step, gan = _restore(os.path.join(workdir, "gan"), gan_abstract)
   crop = config.data.crop_size
+  if config.model.imported:  # a generator trained elsewhere: its weights alone (`imported.fit`)
+    g_abstract = jax.eval_shape(lambda k: {"ab": models.generator.init(k, jnp.zeros((1, crop, crop, 3)))["params"]},
+                                jax.random.key(0))
+    gan_step, g = _restore(os.path.join(workdir, "gan"), g_abstract)
+    g_params, style, gan_expected = g["ab"], None, 0
+  else:
+    gan_abstract = jax.eval_shape(lambda k: steps.init_state(models, k), jax.random.key(0))
+    gan_step, gan = _restore(os.path.join(workdir, "gan"), gan_abstract)
+    g_params, gan_expected = gan.ema["ab"], config.train.num_steps
+    style = detect.StyleStatisticsScorer(models.discriminator, gan.d_params["b"], conditional=models.paired)
   det, res = stages.make_detector(config), stages.make_restorer(config)
 
   def abstract(model, tx, *inputs):
@@ -128,17 +138,15 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
                                     config.detect.sees_input, config.detect.sees_tta)))))
   res_step, res_state = _restore(os.path.join(workdir, "restorer"),
                        abstract(res, stages.optimizer(config.correct), zeros, zeros[..., 0], zeros))
-  scorer = stages.make_detector_scorer(config, det_state.params,
-                                       lambda v: steps.generate(models, gan.ema["ab"], v))
+  scorer = stages.make_detector_scorer(config, det_state.params, lambda v: steps.generate(models, g_params, v))
   calibration = os.path.join(workdir, "detector", "calibration.json")
   if not os.path.isfile(calibration):
     raise CheckpointError(f"{calibration}: missing (the main job did not finish calibration)")
-  style = detect.StyleStatisticsScorer(models.discriminator, gan.d_params["b"], conditional=models.paired)
   detect.load_calibration(calibration, [scorer], style)   # (the style statistics of a fused score)
   with open(calibration) as f:
     calibrated = json.load(f).get("stages", {})
   check_stages(workdir, {"gan": gan_step, "detector": det_step, "restorer": res_step},
-               {"gan": config.train.num_steps, "detector": config.detect.steps, "restorer": config.correct.steps},
+               {"gan": gan_expected, "detector": config.detect.steps, "restorer": config.correct.steps},
                calibrated, allow_stage_mismatch)
   corrector = correct.Corrector.build(config, models, scorer)
   truth = None
@@ -146,7 +154,7 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
   if os.path.isfile(truth_path):
     with open(truth_path) as f:
       truth = failures.Truth(**json.load(f))
-  return Trained(config, corrector, gan.ema["ab"], det_state.params, res_state.params, truth)
+  return Trained(config, corrector, g_params, det_state.params, res_state.params, truth)
 
 
 def is_inside(path: str, root: str) -> bool:

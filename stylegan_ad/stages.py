@@ -35,7 +35,8 @@ class Outputs:
     return Outputs(self.clean[idx], self.content[idx], pick(self.target), pick(self.groups))
 
 
-def _crops(image: np.ndarray, crop: int, corners: bool) -> list[np.ndarray]:
+def crops(image: np.ndarray, crop: int, corners: bool) -> list[np.ndarray]:
+  """The center crop of `image`; with `corners`, its four corner crops after it."""
   out = [pipeline_lib.center_crop(np.asarray(image), crop)]
   if corners:
     h, w = image.shape[:2]
@@ -49,12 +50,12 @@ def generator_outputs(models: steps.Models, g_params: Any, images: Sequence[np.n
   """G(x) for center crops of `images`; with `corners`, for the four corner crops as well
   (five views of each image, one group: more variety of clean outputs to learn from)."""
   per = 5 if corners else 1
-  x = pipeline_lib.to_float(np.stack([c for i in images for c in _crops(i, crop, corners)]))
+  x = pipeline_lib.to_float(np.stack([c for i in images for c in crops(i, crop, corners)]))
   fn = jax.jit(lambda v: steps.generate(models, g_params, v))
   clean = aux_trainer.batched(fn, x, batch=batch)
   target = None
   if targets is not None:
-    target = pipeline_lib.to_float(np.stack([c for t in targets for c in _crops(t, crop, corners)]))
+    target = pipeline_lib.to_float(np.stack([c for t in targets for c in crops(t, crop, corners)]))
   return Outputs(clean.astype(np.float32), x, target, np.repeat(np.arange(len(images)), per))
 
 

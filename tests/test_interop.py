@@ -5,6 +5,7 @@ data.pkl and raw storages, or the older stream of pickles), and the reference
 generator's forward pass is computed in numpy from PyTorch's own layer definitions.
 """
 import collections
+import json
 import os
 import pickle
 import sys
@@ -110,3 +111,70 @@ def test_the_folder_cli_stylizes_with_a_reference_generator_file_at_each_photos_
   proc = subprocess.run(cmd[:3] + [f"--generator=torch:{tmp_path / 'missing.pth'}", f"--input={src}",
                                    f"--output={tmp_path / 'o2'}"], capture_output=True, text=True, env=env, cwd=root)
   assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith("missing.pth: no such file")
+
+
+def test_a_reference_generator_gets_a_detector_and_restorer_fitted_on_your_photos(tmp_path):
+  """experiments.fit_generator: the file's weights held by a run directory, a detector and
+  restorer fitted on a folder of photos (a held-out photo calibrates), and that run then
+  scores and corrects the generator's outputs through `experiments.stylize --workdir`."""
+  import subprocess
+  from PIL import Image
+  from experiments.configs import imported as imported_config
+  from stylegan_ad import imported, inference
+  from stylegan_ad.data import embedded
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  pth = os.path.join(root, "tests", "data", "torch_resnet", "latest_net_G_A.pth")
+  photos = tmp_path / "photos"
+  os.makedirs(photos)
+  for p in embedded.PHOTOS[:5]:
+    Image.fromarray(p.load()).resize((140 + 10 * len(p.name) % 40, 100)).save(photos / f"{p.name}.png")
+  open(photos / "notes.txt", "w").write("not a photo")
+  before = sorted(os.listdir(photos))
+  run = str(tmp_path / "run")
+  config = imported_config.get_config("tiny")
+  summary = imported.fit(config, run, f"torch:{pth}", str(photos))
+  fit, held = summary["photos"]["fit"], summary["photos"]["held_out"]
+  assert held and not set(fit) & set(held) and sorted(fit + held) == sorted(f"{p.name}.png" for p in embedded.PHOTOS[:5])
+  assert summary["crops"]["fit"] == 5 * 2 * len(fit)   # center + 4 corners, at 1.125x and 2x the crop size
+  assert (summary["ngf"], summary["n_blocks"]) == (4, 2)
+  assert np.isfinite(summary["threshold"]) and summary["held_out_whole_photos"]["photos"] == len(held)
+  assert set(summary["synthetic_held_out"]) == {"detector", "tta_variance"}
+  assert sorted(os.listdir(photos)) == before   # the photos untouched
+  # the run holds the file's weights exactly, and its detector's calibration is for them
+  trained = inference.load_trained(run)
+  _, params = interop.load_torch_generator(pth)
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(trained.g_params), jax.tree.leaves(params)))
+  assert trained.config.model.imported == f"torch:{pth}" and trained.corrector.threshold == summary["threshold"]
+  with open(os.path.join(run, "detector", "calibration.json")) as f:
+    assert json.load(f)["stages"]["gan"] == 0
+  # stylize --workdir: scored and corrected; an unflagged photo's output is the generator's own
+  out = inference.stylize_folder(run, str(photos), str(tmp_path / "out"))
+  rows = {r["file"]: r for r in out["files"]}
+  assert sum(out["verdicts"].values()) == 5 and rows["notes.txt"]["verdict"] == "skipped"
+  plain = inference.stylize_folder_with_generator(f"torch:{pth}", str(photos), str(tmp_path / "plain"))
+  assert plain["num_stylized"] == 5
+  clean = [n for n, r in rows.items() if r["verdict"] == "clean"]
+  assert clean
+  for name in clean:
+    ours = np.asarray(Image.open(tmp_path / "out" / f"{name}.corrected.png"), np.int32)
+    alone = np.asarray(Image.open(tmp_path / "plain" / f"{name}.stylized.png"), np.int32)
+    assert ours.shape == alone.shape and np.abs(ours - alone).max() <= 1
+  # the same file again resumes; another generator's weights into that run are refused
+  again = imported.fit(config, run, f"torch:{pth}", str(photos))
+  assert again["threshold"] == summary["threshold"]
+  other = jax.tree.map(lambda a: a + 1, params)
+  with pytest.raises(DataError, match="holds another generator's run"):
+    imported.save_generator(os.path.join(run, "gan"), other, "torch:other.pth")
+  # bad input, one line each: a folder with one photo; a file that is not a generator (CLI)
+  one = tmp_path / "one"
+  os.makedirs(one)
+  Image.fromarray(embedded.PHOTOS[0].load()).save(one / "a.png")
+  with pytest.raises(DataError, match=r"1 photo\(s\); fitting needs at least 2"):
+    imported.fit(config, str(tmp_path / "run1"), f"torch:{pth}", str(one))
+  env = {**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run([sys.executable, "-m", "experiments.fit_generator",
+                         "--config=experiments/configs/imported.py:tiny", f"--generator=torch:{photos / 'notes.txt'}",
+                         f"--photos={photos}", f"--workdir={tmp_path / 'run2'}"],
+                        capture_output=True, text=True, env=env, cwd=root)
+  assert proc.returncode == 2 and proc.stderr.strip().startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+  assert "notes.txt" in proc.stderr and not os.path.exists(tmp_path / "run2" / "detector")
