@@ -231,7 +231,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     raise ConfigError(f"config key train.pool_size: must be >= 0, got {config.train.pool_size}")
   if config.data.crop_size % 4:
     raise ConfigError(f"config key data.crop_size: must be divisible by 4, got {config.data.crop_size}")
-  if config.model.generator != "resnet" and config.data.crop_size % 2 ** config.model.depth:
+  if config.model.generator != "resnet" and not config.model.imported and config.data.crop_size % 2 ** config.model.depth:
     raise ConfigError(f"config key data.crop_size: a {config.model.depth}-level U-Net needs a multiple of "
                       f"{2 ** config.model.depth}, got {config.data.crop_size}")
   if image_size is not None and config.data.crop_size > image_size:

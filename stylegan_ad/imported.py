@@ -20,6 +20,8 @@ measures the result (synthetic artifacts on their crops; their clean outputs, wh
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import time
@@ -29,7 +31,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from stylegan_ad import artifacts, configs, console, detect, fullres, inference, interop, parallel, stages
+from stylegan_ad import artifacts, configs, console, correct, detect, fullres, inference, interop, parallel, stages
 from stylegan_ad.data import images as images_lib
 from stylegan_ad.data.pipeline import to_float
 from stylegan_ad.errors import DataError
@@ -39,14 +41,17 @@ from stylegan_ad.train import loop, steps
 
 TYPES = tuple(range(len(artifacts.TYPES)))
 SHORT_SIDES = (1.125, 2.0, 4.0)   # each photo at these short sides (x data.crop_size, at most its own), whole
-WHOLE = fullres.Tiling(max_pixels=4096 * 4096, window=4096)   # instance norm: the whole photo's statistics
+WHOLE_SCALES = (1.0, 0.5)         # held-out photos, whole, at these scales of their own size: calibration
 
 
 def imported_config(config: ml_collections.ConfigDict, path: str, module) -> ml_collections.ConfigDict:
   """`config` with the imported generator's architecture and file."""
   config = ml_collections.ConfigDict(config.to_dict())
-  config.model.generator, config.model.upsample = "resnet", "transpose"
-  config.model.ngf, config.model.n_blocks = int(module.ngf), int(module.n_blocks)
+  config.model.ngf = int(module.ngf)
+  if hasattr(module, "n_blocks"):
+    config.model.generator, config.model.upsample, config.model.n_blocks = "resnet", "transpose", int(module.n_blocks)
+  else:
+    config.model.generator, config.model.depth = "reference_unet", int(module.depth)
   config.model.imported = f"torch:{os.path.abspath(path)}"
   config.detect.fuse = False   # the fused score is fitted on true targets; here there are none
   configs.validate(config, device_count=jax.device_count())
@@ -67,20 +72,24 @@ def read_photos(photos_dir: str) -> list[tuple[str, np.ndarray]]:
   return out
 
 
-def outputs(gen, photos: list[np.ndarray], crop: int, tta: bool) -> tuple[stages.Outputs, np.ndarray | None]:
+def outputs(models: steps.Models, params: Any, photos: list[tuple[str, np.ndarray]], crop: int, tta: bool,
+            tiling: fullres.Tiling, desc: str = "generator outputs") -> tuple[stages.Outputs, np.ndarray | None]:
   """G on each photo whole, at `SHORT_SIDES` (its statistics as at inference), then the
   center and corner crops of input, output and (with `tta`) G's alternate views; grouped
   by photo. (outputs, alternates or None)."""
-  fn = jax.jit(lambda v: {"y": gen(v[..., :3]), **({"alts": detect.tta_alternates(gen, v[..., :3])} if tta else {})})
+  def views(p, v):   # (the weights an argument, not constants of every program compiled)
+    gen = lambda u: steps.generate(models, p, u)
+    return {"y": gen(v), **({"alts": detect.tta_alternates(gen, v)} if tta else {})}
+  fn = jax.jit(views)
   xs, ys, alts, groups = [], [], [], []
-  for g, photo in enumerate(photos):
+  for g, (name, photo) in enumerate(console.progress(photos, desc, unit="photo")):
     short = min(photo.shape[:2])
     for side in sorted({min(short, round(f * crop)) for f in SHORT_SIDES}):
       if side < crop:
-        raise DataError(f"a photo of {photo.shape[1]}x{photo.shape[0]} is smaller than the "
+        raise DataError(f"{name}: {photo.shape[1]}x{photo.shape[0]} is smaller than the "
                         f"{crop}x{crop} crop (data.crop_size)")
       x = to_float(images_lib.resize_short_side(photo, side))
-      out = fullres.apply(fn, x, WHOLE)
+      out = fullres.apply(functools.partial(fn, params), x, tiling)
       parts = [x, out["y"]] + ([out["alts"]] if tta else [])
       cut = [stages.crops(np.asarray(p, np.float32), crop, corners=True) for p in parts]
       xs += cut[0]
@@ -134,38 +143,50 @@ def fit(config: ml_collections.ConfigDict, workdir: str, generator: str, photos_
   models = steps.make_models(config)
   gen = lambda v: steps.generate(models, params, v)
   crop = config.data.crop_size
+  tiling = inference.run_tiling(config)
   fit_ids, held_ids = _split(len(photos), config.detect.calibration_fraction, config.seed)
-  console.say(f"{path}: the reference's ResnetGenerator, ngf={module.ngf}, {module.n_blocks} blocks; "
+  console.say(f"{path}: {interop.describe(module)}; "
               f"{len(fit_ids)} photos to fit on, {len(held_ids)} held out to calibrate")
   os.makedirs(gan_dir, exist_ok=True)
   if jax.process_index() == 0:
     write_json(os.path.join(gan_dir, "config.json"), json.loads(config.to_json_best_effort()))
   save_generator(gan_dir, params, config.model.imported)
   tta = config.detect.sees_tta
-  train, train_alts = outputs(gen, [photos[i][1] for i in fit_ids], crop, tta)
-  held, _ = outputs(gen, [photos[i][1] for i in held_ids], crop, False)
+  train, train_alts = outputs(models, params, [photos[i] for i in fit_ids], crop, tta, tiling, "outputs to fit on")
+  held, held_alts = outputs(models, params, [photos[i] for i in held_ids], crop, tta, tiling, "held-out outputs")
+  # G's alternate views as they come at inference, from the whole photo (`detect.context`)
+  held_ctx = held.content if held_alts is None else np.concatenate([held.content, held_alts], axis=-1)
   mesh = parallel.make_mesh()
   det_params = stages.train_detector(config, os.path.join(workdir, "detector"), train, mesh, TYPES, None, train_alts)
+  res_params = stages.train_restorer(config, os.path.join(workdir, "restorer"), train, mesh, TYPES, det_params,
+                                     None, train_alts)
   scorers = [stages.make_detector_scorer(config, det_params, gen), detect.TTAScorer(models.generator, params)]
   for s in scorers:
-    s.calibrate(held.clean, held.content, config.detect.fpr)
+    s.calibrate(held.clean, held_ctx, config.detect.fpr)
+  # the detector's threshold also holds the held-out photos whole, scored as `experiments.stylize` scores them
+  detector = scorers[0]
+  never_flags = dataclasses.replace(correct.Corrector.build(config, models, detector), threshold=float("inf"))
+  probe = inference.Trained(config, never_flags, params, det_params, res_params)
+  whole = [inference.correct_photo(probe, fullres.fit_max_side(photos[i][1], round(max(photos[i][1].shape[:2]) * f))[0])
+           ["score_before"] for i in held_ids for f in WHOLE_SCALES]
+  crop_scores = detector(held.clean, held_ctx).score
+  detector.threshold = detect.threshold_for_fpr(np.concatenate([crop_scores, whole]), config.detect.fpr)
   if jax.process_index() == 0:
     detect.save_calibration(os.path.join(workdir, "detector", "calibration.json"), scorers, config.detect.fpr,
                             {"gan": 0, "detector": config.detect.steps})
-  stages.train_restorer(config, os.path.join(workdir, "restorer"), train, mesh, TYPES, det_params, None, train_alts)
   test = detect.make_test_set(held.clean, held.content, TYPES, seed=config.seed + 7, copies=2)
-  synthetic = {s.name: detect.evaluate_scorer(s(test["images"], test["content"]), test) for s in scorers}
+  test_ctx = np.concatenate([held_ctx] * (len(test["images"]) // len(held_ctx)))   # rows: clean, then each copy
+  synthetic = {s.name: detect.evaluate_scorer(s(test["images"], test_ctx), test) for s in scorers}
   trained = inference.load_trained(workdir)
-  whole = [inference.correct_photo(trained, photos[i][1]) for i in held_ids]
   summary = {
-      "generator": config.model.imported, "ngf": int(module.ngf), "n_blocks": int(module.n_blocks),
+      "generator": config.model.imported, "architecture": interop.describe(module),
       "photos": {"fit": [photos[i][0] for i in fit_ids], "held_out": [photos[i][0] for i in held_ids]},
       "crops": {"fit": int(len(train.clean)), "held_out": int(len(held.clean))},
-      "target_fpr": config.detect.fpr, "threshold": scorers[0].threshold,
+      "target_fpr": config.detect.fpr, "threshold": trained.corrector.threshold,
+      "calibration": {"crop_scores": int(len(crop_scores)), "whole_photo_scores": [float(w) for w in whole],
+                      "whole_photo_scales": list(WHOLE_SCALES)},
       "synthetic_held_out": {name: {k: r[k] for k in ("image_auroc", "pixel_auroc", "aupro", "fpr", "tpr")}
                              for name, r in synthetic.items()},
-      "held_out_whole_photos": {"flagged": int(sum(w["score_before"] > trained.corrector.threshold for w in whole)), "photos": len(whole),
-                                "scores": [w["score_before"] for w in whole]},
       "seconds": time.time() - t0,
   }
   if jax.process_index() == 0:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import html
 import io
@@ -114,7 +115,8 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
   models = steps.make_models(config)
   crop = config.data.crop_size
   if config.model.imported:  # a generator trained elsewhere: its weights alone (`imported.fit`)
-    g_abstract = jax.eval_shape(lambda k: {"ab": models.generator.init(k, jnp.zeros((1, crop, crop, 3)))["params"]},
+    side = run_tiling(config).bucket
+    g_abstract = jax.eval_shape(lambda k: {"ab": models.generator.init(k, jnp.zeros((1, side, side, 3)))["params"]},
                                 jax.random.key(0))
     gan_step, g = _restore(os.path.join(workdir, "gan"), g_abstract)
     g_params, style, gan_expected = g["ab"], None, 0
@@ -214,8 +216,22 @@ def check_writable(output_dir: str) -> None:
     raise DataError(f"{output_dir}: output folder is not writable ({e.strerror or e})") from None
 
 
+def generator_tiling(arch: str, depth: int, whole: bool) -> fullres.Tiling:
+  """How a generator meets a photo: padded to a multiple of 64 (of 2**depth for the
+  reference U-Net), and with `whole` (a generator with instance norm, which sees the
+  statistics of what it is given) never tiled up to `--max_side`."""
+  bucket = max(64, 2 ** depth) if arch == "reference_unet" else 64
+  return fullres.Tiling(bucket=bucket, max_pixels=4096 * 4096, window=4096) if whole else fullres.Tiling(bucket=bucket)
+
+
+def run_tiling(config: ml_collections.ConfigDict) -> fullres.Tiling:
+  """A run's `generator_tiling`: the main job's norm-free G is tiled above a megapixel; a
+  generator trained elsewhere runs whole."""
+  return generator_tiling(config.model.generator, config.model.depth, bool(config.model.imported))
+
+
 def correct_photo(trained: Trained, image: np.ndarray, *, max_side: int = fullres.DEFAULT_MAX_SIDE,
-                  tiling: fullres.Tiling = fullres.Tiling(), batch: int = 8) -> dict[str, Any]:
+                  tiling: fullres.Tiling | None = None, batch: int = 8) -> dict[str, Any]:
   """Stylizes, scores and corrects one photo (uint8 HxWx3) at its own size.
 
   Photos with a side over `max_side` are first downscaled to it (`scale` < 1). Large
@@ -226,7 +242,7 @@ def correct_photo(trained: Trained, image: np.ndarray, *, max_side: int = fullre
   c = trained.corrector
   res = fullres.apply(lambda x: correct.run_batched(c, trained.det_params, trained.res_params,
                                                     trained.g_params, x, None, batch=min(batch, len(x))),
-                      to_float(small), tiling)
+                      to_float(small), run_tiling(trained.config) if tiling is None else tiling)
   return {"stylized": to_uint8(res["stylized"]), "corrected": to_uint8(res["output"]),
           "map": np.asarray(res["map"], np.float32), "scale": scale,
           "score_before": float(np.max(res["score_before"])), "score_after": float(np.max(res["score_after"])),
@@ -409,8 +425,9 @@ GENERATOR_SCHEMES = ("torch",)
 
 def load_generator(spec: str):
   """A generator from outside this project, as `SCHEME:PATH`: `torch:FILE.pth`, the
-  PyTorch CycleGAN reference's ResnetGenerator (`interop`). Returns a jitted
-  photo-batch function (NHWC in [-1, 1]) and a one-line description."""
+  PyTorch CycleGAN reference's ResnetGenerator or UnetGenerator (`interop`). Returns a
+  jitted photo-batch function (NHWC in [-1, 1]), a one-line description, and how it
+  meets a photo (`generator_tiling`)."""
   scheme, _, path = spec.partition(":")
   if scheme not in GENERATOR_SCHEMES or not path:
     raise DataError(f"--generator={spec}: expected torch:PATH.pth")
@@ -418,20 +435,17 @@ def load_generator(spec: str):
     raise DataError(f"{path}: no such file")
   from stylegan_ad import interop
   module, params = interop.load_torch_generator(path)
-  fn = jax.jit(lambda x: module.apply({"params": params}, x))
-  return fn, f"{path}: the reference's ResnetGenerator, ngf={module.ngf}, {module.n_blocks} blocks"
+  fn = functools.partial(jax.jit(lambda p, x: module.apply({"params": p}, x)), params)   # weights not constants
+  tiling = generator_tiling("reference_unet" if hasattr(module, "depth") else "resnet", getattr(module, "depth", 0), True)
+  return fn, f"{path}: {interop.describe(module)}", tiling
 
 
-# An instance-norm generator sees the statistics of what it is given: photos up to
-# --max_side run whole (one window), never as tiles with their own statistics.
-WHOLE = fullres.Tiling(max_pixels=4096 * 4096, window=4096)
-
-
-def stylize_whole(fn, image: np.ndarray, max_side: int = fullres.DEFAULT_MAX_SIDE) -> np.ndarray:
+def stylize_whole(fn, image: np.ndarray, tiling: fullres.Tiling, max_side: int = fullres.DEFAULT_MAX_SIDE
+                  ) -> np.ndarray:
   """`fn` (a photo-batch generator, `load_generator`) on one photo (uint8), whole, at its
   own size up to `max_side`; float [-1, 1] out."""
   small, _ = fullres.fit_max_side(image, max_side)
-  return fullres.apply(lambda x: {"y": fn(jnp.asarray(x))}, to_float(small), WHOLE)["y"]
+  return fullres.apply(lambda x: {"y": fn(jnp.asarray(x))}, to_float(small), tiling)["y"]
 
 
 def stylize_folder_with_generator(spec: str, input_dir: str, output_dir: str,
@@ -439,7 +453,7 @@ def stylize_folder_with_generator(spec: str, input_dir: str, output_dir: str,
   """Every image of `input_dir` through an outside generator (`load_generator`) at its own
   resolution (up to `max_side`), into `output_dir` (`NAME.stylized.png`,
   `results.csv`): stylization only, as no detector has been fitted for that generator."""
-  fn, about = load_generator(spec)
+  fn, about, tiling = load_generator(spec)
   names = list_inputs(input_dir, output_dir)
   check_writable(output_dir)
   console.say(about)
@@ -452,7 +466,7 @@ def stylize_folder_with_generator(spec: str, input_dir: str, output_dir: str,
       verdict = "error" if shown.lower().endswith(IMAGE_EXTENSIONS) else "skipped"
       rows.append({"file": shown, "verdict": verdict, "error": display_name(str(e))})
       continue
-    y = stylize_whole(fn, im, max_side)
+    y = stylize_whole(fn, im, tiling, max_side)
     out = f"{stem}.stylized.png"
     save_png(os.path.join(output_dir, out), to_uint8(y))
     rows.append({"file": shown, "verdict": "stylized", "width": im.shape[1], "height": im.shape[0],

@@ -11,7 +11,9 @@ parameters, transposed-conv upsampling; names `model.N.weight`,
 `model.N.conv_block.M.weight`) exactly onto our `ResnetGenerator`. The reference's
 convolutions before instance norm carry biases, which that norm cancels exactly: they
 are dropped (`Imported.dropped`). Running statistics that old PyTorch versions stored
-for instance norm are unused by it, and dropped too.
+for instance norm are unused by it, and dropped too. The reference's `unet_128` /
+`unet_256` (`networks.UnetGenerator`, nested `model.model.1.model.3.model...` names,
+instance or batch norm) map onto `models.generator.ReferenceUNet` (`unet_params`).
 """
 from __future__ import annotations
 
@@ -201,7 +203,8 @@ def _conv(w: np.ndarray) -> np.ndarray:
 
 
 def _conv_transpose(w: np.ndarray) -> np.ndarray:
-  """PyTorch ConvTranspose2d weight [in, out, kh, kw] -> our kernel (`torch_conv_transpose2x`)."""
+  """PyTorch ConvTranspose2d weight [in, out, kh, kw] -> our kernel (`torch_conv_transpose2x`,
+  the U-Net's `_TransposeConv4x2`): HWIO, flipped in space."""
   return np.ascontiguousarray(w.transpose(2, 3, 0, 1)[::-1, ::-1], np.float32)
 
 
@@ -211,6 +214,8 @@ class Imported:
   n_blocks: int
   params: dict
   dropped: tuple[str, ...]   # names read but not needed (biases before instance norm, running stats)
+  arch: str = "resnet"       # our generator (`models.generator.GENERATORS`)
+  depth: int = 0             # reference_unet: levels (downsamplings)
 
 
 def resnet_params(state: dict[str, np.ndarray], path: str = "the file") -> Imported:
@@ -262,11 +267,83 @@ def resnet_params(state: dict[str, np.ndarray], path: str = "the file") -> Impor
   return Imported(ngf, n_blocks, p, dropped)
 
 
+def _unet_prefix(level: int) -> str:
+  """The state-dict prefix of the reference U-Net's block at `level` (0: outermost):
+  each block's submodule is layer 1 of the outermost block's list, layer 3 of the others'."""
+  return "model.model" + (".1.model" if level else "") + ".3.model" * max(level - 1, 0)
+
+
+def unet_params(state: dict[str, np.ndarray], path: str = "the file") -> Imported:
+  """Our `ReferenceUNet` parameters from the reference's `unet_128` / `unet_256` state dict
+  (any width and depth, instance or batch norm, with or without dropout); ngf and the
+  depth are read from it."""
+  used: set[str] = set()
+  first = state.get("model.model.0.weight")
+  ngf = int(first.shape[0]) if first is not None and first.ndim == 4 else 64
+  depth = 1
+  while f"{_unet_prefix(depth)}.1.weight" in state:
+    depth += 1
+  feats = [ngf * min(2 ** i, 8) for i in range(depth)]
+
+  def take(name: str, shape: tuple) -> np.ndarray:
+    if name not in state:
+      raise DataError(f"{path}: no {name}: not a reference UnetGenerator (unet_128 / unet_256) state dict")
+    if tuple(state[name].shape) != shape:
+      raise DataError(f"{path}: {name} is {tuple(state[name].shape)}, expected {shape} for a reference "
+                      f"UnetGenerator with ngf={ngf} and {depth} levels")
+    used.add(name)
+    return state[name]
+
+  def bias(name: str, n: int) -> np.ndarray:   # absent in a batch-norm file (use_bias=False there)
+    return take(name, (n,)).astype(np.float32) if name in state else np.zeros(n, np.float32)
+
+  def norm(name: str, n: int) -> dict:   # instance norm without affine parameters: scale 1, shift 0
+    if f"{name}.weight" not in state:
+      return {"scale": np.ones(n, np.float32), "bias": np.zeros(n, np.float32)}
+    return {"scale": take(f"{name}.weight", (n,)).astype(np.float32), "bias": take(f"{name}.bias", (n,)).astype(np.float32)}
+
+  if depth < 2:
+    raise DataError(f"{path}: no inner blocks (model.model.1.model.1.weight): not a reference UnetGenerator")
+  last = depth - 1
+  top = _unet_prefix(0)
+  p: dict[str, Any] = {"down_0": {"kernel": _conv(take(f"{top}.0.weight", (ngf, 3, 4, 4))), "bias": bias(f"{top}.0.bias", ngf)},
+                       "up_0": {"kernel": _conv_transpose(take(f"{top}.3.weight", (2 * ngf, 3, 4, 4))),
+                                "bias": take(f"{top}.3.bias", (3,)).astype(np.float32)}}
+  for i in range(1, depth):
+    pre, inner, outer = _unet_prefix(i), feats[i], feats[i - 1]
+    p[f"down_{i}"] = {"kernel": _conv(take(f"{pre}.1.weight", (inner, outer, 4, 4)))}
+    up_in = inner if i == last else 2 * inner
+    up, up_norm = (3, 4) if i == last else (5, 6)
+    p[f"up_{i}"] = {"kernel": _conv_transpose(take(f"{pre}.{up}.weight", (up_in, outer, 4, 4)))}
+    p[f"up_norm_{i}"] = norm(f"{pre}.{up_norm}", outer)
+    if i == last:
+      p[f"down_{i}"]["bias"] = bias(f"{pre}.1.bias", inner)
+    else:
+      p[f"down_norm_{i}"] = norm(f"{pre}.2", inner)
+  dropped = tuple(k for k in state if k not in used)
+  unexpected = [k for k in dropped if not k.endswith((".bias", "running_mean", "running_var", "num_batches_tracked"))]
+  if unexpected:
+    raise DataError(f"{path}: {unexpected[0]} has no place in the reference UnetGenerator (ngf={ngf}, {depth} levels)")
+  return Imported(ngf, 0, p, dropped, "reference_unet", depth)
+
+
 def load_torch_generator(path: str):
-  """(flax module, params) of a generator file of the PyTorch CycleGAN reference
-  (`resnet_9blocks`, `resnet_6blocks`, any width): `G(x)` is
-  `module.apply({"params": params}, x)`, x NHWC in [-1, 1], any size divisible by 4."""
-  from stylegan_ad.models.generator import ResnetGenerator
-  imported = resnet_params(read_state_dict(path), path)
+  """(flax module, params) of a generator file of the PyTorch CycleGAN / pix2pix
+  reference: `resnet_9blocks`, `resnet_6blocks` (`ResnetGenerator`) or `unet_128`,
+  `unet_256` (`ReferenceUNet`), any width. `G(x)` is `module.apply({"params": params}, x)`,
+  x NHWC in [-1, 1], sides divisible by 4 (ResNet) or 2**depth (U-Net)."""
+  from stylegan_ad.models.generator import ReferenceUNet, ResnetGenerator
+  state = read_state_dict(path)
+  if "model.model.0.weight" in state:
+    imported = unet_params(state, path)
+    return ReferenceUNet(ngf=imported.ngf, depth=imported.depth), imported.params
+  imported = resnet_params(state, path)
   module = ResnetGenerator(ngf=imported.ngf, n_blocks=imported.n_blocks, upsample="transpose")
   return module, imported.params
+
+
+def describe(module) -> str:
+  """One line: which reference generator `module` (from `load_torch_generator`) is."""
+  if hasattr(module, "n_blocks"):
+    return f"the reference's ResnetGenerator, ngf={module.ngf}, {module.n_blocks} blocks"
+  return f"the reference's UnetGenerator, ngf={module.ngf}, {module.depth} levels"

@@ -136,8 +136,10 @@ def test_a_reference_generator_gets_a_detector_and_restorer_fitted_on_your_photo
   fit, held = summary["photos"]["fit"], summary["photos"]["held_out"]
   assert held and not set(fit) & set(held) and sorted(fit + held) == sorted(f"{p.name}.png" for p in embedded.PHOTOS[:5])
   assert summary["crops"]["fit"] == 5 * 2 * len(fit)   # center + 4 corners, at 1.125x and 2x the crop size
-  assert (summary["ngf"], summary["n_blocks"]) == (4, 2)
-  assert np.isfinite(summary["threshold"]) and summary["held_out_whole_photos"]["photos"] == len(held)
+  assert summary["architecture"] == "the reference's ResnetGenerator, ngf=4, 2 blocks"
+  assert np.isfinite(summary["threshold"]) and len(summary["calibration"]["whole_photo_scores"]) == 2 * len(held)
+  # the threshold holds the held-out photos whole (1x, 0.5x) as well as their crops
+  assert max(summary["calibration"]["whole_photo_scores"]) <= summary["threshold"]
   assert set(summary["synthetic_held_out"]) == {"detector", "tta_variance"}
   assert sorted(os.listdir(photos)) == before   # the photos untouched
   # the run holds the file's weights exactly, and its detector's calibration is for them

@@ -97,7 +97,59 @@ class ResidualUNetGenerator(nn.Module):
     return jnp.tanh(x[..., :self.out_channels] + delta)
 
 
-GENERATORS = {"resnet": ResnetGenerator, "unet": UNetGenerator, "residual_unet": ResidualUNetGenerator}
+class _TransposeConv4x2(nn.Module):
+  """PyTorch's `ConvTranspose2d(k=4, stride=2, padding=1)`: the input dilated by 2, padded
+  2, and correlated with the kernel (HWIO; a PyTorch weight [in, out, kh, kw] maps to it
+  transposed and flipped in space). Output sides twice the input's."""
+  features: int
+  use_bias: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", nn.initializers.he_normal(), (4, 4, x.shape[-1], self.features))
+    y = jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+    return y
+
+
+class ReferenceUNet(nn.Module):
+  """The PyTorch pix2pix / CycleGAN reference's U-Net (`unet_128`: depth 7, `unet_256`:
+  depth 8) layer for layer, for generator files made with it (`interop`): 4x4 stride-2
+  convolutions (zero padding 1) down, 4x4 stride-2 transposed convolutions up, each
+  level's leaky-ReLU'd input joined to its output (the reference's in-place LeakyReLU
+  changes the tensor it then concatenates), and every norm over each image's own
+  statistics with a scale and shift: an instance-norm file's are 1 and 0; a batch-norm
+  file's are its affine weights, and the statistics the photo's own, as the reference's
+  test script runs it (without --eval) on one photo at a time. Dropout is off. Input sides
+  must be divisible by 2**depth."""
+  ngf: int = 64
+  depth: int = 8
+  out_channels: int = 3
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    feats = [self.ngf * min(2 ** i, 8) for i in range(self.depth)]
+    norm = lambda name: nn.InstanceNorm(epsilon=1e-5, name=name)
+    lrelu = lambda v: nn.leaky_relu(v, 0.2)
+    down = lambda f, bias, name: Conv(f, 4, stride=2, padding="zero", pad=1, use_bias=bias, name=name)
+    last = self.depth - 1
+    inputs = []
+    h = down(feats[0], True, "down_0")(x)
+    for i in range(1, self.depth):
+      inputs.append(lrelu(h))
+      h = down(feats[i], i == last, f"down_{i}")(inputs[-1])
+      if i < last:
+        h = norm(f"down_norm_{i}")(h)
+    for i in reversed(range(1, self.depth)):
+      h = norm(f"up_norm_{i}")(_TransposeConv4x2(feats[i - 1], name=f"up_{i}")(nn.relu(h)))
+      h = jnp.concatenate([inputs[i - 1], h], axis=-1)
+    return jnp.tanh(_TransposeConv4x2(self.out_channels, use_bias=True, name="up_0")(nn.relu(h)))
+
+
+GENERATORS = {"resnet": ResnetGenerator, "unet": UNetGenerator, "residual_unet": ResidualUNetGenerator,
+              "reference_unet": ReferenceUNet}
 
 
 def make_generator(arch: str = "resnet", **kwargs) -> nn.Module:
