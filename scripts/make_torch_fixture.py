@@ -19,6 +19,7 @@ the reference's order, so its state-dict names are the reference's (`model.N.wei
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 
 import numpy as np
@@ -60,7 +61,8 @@ class UnetSkipConnectionBlock(nn.Module):
                norm_layer=nn.BatchNorm2d, use_dropout=False):
     super().__init__()
     self.outermost = outermost
-    use_bias = norm_layer == nn.InstanceNorm2d
+    func = norm_layer.func if isinstance(norm_layer, functools.partial) else norm_layer
+    use_bias = func == nn.InstanceNorm2d
     input_nc = outer_nc if input_nc is None else input_nc
     downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
     downrelu, downnorm = nn.LeakyReLU(0.2, True), norm_layer(inner_nc)
@@ -100,7 +102,6 @@ class UnetGenerator(nn.Module):
 
 
 def write_unets(out: str) -> None:
-  import functools
   torch.manual_seed(1)
   x = torch.rand(1, 3, 128, 256) * 2 - 1   # not square, divisible by 2**7
   os.makedirs(out, exist_ok=True)

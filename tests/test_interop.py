@@ -49,6 +49,35 @@ def test_a_file_written_by_pytorch_runs_as_pytorch_ran_it():
   assert np.abs(ours - expected).max() <= 1e-4
 
 
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_unet_files_written_by_pytorch_run_as_pytorch_ran_them(tmp_path, norm):
+  """tests/data/torch_unet: the reference's UnetGenerator (unet_128 layout: 7 levels, width 4)
+  written by PyTorch 2.13, with instance norm, and with batch norm and dropout (run as the
+  reference's test script runs it without --eval, dropout off), on a 128x256 input."""
+  folder = os.path.join(os.path.dirname(__file__), "data", "torch_unet")
+  path = os.path.join(folder, f"unet_{norm}.pth")
+  module, params = interop.load_torch_generator(path)
+  assert interop.describe(module) == "the reference's UnetGenerator, ngf=4, 7 levels"
+  x, expected = np.load(os.path.join(folder, "input.npy")), np.load(os.path.join(folder, f"output_{norm}.npy"))
+  assert x.shape == expected.shape == (1, 128, 256, 3) and expected.std() > 0.1
+  ours = np.asarray(jax.jit(module.apply)({"params": params}, x))
+  assert np.abs(ours - expected).max() <= 1e-4
+  state = interop.read_state_dict(path)
+  dropped = interop.unet_params(state, path).dropped
+  if norm == "batch":   # no conv biases; the running statistics are not what the test script uses
+    assert dropped and all(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in dropped)
+  else:   # the biases of the convolutions an instance norm follows (it cancels them)
+    assert len(dropped) == 5 + 6 and all(k.endswith(".bias") for k in dropped)
+  # a wrong shape is named with the one expected
+  bad = dict(state)
+  key = "model.model.1.model.3.model.1.weight"
+  bad[key] = bad[key][:, :4]
+  save_pth(str(tmp_path / "bad.pth"), bad)
+  with pytest.raises(DataError, match=r"bad\.pth: model\.model\.1\.model\.3\.model\.1\.weight is \(16, 4, 4, 4\), "
+                                      r"expected \(16, 8, 4, 4\)"):
+    interop.load_torch_generator(str(tmp_path / "bad.pth"))
+
+
 def test_a_file_with_anything_but_tensors_is_refused_without_running_it(tmp_path):
   marker = tmp_path / "ran"
 
@@ -180,3 +209,32 @@ def test_a_reference_generator_gets_a_detector_and_restorer_fitted_on_your_photo
                         capture_output=True, text=True, env=env, cwd=root)
   assert proc.returncode == 2 and proc.stderr.strip().startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
   assert "notes.txt" in proc.stderr and not os.path.exists(tmp_path / "run2" / "detector")
+
+
+def test_a_reference_unet_is_fitted_for_and_runs_on_photos_of_any_size(tmp_path):
+  """A U-Net file (7 levels: its input a multiple of 128) through experiments.fit_generator
+  and `experiments.stylize --workdir` on photos whose sides are not multiples of 128."""
+  from PIL import Image
+  from experiments.configs import imported as imported_config
+  from stylegan_ad import imported, inference
+  from stylegan_ad.data import embedded
+  pth = os.path.join(os.path.dirname(__file__), "data", "torch_unet", "unet_batch.pth")
+  photos = tmp_path / "photos"
+  os.makedirs(photos)
+  sizes = {"astronaut": (150, 100), "coffee": (170, 130), "china": (140, 121)}
+  for p in embedded.PHOTOS:
+    if p.name in sizes:
+      Image.fromarray(p.load()).resize(sizes[p.name]).save(photos / f"{p.name}.png")
+  run = str(tmp_path / "run")
+  summary = imported.fit(imported_config.get_config("tiny"), run, f"torch:{pth}", str(photos))
+  assert summary["architecture"] == "the reference's UnetGenerator, ngf=4, 7 levels"
+  trained = inference.load_trained(run)
+  assert trained.config.model.generator == "reference_unet" and trained.config.model.depth == 7
+  out = inference.stylize_folder(run, str(photos), str(tmp_path / "out"))
+  plain = inference.stylize_folder_with_generator(f"torch:{pth}", str(photos), str(tmp_path / "plain"))
+  assert sum(out["verdicts"].values()) == plain["num_stylized"] == 3
+  for row in out["files"]:
+    w, h = sizes[row["file"][:-4]]
+    ours = np.asarray(Image.open(tmp_path / "out" / f"{row['file']}.stylized.png"), np.int32)
+    alone = np.asarray(Image.open(tmp_path / "plain" / f"{row['file']}.stylized.png"), np.int32)
+    assert ours.shape == alone.shape == (h, w, 3) and np.abs(ours - alone).max() <= 1
