@@ -26,11 +26,10 @@ def _fit(config, workdir):
 
 def _show(summary):
   det = summary["synthetic_held_out"]["detector"]
-  whole = summary["held_out_whole_photos"]
-  print(f"{summary['generator']}: detector fitted on {len(summary['photos']['fit'])} photos, calibrated on "
-        f"{len(summary['photos']['held_out'])} held out (threshold {summary['threshold']:.3f}); on the held-out "
-        f"photos' outputs with synthetic artifacts: image AUROC {det['image_auroc']:.3f}, pixel AUROC "
-        f"{det['pixel_auroc']:.3f}; held-out whole photos flagged: {whole['flagged']} of {whole['photos']} "
+  print(f"{summary['generator']} ({summary['architecture']}): detector and restorer fitted on "
+        f"{len(summary['photos']['fit'])} photos; threshold {summary['threshold']:.3f}, set on "
+        f"{len(summary['photos']['held_out'])} held out (crops, and whole at 1x and 0.5x); on their outputs with "
+        f"synthetic artifacts: image AUROC {det['image_auroc']:.3f}, pixel AUROC {det['pixel_auroc']:.3f} "
         f"({summary['seconds']:.0f} s)")
 
 
