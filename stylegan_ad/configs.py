@@ -35,6 +35,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.d_layers = 3            # 3 -> 70x70 PatchGAN
   c.model.d_scales = 1
   c.model.spectral_norm = False
+  c.model.dtype = "float32"       # compute dtype of every network in training: float32 | bfloat16 (for GPU/TPU;
+                                  # parameters and optimizer state stay float32)
   c.model.imported = ""           # a generator trained elsewhere (torch:PATH.pth) whose weights the run holds:
                                   # no GAN stage (experiments.fit_generator); its run loads as step 0
 
@@ -219,6 +221,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
   from stylegan_ad.models import generator
   _choice("model.generator", config.model.generator, tuple(generator.GENERATORS))
   _choice("model.upsample", config.model.upsample, layers.UPSAMPLE_MODES)
+  _choice("model.dtype", config.model.dtype, layers.COMPUTE_DTYPES)
   _choice("train.mode", config.train.mode, ("unpaired", "paired"))
   _choice("losses.adversarial", config.losses.adversarial, tuple(losses.ADVERSARIAL))
   if not 0.0 <= config.train.ema_decay < 1.0:

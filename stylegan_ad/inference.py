@@ -108,6 +108,8 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
     config.detect.fuse, config.detect.fuse_synthetic_auroc = False, 0.99
   if "imported" not in config.model:  # runs from before imported generators
     config.model.imported = ""
+  if "dtype" not in config.model:  # runs from before the compute dtype: float32
+    config.model.dtype = "float32"
   if "natural_threshold" in config.detect:  # a key of runs from before the real-failure benchmark
     del config.detect["natural_threshold"]
   configs.validate(config)

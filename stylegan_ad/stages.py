@@ -18,6 +18,7 @@ from stylegan_ad import artifacts, detect, losses
 from stylegan_ad.data import pipeline as pipeline_lib
 from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.models.detector import Detector
+from stylegan_ad.models.layers import apply_in
 from stylegan_ad.models.restorer import Restorer
 from stylegan_ad.train import aux_trainer, steps
 
@@ -152,7 +153,7 @@ def train_detector(config: ml_collections.ConfigDict, workdir: str, train: Outpu
     images = jnp.where(real_row[:, None, None, None], b["clean"], c["images"])
     masks = jnp.where(real_row[:, None, None], b["mask"], c["masks"])
     anomalous = jnp.where(real_row, b["anomalous"], c["is_anomalous"])
-    out = model.apply({"params": params}, _detector_input(config, images, b))
+    out = apply_in(model, params, config.model.dtype, _detector_input(config, images, b))
     return losses.detection_loss(out, masks, anomalous, c["kind"], typed=c["is_anomalous"] * (1 - b["real"]))
 
   d = config.detect
@@ -215,10 +216,10 @@ def train_restorer(config: ml_collections.ConfigDict, workdir: str, train: Outpu
     real_row = b["real"] > 0
     images = jnp.where(real_row[:, None, None, None], b["clean"], c["images"])
     true_mask = jnp.where(real_row[:, None, None], b["mask"], c["masks"])
-    prob = jax.nn.sigmoid(detector.apply({"params": detector_params},
-                                         _detector_input(config, images, b))["pixel"])
+    prob = jax.nn.sigmoid(apply_in(detector, detector_params, config.model.dtype,
+                                   _detector_input(config, images, b))["pixel"])
     m = jnp.maximum(soft_map(prob, dilate), true_mask)
-    pred = model.apply({"params": params}, images, m, b["content"])
+    pred = apply_in(model, params, config.model.dtype, images, m, b["content"])
     return losses.restoration_loss(pred, b["target"])
 
   r = config.correct

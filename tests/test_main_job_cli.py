@@ -414,6 +414,7 @@ def test_a_run_from_before_the_fused_score_still_loads(main_run, tmp_path):
   shutil.copytree(main_run[0], workdir)
   assert inference.load_trained(workdir).corrector.fusion is not None
   for name, group, keys in (("gan/config.json", "detect", ("fuse", "fuse_synthetic_auroc")),
+                            ("gan/config.json", "model", ("imported", "dtype")),
                             ("detector/calibration.json", None, ("fusions",))):
     path = os.path.join(workdir, name)
     data = json.load(open(path))
@@ -422,6 +423,7 @@ def test_a_run_from_before_the_fused_score_still_loads(main_run, tmp_path):
     json.dump(data, open(path, "w"))
   old = inference.load_trained(workdir)
   assert old.corrector.fusion is None and not old.config.detect.fuse
+  assert (old.config.model.imported, old.config.model.dtype) == ("", "float32")
 
 
 def test_a_run_whose_final_gan_checkpoint_is_damaged_is_refused_then_repaired(main_run, data_dir, tmp_path):

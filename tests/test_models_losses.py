@@ -276,3 +276,61 @@ def test_import_opts_out_of_ynnpack_convolutions_unless_the_user_chose():
       "--xla_force_host_platform_device_count=2", "--xla_cpu_experimental_ynn_fusion_type="]
   chosen = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
   assert run(chosen) == [chosen]
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+  """`model.dtype="bfloat16"`: G and D compute in bfloat16 (the compiled program's
+  convolutions are bf16), outputs, parameters, gradients and the optimizer's state stay
+  float32, and the result tracks float32's; "float32" is exactly the plain apply."""
+  from experiments.configs import embedded
+  from stylegan_ad import configs
+  from stylegan_ad.train import steps
+  c32 = embedded.get_config("tiny")
+  c16 = embedded.get_config("tiny")
+  c16.model.dtype = "bfloat16"
+  configs.validate(c16)
+  m32, m16 = steps.make_models(c32), steps.make_models(c16)
+  state = jax.jit(lambda k: steps.init_state(m32, k))(jax.random.key(0))
+  rng = np.random.default_rng(0)
+  batch = {k: jnp.asarray(rng.uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)) for k in ("a", "b")}
+  g = state.g_params["ab"]
+  y32 = steps.generate(m32, g, batch["a"])
+  assert np.array_equal(y32, m32.generator.apply({"params": g}, batch["a"]))
+  y16 = steps.generate(m16, g, batch["a"])
+  assert y16.dtype == jnp.float32 and 0 < float(jnp.abs(y16 - y32).max()) < 0.1
+  hlo = jax.jit(lambda p, x: steps.generate(m16, p, x)).lower(g, batch["a"]).as_text()
+  assert "convolution" in hlo and "bf16" in hlo
+  new16, metrics16 = jax.jit(lambda s, b: steps.train_step(m16, s, b))(state, batch)
+  new32, metrics32 = jax.jit(lambda s, b: steps.train_step(m32, s, b))(state, batch)
+  for tree in (new16.g_params, new16.d_params, new16.g_opt, new16.d_opt, new16.ema):
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.floating))
+  assert int(metrics16["bad_steps"]) == 0
+  assert abs(float(metrics16["g/loss"]) - float(metrics32["g/loss"])) < 0.05 * abs(float(metrics32["g/loss"]))
+  moved = [float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(new16.g_params), jax.tree.leaves(g))]
+  assert max(moved) > 0
+  with pytest.raises(ConfigError, match="model.dtype: must be one of"):
+    c16.model.dtype = "float16"
+    configs.validate(c16)
+
+
+def test_every_network_computes_in_bfloat16():
+  """Every generator, the detector and the restorer through `layers.apply_in` in bfloat16:
+  float32 out, within bf16's rounding of the float32 computation."""
+  from experiments.configs import embedded
+  from stylegan_ad import stages
+  from stylegan_ad.models import layers
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32))
+  config = embedded.get_config("")
+  cases = [(gen.make_generator(arch, ngf=8, depth=depth, n_blocks=1, upsample=up), (x,))
+           for arch, depth, up in (("residual_unet", 2, "resize_conv"), ("unet", 5, "resize_conv"),
+                                   ("reference_unet", 6, "transpose"), ("resnet", 0, "subpixel"),
+                                   ("resnet", 0, "transpose"))]
+  cases += [(stages.make_detector(config), (jnp.concatenate([x] * 5, axis=-1),)),
+            (stages.make_restorer(config), (x, x[..., 0], x))]
+  for module, inputs in cases:
+    params = module.init(jax.random.key(0), *inputs)["params"]
+    full = jax.tree.leaves(layers.apply_in(module, params, "float32", *inputs))
+    half = jax.tree.leaves(layers.apply_in(module, params, "bfloat16", *inputs))
+    assert all(h.dtype == jnp.float32 for h in half), type(module).__name__
+    err = max(float(jnp.abs(f - h).max()) for f, h in zip(full, half))
+    assert 0 < err < 0.1, (type(module).__name__, err)

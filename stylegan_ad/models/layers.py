@@ -121,6 +121,22 @@ class Conv(nn.Module):
     return y
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def apply_in(module: nn.Module, params, dtype: str, *inputs):
+  """`module.apply` computing in `dtype` (`model.dtype`): with "bfloat16", the parameters
+  and floating inputs are cast to it for the computation (the parameters themselves, their
+  gradients and the optimizer's state stay float32: the cast is differentiated through)
+  and floating outputs come back as float32; with "float32", exactly `module.apply`."""
+  if dtype == "float32":
+    return module.apply({"params": params}, *inputs)
+  low = jnp.dtype(dtype)
+  cast = lambda tree, to: jax.tree.map(lambda a: a.astype(to) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+  out = module.apply({"params": cast(params, low)}, *cast(inputs, low))
+  return cast(out, jnp.float32)
+
+
 def instance_norm(name: str | None = None) -> nn.Module:
   """Instance norm without affine parameters, as the reference CycleGAN (affine=False)."""
   return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False, name=name)
@@ -153,7 +169,7 @@ def resize_conv(x: jax.Array, kernel: jax.Array, zero_pad: bool = False) -> jax.
   # the reflect-padded x2 image is the x2 image of the edge-padded input (the zero-padded
   # one, of the zero-padded input): the phase kernels reach one input pixel beyond the edge
   xe = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="constant" if zero_pad else "edge")
-  phase_kernels = jnp.einsum("rat,sbu,tuco->abcrso", _RESIZE_TAPS, _RESIZE_TAPS, kernel.astype(x.dtype))
+  phase_kernels = jnp.einsum("rat,sbu,tuco->abcrso", _RESIZE_TAPS, _RESIZE_TAPS, kernel).astype(x.dtype)
   y = conv2d(xe, phase_kernels.reshape(2, 2, x.shape[-1], 4 * cout))  # n, h+1, w+1, (r, s, c)
   y = y.reshape(n, h + 1, w + 1, 2, 2, cout)
   return _interleave([[y[:, r:r + h, s:s + w, r, s] for s in range(2)] for r in range(2)])

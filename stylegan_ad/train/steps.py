@@ -25,6 +25,7 @@ import optax
 from stylegan_ad import losses
 from stylegan_ad.models.discriminator import Discriminator
 from stylegan_ad.models.generator import make_generator
+from stylegan_ad.models.layers import apply_in
 
 PyTree = Any
 
@@ -59,6 +60,7 @@ class Models:
   ema_decay: float
   pool_size: int
   crop: int
+  dtype: str = "float32"   # compute dtype of G and D (`model.dtype`; parameters stay float32)
 
 
 def make_models(config: ml_collections.ConfigDict) -> Models:
@@ -74,7 +76,7 @@ def make_models(config: ml_collections.ConfigDict) -> Models:
   return Models(generator, discriminator, tx(), tx(), t.mode == "paired",
                 tuple(sorted((k, float(v)) for k, v in config.losses.generator.items())), adv_d, adv_g,
                 float(config.losses.r1), float(t.ema_decay), int(t.pool_size),
-                int(config.data.crop_size))
+                int(config.data.crop_size), str(m.dtype))
 
 
 def init_state(models: Models, key: jax.Array) -> TrainState:
@@ -107,13 +109,13 @@ def _if_finite(ok: jax.Array, update: Callable[[], PyTree], old: PyTree) -> PyTr
 
 
 def generate(models: Models, params: PyTree, x: jax.Array) -> jax.Array:
-  return models.generator.apply({"params": params}, x)
+  return apply_in(models.generator, params, models.dtype, x)
 
 
 def discriminate(models: Models, params: PyTree, y: jax.Array, x: jax.Array | None = None):
   """(logits list, features list); paired D is conditioned on the input x."""
   inp = y if x is None else jnp.concatenate([x, y], axis=-1)
-  return models.discriminator.apply({"params": params}, inp)
+  return apply_in(models.discriminator, params, models.dtype, inp)
 
 
 def _direction_context(models, g_params, d_params, x, real, gen, back, disc, target, key_needs):
