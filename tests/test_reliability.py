@@ -237,6 +237,15 @@ def test_two_processes_on_loopback_match_one_process_with_four_devices(data_dir,
   assert_layouts_agree(jax.tree.leaves(jax.device_get(single.state.g_params)), res[0]["g_params"],
                        lr=single_config.train.lr, steps=2)
   np.testing.assert_array_equal(np.asarray(res[0]["g_params"][0]), np.asarray(res[1]["g_params"][0]))
+  # the detector and restorer stages: each process fed only its half of every batch, and
+  # the networks trained as one process with four devices trains them
+  assert [r["aux_rows"] for r in res] == [[0, 2], [2, 4]]
+  assert res[0]["aux_fed"] and set(res[0]["aux_fed"]) == {single_config.detect.batch_size}
+  import multihost_worker
+  det, rest = multihost_worker.aux_stages(single_config, single, str(tmp_path / "single"))
+  for name, tree, lr in (("detector", det, single_config.detect.lr), ("restorer", rest, single_config.correct.lr)):
+    assert_layouts_agree(jax.tree.leaves(tree), res[0][name], lr=lr, steps=2)
+    np.testing.assert_array_equal(np.asarray(res[0][name][0]), np.asarray(res[1][name][0]))
 
 
 def _mount(*args):

@@ -27,9 +27,21 @@ class AuxState:
   opt: Any
 
 
-def sample_batch(arrays: dict[str, np.ndarray], batch: int, seed: int, step: int) -> dict[str, np.ndarray]:
-  """Rows drawn with replacement by (seed, step), each under a random one of the 8 flips
-  and quarter turns of the square (the same for every array of a row).
+def process_rows(batch: int, process_index: int | None = None, process_count: int | None = None) -> slice:
+  """This process's rows of a global batch (the whole batch for one process)."""
+  index = jax.process_index() if process_index is None else process_index
+  count = jax.process_count() if process_count is None else process_count
+  if batch % count:
+    raise ValueError(f"a global batch of {batch} does not split over {count} processes")
+  local = batch // count
+  return slice(index * local, (index + 1) * local)
+
+
+def sample_batch(arrays: dict[str, np.ndarray], batch: int, seed: int, step: int,
+                 rows: slice = slice(None)) -> dict[str, np.ndarray]:
+  """`rows` of a global batch of `batch` rows drawn with replacement by (seed, step), each
+  under a random one of the 8 flips and quarter turns of the square (the same for every
+  array of a row). Every process draws the same global batch and builds only its rows.
 
   The key "other" is added: each row's partner image (another row), for artifacts
   that paste content from another image.
@@ -38,6 +50,8 @@ def sample_batch(arrays: dict[str, np.ndarray], batch: int, seed: int, step: int
   rng = np.random.default_rng([seed, step])
   idx = rng.integers(0, n, batch)
   turns, flips = rng.integers(0, 4, batch), rng.random(batch) < 0.5
+  others = rng.integers(0, n, batch)
+  idx, turns, flips, others = idx[rows], turns[rows], flips[rows], others[rows]
 
   def transform(row, t, f):
     if row.ndim < 2:  # a per-row label
@@ -47,7 +61,7 @@ def sample_batch(arrays: dict[str, np.ndarray], batch: int, seed: int, step: int
 
   out = {k: np.stack([transform(r, t, f) for r, t, f in zip(v[idx], turns, flips)])
          for k, v in arrays.items()}
-  out["other"] = arrays[next(iter(arrays))][rng.integers(0, n, batch)]
+  out["other"] = arrays[next(iter(arrays))][others]
   return out
 
 
@@ -92,9 +106,11 @@ def _fit(name, workdir, *, model, init_inputs, tx, loss_fn, arrays, batch, num_s
     params = optax.apply_updates(state.params, updates)
     params = jax.tree.map(lambda n, o: jnp.where(ok, n, o), params, state.params)
     opt = jax.tree.map(lambda n, o: jnp.where(ok, n, o), opt, state.opt)
-    return AuxState(step=state.step + 1, params=params, opt=opt), {**metrics, "loss": loss}
+    rows = len(next(iter(b.values())))   # the global batch, assembled from every process's rows
+    return AuxState(step=state.step + 1, params=params, opt=opt), {**metrics, "loss": loss, "rows": rows}
 
   step = jax.jit(step_fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,))
+  rows = process_rows(batch)   # each process reads and feeds only its rows of every batch
   log = RunLogger(workdir, num_steps, start)
   try:
     with StopSignal() as stop:
@@ -104,7 +120,7 @@ def _fit(name, workdir, *, model, init_inputs, tx, loss_fn, arrays, batch, num_s
             ckpt.save(s, state, {"position": s, "seed": seed}, force=True)
           ckpt.wait()
           raise Preempted(f"signal {stop.received}: {name} saved at step {s} of {num_steps} in {ckpt.directory}")
-        b = parallel.global_batch(mesh, sample_batch(arrays, batch, seed, s))
+        b = parallel.global_batch(mesh, sample_batch(arrays, batch, seed, s, rows))
         state, m = step(state, b)
         if (s + 1) % log_every == 0 or s + 1 == num_steps:
           log.scalars(s + 1, jax.device_get(m))
