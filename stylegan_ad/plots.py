@@ -82,7 +82,7 @@ def read_metrics(path: str) -> list[dict]:
 
 
 def _not_a_loss(key: str) -> bool:
-  return key in ("step", "steps_per_sec", "bad_steps", "lr") or key.endswith(("finite", "compiles"))
+  return key in ("step", "steps_per_sec", "bad_steps", "lr", "rows") or key.endswith(("finite", "compiles"))
 
 
 def loss_curves(path: str, runs: dict[str, list[dict]]) -> None:
