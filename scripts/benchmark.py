@@ -307,7 +307,7 @@ def bench_torch_photo():
   input, then one photo on the path of `experiments.stylize --generator=torch:...`."""
   import jax
   import numpy as np
-  from stylegan_ad import interop, inference
+  from stylegan_ad import fullres, interop, inference
   from stylegan_ad.models.generator import ResnetGenerator
   from tests import torch_reference
   ngf, blocks = _NGF.value, _BLOCKS.value
@@ -322,7 +322,7 @@ def bench_torch_photo():
   out = {}
 
   def one():
-    out["y"] = inference.stylize_whole(fn, photo, inference.generator_tiling("resnet", 0, True), _MAX_SIDE.value)
+    out["y"] = inference.stylize_whole(fn, photo, fullres.generator_tiling("resnet", 0, True), _MAX_SIDE.value)
 
   compile_sec, sec = _timed(one, _ITERS.value)
   return {"what": "torch_photo", "photo": _PHOTO.value, "photo_name": _PHOTO_NAME.value, "ngf": ngf, "n_blocks": blocks,

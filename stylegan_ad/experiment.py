@@ -327,7 +327,7 @@ def whole_photo_false_positives(stage: DetectorStage, scorer: detect.Scorer) -> 
       photo, _ = fullres.fit_max_side(photo, int(round(max(photo.shape[:2]) * scale)))
       y = loop.stylize_photo(stage.gan.models, stage.ema, photo)
       xy = np.concatenate([pipeline_lib.to_float(photo), y], axis=-1)
-      scores.append(float(np.max(fullres.apply(fn, xy)["score"])))
+      scores.append(float(np.max(fullres.apply(fn, xy, fullres.run_tiling(stage.gan.config))["score"])))
   flagged = np.asarray(scores) > scorer.threshold
   return {"images": len(scores), "scales": list(WHOLE_PHOTO_SCALES), "flagged": int(flagged.sum()),
           "fpr": float(flagged.mean()), "scores": scores, "threshold": scorer.threshold}

@@ -323,7 +323,7 @@ def canvas_tiling(max_side: int):
   """A `fullres.Tiling` that runs every photo up to `max_side` whole on one fixed canvas:
   one compiled program for all of them."""
   from stylegan_ad import fullres
-  canvas = -(-(max_side + 2 * fullres.Tiling.border) // 64) * 64
+  canvas = -(-(max_side + 2 * fullres.Tiling.border) // fullres.Tiling.bucket) * fullres.Tiling.bucket
   return fullres.Tiling(bucket=canvas, window=2 * canvas)
 
 

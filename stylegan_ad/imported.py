@@ -143,7 +143,7 @@ def fit(config: ml_collections.ConfigDict, workdir: str, generator: str, photos_
   models = steps.make_models(config)
   gen = lambda v: steps.generate(models, params, v)
   crop = config.data.crop_size
-  tiling = inference.run_tiling(config)
+  tiling = fullres.run_tiling(config)
   fit_ids, held_ids = _split(len(photos), config.detect.calibration_fraction, config.seed)
   console.say(f"{path}: {interop.describe(module)}; "
               f"{len(fit_ids)} photos to fit on, {len(held_ids)} held out to calibrate")

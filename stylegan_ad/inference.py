@@ -117,7 +117,7 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
   models = steps.make_models(config)
   crop = config.data.crop_size
   if config.model.imported:  # a generator trained elsewhere: its weights alone (`imported.fit`)
-    side = run_tiling(config).bucket
+    side = fullres.run_tiling(config).bucket
     g_abstract = jax.eval_shape(lambda k: {"ab": models.generator.init(k, jnp.zeros((1, side, side, 3)))["params"]},
                                 jax.random.key(0))
     gan_step, g = _restore(os.path.join(workdir, "gan"), g_abstract)
@@ -218,20 +218,6 @@ def check_writable(output_dir: str) -> None:
     raise DataError(f"{output_dir}: output folder is not writable ({e.strerror or e})") from None
 
 
-def generator_tiling(arch: str, depth: int, whole: bool) -> fullres.Tiling:
-  """How a generator meets a photo: padded to a multiple of 64 (of 2**depth for the
-  reference U-Net), and with `whole` (a generator with instance norm, which sees the
-  statistics of what it is given) never tiled up to `--max_side`."""
-  bucket = max(64, 2 ** depth) if arch == "reference_unet" else 64
-  return fullres.Tiling(bucket=bucket, max_pixels=4096 * 4096, window=4096) if whole else fullres.Tiling(bucket=bucket)
-
-
-def run_tiling(config: ml_collections.ConfigDict) -> fullres.Tiling:
-  """A run's `generator_tiling`: the main job's norm-free G is tiled above a megapixel; a
-  generator trained elsewhere runs whole."""
-  return generator_tiling(config.model.generator, config.model.depth, bool(config.model.imported))
-
-
 def correct_photo(trained: Trained, image: np.ndarray, *, max_side: int = fullres.DEFAULT_MAX_SIDE,
                   tiling: fullres.Tiling | None = None, batch: int = 8) -> dict[str, Any]:
   """Stylizes, scores and corrects one photo (uint8 HxWx3) at its own size.
@@ -244,7 +230,7 @@ def correct_photo(trained: Trained, image: np.ndarray, *, max_side: int = fullre
   c = trained.corrector
   res = fullres.apply(lambda x: correct.run_batched(c, trained.det_params, trained.res_params,
                                                     trained.g_params, x, None, batch=min(batch, len(x))),
-                      to_float(small), run_tiling(trained.config) if tiling is None else tiling)
+                      to_float(small), fullres.run_tiling(trained.config) if tiling is None else tiling)
   return {"stylized": to_uint8(res["stylized"]), "corrected": to_uint8(res["output"]),
           "map": np.asarray(res["map"], np.float32), "scale": scale,
           "score_before": float(np.max(res["score_before"])), "score_after": float(np.max(res["score_after"])),
@@ -438,7 +424,7 @@ def load_generator(spec: str):
   from stylegan_ad import interop
   module, params = interop.load_torch_generator(path)
   fn = functools.partial(jax.jit(lambda p, x: module.apply({"params": p}, x)), params)   # weights not constants
-  tiling = generator_tiling("reference_unet" if hasattr(module, "depth") else "resnet", getattr(module, "depth", 0), True)
+  tiling = fullres.generator_tiling("reference_unet" if hasattr(module, "depth") else "resnet", getattr(module, "depth", 0), True)
   return fn, f"{path}: {interop.describe(module)}", tiling
 
 
