@@ -14,16 +14,24 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-TYPES: tuple[str, ...] = (
-    "noise", "blur", "color_cast", "checkerboard", "blotch", "warp",
-    "impure_style", "banding", "blocks", "texture_patch",
-)
+from stylegan_ad.registry import ARTIFACTS
+
 MASK_SHAPES: tuple[str, ...] = ("ellipse", "blob", "rectangle", "whole")
 VISIBLE = 2.0 / 255.0 * 2.0  # 2 grey levels in [-1, 1] units
 
 
+def names() -> tuple[str, ...]:
+  """The registered artifact types, in order (a type's id is its position)."""
+  return tuple(ARTIFACTS)
+
+
 def type_id(name: str) -> int:
-  return TYPES.index(name)
+  ARTIFACTS[name]   # one line naming the unknown type
+  return names().index(name)
+
+
+def type_ids(type_names: Sequence[str]) -> tuple[int, ...]:
+  return tuple(type_id(n) for n in type_names)
 
 
 # -- masks ---------------------------------------------------------------------------
@@ -90,14 +98,17 @@ def _blur_image(x, sigma):
   return sum(k[i] * ypad[:, i:i + x.shape[1]] for i in range(13))
 
 
+@ARTIFACTS.register("noise")
 def _noise(x, key, s, content, other):
   return x + (0.15 + 0.45 * s) * jax.random.normal(key, x.shape)
 
 
+@ARTIFACTS.register("blur")
 def _blur(x, key, s, content, other):
   return _blur_image(x, 1.0 + 2.5 * s)
 
 
+@ARTIFACTS.register("color_cast")
 def _color_cast(x, key, s, content, other):
   k1, k2 = jax.random.split(key)
   direction = jax.random.normal(k1, (3,))
@@ -110,6 +121,7 @@ def _color_cast(x, key, s, content, other):
   return x @ rot.T + (0.2 + 0.3 * s) * direction
 
 
+@ARTIFACTS.register("checkerboard")
 def _checkerboard(x, key, s, content, other):
   h, w, _ = x.shape
   yy, xx = jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij")
@@ -119,6 +131,7 @@ def _checkerboard(x, key, s, content, other):
   return x + (0.15 + 0.35 * s) * pattern[..., None] * color
 
 
+@ARTIFACTS.register("blotch")
 def _blotch(x, key, s, content, other):
   """A droplet: a smooth, saturated blob, as in StyleGAN's characteristic artifact."""
   k1, k2 = jax.random.split(key)
@@ -129,6 +142,7 @@ def _blotch(x, key, s, content, other):
   return (1 - alpha) * x + alpha * color
 
 
+@ARTIFACTS.register("warp")
 def _warp(x, key, s, content, other):
   h, w, _ = x.shape
   k1, k2 = jax.random.split(key)
@@ -140,17 +154,20 @@ def _warp(x, key, s, content, other):
   return jnp.stack([jax.scipy.ndimage.map_coordinates(x[..., c], coords, order=1) for c in range(3)], -1)
 
 
+@ARTIFACTS.register("impure_style")
 def _impure_style(x, key, s, content, other):
   """The unstylized content showing through."""
   alpha = 0.6 + 0.4 * s
   return (1 - alpha) * x + alpha * content
 
 
+@ARTIFACTS.register("banding")
 def _banding(x, key, s, content, other):
   levels = jnp.round(6 - 4 * s)
   return jnp.round((x + 1) / 2 * (levels - 1)) / (levels - 1) * 2 - 1
 
 
+@ARTIFACTS.register("blocks")
 def _blocks(x, key, s, content, other):
   """8x8 block artifacts: each block flattened towards its mean (coarse JPEG-like)."""
   h, w, c = x.shape
@@ -162,6 +179,7 @@ def _blocks(x, key, s, content, other):
   return x.at[: h // b * b, : w // b * b].set(out)
 
 
+@ARTIFACTS.register("texture_patch")
 def _texture_patch(x, key, s, content, other):
   """A patch of another image pasted in (shifted so it is not aligned)."""
   k1, k2 = jax.random.split(key)
@@ -170,9 +188,6 @@ def _texture_patch(x, key, s, content, other):
   return jnp.where(jax.random.uniform(k2) < 0.5, src, src[:, ::-1])
 
 
-_FNS = (_noise, _blur, _color_cast, _checkerboard, _blotch, _warp, _impure_style, _banding,
-        _blocks, _texture_patch)
-assert len(_FNS) == len(TYPES)
 
 
 def apply(image: jax.Array, key: jax.Array, severity: jax.Array | float, kind: jax.Array | int,
@@ -188,7 +203,7 @@ def apply(image: jax.Array, key: jax.Array, severity: jax.Array | float, kind: j
   other = image[:, ::-1] if other is None else other
   k_mask, k_art = jax.random.split(key)
   severity = jnp.clip(jnp.asarray(severity, jnp.float32), 0.0, 1.0)
-  corrupted = jax.lax.switch(kind, [lambda *a, f=f: f(*a) for f in _FNS],
+  corrupted = jax.lax.switch(kind, [lambda *a, f=ARTIFACTS[n]: f(*a) for n in ARTIFACTS],
                              image, k_art, severity, content, other)
   corrupted = jnp.clip(corrupted, -1.0, 1.0)
   region = random_mask(k_mask, h, w, mask_shape)
@@ -197,10 +212,12 @@ def apply(image: jax.Array, key: jax.Array, severity: jax.Array | float, kind: j
   return out, region * visible
 
 
-def random_artifact(image: jax.Array, key: jax.Array, types: Sequence[int] = tuple(range(len(TYPES))),
+def random_artifact(image: jax.Array, key: jax.Array, types: Sequence[int] | None = None,
                     content: jax.Array | None = None, other: jax.Array | None = None,
                     whole_prob: float = 0.15) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """A random artifact among `types`, severity U(0.3, 1); returns (image, mask, type)."""
+  """A random artifact among `types` (ids; default: every type), severity U(0.3, 1);
+  returns (image, mask, type)."""
+  types = tuple(range(len(ARTIFACTS))) if types is None else types
   k_type, k_sev, k_shape, k_whole, k_apply = jax.random.split(key, 5)
   kind = jnp.asarray(types, jnp.int32)[jax.random.randint(k_type, (), 0, len(types))]
   severity = jax.random.uniform(k_sev, (), minval=0.3, maxval=1.0)

@@ -11,6 +11,7 @@ from typing import Any
 
 import ml_collections
 
+from stylegan_ad import artifacts, registry
 from stylegan_ad.errors import ConfigError
 
 
@@ -26,11 +27,12 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.symmetries = 2           # augmentation: 2 = horizontal flips, 8 = flips and quarter turns
 
   c.model = ml_collections.ConfigDict()
-  c.model.generator = "resnet"    # resnet | unet | residual_unet (models/generator.py)
+  c.model.generator = "resnet"    # a name in registry.GENERATORS: resnet | unet | residual_unet | reference_unet
   c.model.ngf = 64
   c.model.n_blocks = 9            # resnet: residual blocks
   c.model.depth = 5               # unet, residual_unet: levels (downsamplings)
   c.model.upsample = "resize_conv"  # resize_conv | subpixel | transpose
+  c.model.discriminator = "patchgan"  # a name in registry.DISCRIMINATORS (multi-scale PatchGAN)
   c.model.ndf = 64
   c.model.d_layers = 3            # 3 -> 70x70 PatchGAN
   c.model.d_scales = 1
@@ -70,6 +72,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 8
 
   c.detect = ml_collections.ConfigDict()
+  c.detect.arch = "unet"          # a name in registry.DETECTORS
+  c.detect.artifact_types = artifacts.names()  # the synthetic artifact types (registry.ARTIFACTS) it trains on:
+                                  # its type head has a class per name, in this order
   c.detect.features = 16          # detector U-Net width
   c.detect.depth = 3
   c.detect.steps = 1500
@@ -98,6 +103,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.failures.bootstrap = 200      # resamples (by source photo) for the 95% intervals
 
   c.correct = ml_collections.ConfigDict()
+  c.correct.arch = "unet"         # a name in registry.RESTORERS
   c.correct.features = 16         # restorer U-Net width
   c.correct.depth = 3
   c.correct.steps = 1500
@@ -218,8 +224,15 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     raise ConfigError(f"config key model.depth: must be in [1, 8], got {config.model.depth}")
   if config.model.n_blocks < 0:
     raise ConfigError(f"config key model.n_blocks: must be >= 0, got {config.model.n_blocks}")
-  from stylegan_ad.models import generator
-  _choice("model.generator", config.model.generator, tuple(generator.GENERATORS))
+  import stylegan_ad.models  # noqa: F401  (registers every network)
+  for key, names in (("model.generator", registry.GENERATORS), ("model.discriminator", registry.DISCRIMINATORS),
+                     ("detect.arch", registry.DETECTORS), ("correct.arch", registry.RESTORERS)):
+    _choice(key, config[key.split(".")[0]][key.split(".")[1]], tuple(names))
+  types = list(config.detect.artifact_types)
+  for name in types:
+    _choice("detect.artifact_types", name, tuple(registry.ARTIFACTS))
+  if not types or len(set(types)) < len(types):
+    raise ConfigError(f"config key detect.artifact_types: must name each type once, got {types}")
   _choice("model.upsample", config.model.upsample, layers.UPSAMPLE_MODES)
   _choice("model.dtype", config.model.dtype, layers.COMPUTE_DTYPES)
   _choice("train.mode", config.train.mode, ("unpaired", "paired"))

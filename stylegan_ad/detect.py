@@ -471,7 +471,7 @@ def evaluate_scorer(scores: Scores, test: dict[str, np.ndarray]) -> dict[str, An
   for t in sorted(set(test["kind"][labels].tolist())):
     sel = clean | (labels & (test["kind"] == t))
     sub = masks[sel]
-    per_type[artifacts.TYPES[t]] = {
+    per_type[artifacts.names()[t]] = {
         "image_auroc": metrics.auroc(scores.score[sel], labels[sel]),
         "aupro": metrics.aupro(scores.map[sel], sub) if sub.any() else float("nan"),
     }

@@ -114,7 +114,6 @@ class DetectorStage:
   clock: StageClock = dataclasses.field(default_factory=StageClock)
 
 
-ALL_TYPES = list(range(len(artifacts.TYPES)))
 REFERENCE_SCALES = (1.0, 0.75, 0.5)
 
 
@@ -187,7 +186,7 @@ def fit_fusion(detector: detect.DetectorScorer, style: detect.StyleStatisticsSco
   final = failures.take(ref, ref.where(ref.generator[0], "none"))
   rows = stages.real_crops(final, failures.label(final, real.truth), real.truth.area_cut, config.data.crop_size,
                            config.failures.crops_per_image, config.seed + 5, final.alts)
-  bad = jax.device_get(jax.jit(detect.corrupt_all(tuple(ALL_TYPES)))(
+  bad = jax.device_get(jax.jit(detect.corrupt_all(stages.artifact_ids(config)))(
       rows["clean"], rows["content"], np.roll(rows["clean"], 1, axis=0), jax.random.key(config.seed + 5)))
   keep = np.flatnonzero(bad["is_anomalous"] > 0)
   if not len(keep):
@@ -247,8 +246,8 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[
   clock.done("real-failure pools")
   fit_alts = stages.alternates(gan.models, ema, fit.content) if config.detect.sees_tta else None
   try:
-    det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh, ALL_TYPES, crops,
-                                       fit_alts)
+    det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh,
+                                       stages.artifact_ids(config), crops, fit_alts)
   except checkpoint_lib.Preempted as e:
     console.say(str(e))
     return None
@@ -334,7 +333,8 @@ def whole_photo_false_positives(stage: DetectorStage, scorer: detect.Scorer) -> 
 
 
 def seen_types_test_set(config: ml_collections.ConfigDict, stage: DetectorStage) -> dict[str, np.ndarray]:
-  return detect.make_test_set(stage.test.clean, stage.test.content, ALL_TYPES, seed=config.seed + 7, copies=2)
+  return detect.make_test_set(stage.test.clean, stage.test.content, stages.artifact_ids(config),
+                              seed=config.seed + 7, copies=2)
 
 
 def real_correction_benchmark(config: ml_collections.ConfigDict, stage: DetectorStage, corrector: correct.Corrector,
@@ -448,7 +448,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   try:
     res_params = stages.train_restorer(config, os.path.join(workdir, "restorer"), stage.fit, gan.mesh,
-                                       ALL_TYPES, det_params, stage.real_crops, stage.fit_alts)
+                                       stages.artifact_ids(config), det_params, stage.real_crops,
+                                       stage.fit_alts)
   except checkpoint_lib.Preempted as e:
     console.say(str(e))
     return {}
@@ -504,7 +505,7 @@ def evaluate_detection(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if stage is None:
     return {}
   gan, fit, test_out, scorers = stage.gan, stage.fit, stage.test, stage.scorers
-  all_types = ALL_TYPES
+  all_types = stages.artifact_ids(config)
   seen = seen_types_test_set(config, stage)
   results = {"seen types": {s.name: detect.evaluate_scorer(s(seen["images"], seen["content"]), seen)
                             for s in scorers}}
@@ -513,7 +514,7 @@ def evaluate_detection(config: ml_collections.ConfigDict, workdir: str) -> dict:
   heldout_config.detect.steps = config.detect.heldout_steps
   per_type: dict[str, dict] = {}
   for t in all_types:
-    name = artifacts.TYPES[t]
+    name = artifacts.names()[t]
     params = stages.train_detector(heldout_config, os.path.join(workdir, "heldout", name), fit, gan.mesh,
                                    [u for u in all_types if u != t], alts=stage.fit_alts)
     test = detect.make_test_set(test_out.clean, test_out.content, [t], seed=config.seed + 11 + t, copies=1)

@@ -31,7 +31,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from stylegan_ad import artifacts, configs, console, correct, detect, fullres, inference, interop, parallel, stages
+from stylegan_ad import configs, console, correct, detect, fullres, inference, interop, parallel, stages
 from stylegan_ad.data import images as images_lib
 from stylegan_ad.data.pipeline import to_float
 from stylegan_ad.errors import DataError
@@ -39,7 +39,6 @@ from stylegan_ad.files import write_json
 from stylegan_ad.train import checkpoint as checkpoint_lib
 from stylegan_ad.train import loop, steps
 
-TYPES = tuple(range(len(artifacts.TYPES)))
 SHORT_SIDES = (1.125, 2.0, 4.0)   # each photo at these short sides (x data.crop_size, at most its own), whole
 WHOLE_SCALES = (1.0, 0.5)         # held-out photos, whole, at these scales of their own size: calibration
 
@@ -157,8 +156,9 @@ def fit(config: ml_collections.ConfigDict, workdir: str, generator: str, photos_
   # G's alternate views as they come at inference, from the whole photo (`detect.context`)
   held_ctx = held.content if held_alts is None else np.concatenate([held.content, held_alts], axis=-1)
   mesh = parallel.make_mesh()
-  det_params = stages.train_detector(config, os.path.join(workdir, "detector"), train, mesh, TYPES, None, train_alts)
-  res_params = stages.train_restorer(config, os.path.join(workdir, "restorer"), train, mesh, TYPES, det_params,
+  types = stages.artifact_ids(config)
+  det_params = stages.train_detector(config, os.path.join(workdir, "detector"), train, mesh, types, None, train_alts)
+  res_params = stages.train_restorer(config, os.path.join(workdir, "restorer"), train, mesh, types, det_params,
                                      None, train_alts)
   scorers = [stages.make_detector_scorer(config, det_params, gen), detect.TTAScorer(models.generator, params)]
   for s in scorers:
@@ -174,7 +174,7 @@ def fit(config: ml_collections.ConfigDict, workdir: str, generator: str, photos_
   if jax.process_index() == 0:
     detect.save_calibration(os.path.join(workdir, "detector", "calibration.json"), scorers, config.detect.fpr,
                             {"gan": 0, "detector": config.detect.steps})
-  test = detect.make_test_set(held.clean, held.content, TYPES, seed=config.seed + 7, copies=2)
+  test = detect.make_test_set(held.clean, held.content, types, seed=config.seed + 7, copies=2)
   test_ctx = np.concatenate([held_ctx] * (len(test["images"]) // len(held_ctx)))   # rows: clean, then each copy
   synthetic = {s.name: detect.evaluate_scorer(s(test["images"], test_ctx), test) for s in scorers}
   trained = inference.load_trained(workdir)

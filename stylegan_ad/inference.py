@@ -42,6 +42,11 @@ from stylegan_ad.train.checkpoint import Checkpointer
 from stylegan_ad.train.logger import save_png
 
 
+# the artifact types (and their order) of every run from before `detect.artifact_types`
+LEGACY_ARTIFACT_TYPES = ("noise", "blur", "color_cast", "checkerboard", "blotch", "warp", "impure_style", "banding",
+                         "blocks", "texture_patch")
+
+
 @dataclasses.dataclass
 class Trained:
   config: ml_collections.ConfigDict
@@ -110,6 +115,12 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
     config.model.imported = ""
   if "dtype" not in config.model:  # runs from before the compute dtype: float32
     config.model.dtype = "float32"
+  for group, key, name in (("model", "discriminator", "patchgan"), ("detect", "arch", "unet"),
+                           ("correct", "arch", "unet")):   # runs from before the registries
+    if key not in config[group]:
+      config[group][key] = name
+  if "artifact_types" not in config.detect:  # ... whose detector's type head has these classes
+    config.detect.artifact_types = LEGACY_ARTIFACT_TYPES
   if "natural_threshold" in config.detect:  # a key of runs from before the real-failure benchmark
     del config.detect["natural_threshold"]
   configs.validate(config)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -17,9 +18,8 @@ import optax
 from stylegan_ad import artifacts, detect, losses
 from stylegan_ad.data import pipeline as pipeline_lib
 from stylegan_ad.models import detector as detector_lib
-from stylegan_ad.models.detector import Detector
 from stylegan_ad.models.layers import apply_in
-from stylegan_ad.models.restorer import Restorer
+from stylegan_ad.registry import DETECTORS, RESTORERS
 from stylegan_ad.train import aux_trainer, steps
 
 
@@ -70,8 +70,26 @@ def split_calibration(outputs: Outputs, fraction: float, seed: int) -> tuple[Out
   return outputs.take(np.flatnonzero(~held)), outputs.take(np.flatnonzero(held))
 
 
-def make_detector(config: ml_collections.ConfigDict) -> Detector:
-  return Detector(config.detect.features, config.detect.depth, len(artifacts.TYPES))
+def make_detector(config: ml_collections.ConfigDict) -> nn.Module:
+  """The `detect.arch` detector; its type head has a class per `detect.artifact_types`."""
+  d = config.detect
+  return DETECTORS.make(d.arch, features=d.features, depth=d.depth, num_types=len(d.artifact_types))
+
+
+def artifact_ids(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """The ids (`artifacts.names()` positions) of the types `detect.artifact_types` names."""
+  return artifacts.type_ids(config.detect.artifact_types)
+
+
+def type_classes(config: ml_collections.ConfigDict, types: Sequence[int]) -> np.ndarray:
+  """[number of registered types]: the detector's type-head class of each artifact id
+  (its place in `detect.artifact_types`); `types`, the ids drawn, must all have one."""
+  classes = artifact_ids(config)
+  if set(types) - set(classes):
+    raise ValueError(f"artifact ids {sorted(set(types) - set(classes))} are not in detect.artifact_types")
+  table = np.zeros(len(artifacts.names()), np.int32)
+  table[list(classes)] = np.arange(len(classes))
+  return table
 
 
 def make_detector_scorer(config: ml_collections.ConfigDict, params: Any, generator=None) -> detect.DetectorScorer:
@@ -119,8 +137,9 @@ def real_crops(pool, labels, area_cut: float, crop: int, per_image: int, seed: i
   return out
 
 
-def make_restorer(config: ml_collections.ConfigDict) -> Restorer:
-  return Restorer(config.correct.features, config.correct.depth)
+def make_restorer(config: ml_collections.ConfigDict) -> nn.Module:
+  """The `correct.arch` restorer."""
+  return RESTORERS.make(config.correct.arch, features=config.correct.features, depth=config.correct.depth)
 
 
 def optimizer(group: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -141,6 +160,7 @@ def train_detector(config: ml_collections.ConfigDict, workdir: str, train: Outpu
   rows carry theirs)."""
   model = make_detector(config)
   types = tuple(int(t) for t in types)
+  classes = jnp.asarray(type_classes(config, types))
   crop = train.clean.shape[1]
   n = len(train.clean)
   arrays = {"clean": train.clean, "content": train.content, "mask": np.zeros(train.clean.shape[:3], np.float32),
@@ -154,7 +174,7 @@ def train_detector(config: ml_collections.ConfigDict, workdir: str, train: Outpu
     masks = jnp.where(real_row[:, None, None], b["mask"], c["masks"])
     anomalous = jnp.where(real_row, b["anomalous"], c["is_anomalous"])
     out = apply_in(model, params, config.model.dtype, _detector_input(config, images, b))
-    return losses.detection_loss(out, masks, anomalous, c["kind"], typed=c["is_anomalous"] * (1 - b["real"]))
+    return losses.detection_loss(out, masks, anomalous, classes[c["kind"]], typed=c["is_anomalous"] * (1 - b["real"]))
 
   d = config.detect
   tx = optimizer(d)

@@ -19,20 +19,20 @@ def applied():
   content = x[::-1] * 0.5
   f = jax.jit(jax.vmap(artifacts.apply, in_axes=(0, 0, None, None, None, 0, None)), static_argnums=())
   results = {}
-  for kind in range(len(artifacts.TYPES)):
+  for kind in range(len(artifacts.names())):
     for shape in range(len(artifacts.MASK_SHAPES)):
       keys = jax.random.split(jax.random.key(kind * 10 + shape), x.shape[0])
       results[kind, shape] = (x, f(x, keys, 0.8, kind, shape, content, -x[0]), keys)
   return results
 
 
-@pytest.mark.parametrize("kind", range(len(artifacts.TYPES)), ids=artifacts.TYPES)
+@pytest.mark.parametrize("kind", range(len(artifacts.names())), ids=artifacts.names())
 def test_artifact_changes_pixels_only_inside_its_mask(applied, kind):
   for shape in range(3):  # ellipse, blob, rectangle
     x, (out, mask), _ = applied[kind, shape]
     diff = np.abs(np.asarray(out) - np.asarray(x)).max(-1)
-    assert np.all(diff[np.asarray(mask) == 0] <= artifacts.VISIBLE + 1e-6), artifacts.TYPES[kind]
-    assert float(mask.sum()) > 0, artifacts.TYPES[kind]
+    assert np.all(diff[np.asarray(mask) == 0] <= artifacts.VISIBLE + 1e-6), artifacts.names()[kind]
+    assert float(mask.sum()) > 0, artifacts.names()[kind]
     assert np.all(diff[np.asarray(mask) > 0] > artifacts.VISIBLE)
     assert out.min() >= -1 and out.max() <= 1
 
@@ -46,7 +46,7 @@ def test_artifacts_are_deterministic_per_key():
   x = _images()[0]
   key = jax.random.key(42)
   fn = jax.jit(artifacts.apply)  # one program: the type and mask shape are traced
-  for kind in range(len(artifacts.TYPES)):
+  for kind in range(len(artifacts.names())):
     a, b = fn(x, key, 0.5, kind, kind % 3), fn(x, key, 0.5, kind, kind % 3)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])

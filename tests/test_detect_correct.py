@@ -92,7 +92,7 @@ def test_feature_distance_separates_noise_from_clean():
 
 def test_make_test_set_and_evaluate():
   clean = _images(6)
-  test = detect.make_test_set(clean, clean[::-1], list(range(len(artifacts.TYPES))), seed=0, copies=2)
+  test = detect.make_test_set(clean, clean[::-1], list(range(len(artifacts.names()))), seed=0, copies=2)
   labels = test["is_anomalous"] > 0
   assert (~labels).sum() == 6 and labels.sum() >= 10
   assert np.all(test["masks"][~labels] == 0) and np.all(test["masks"][labels].sum((1, 2)) > 0)

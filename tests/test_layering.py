@@ -8,7 +8,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 # Each module's layer: a module may import modules of its own layer or below.
 LAYERS = {
     0: ("errors", "files", "console", "metrics", "parallel", "fullres", "artifacts", "losses", "configs", "data",
-        "models", "plots", "interop"),
+        "models", "plots", "interop", "registry"),
     1: ("train",),
     2: ("detect", "failures", "stages", "correct"),
     3: ("experiment", "inference", "report", "video", "imported"),

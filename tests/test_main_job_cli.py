@@ -414,7 +414,9 @@ def test_a_run_from_before_the_fused_score_still_loads(main_run, tmp_path):
   shutil.copytree(main_run[0], workdir)
   assert inference.load_trained(workdir).corrector.fusion is not None
   for name, group, keys in (("gan/config.json", "detect", ("fuse", "fuse_synthetic_auroc")),
-                            ("gan/config.json", "model", ("imported", "dtype")),
+                            ("gan/config.json", "model", ("imported", "dtype", "discriminator")),
+                            ("gan/config.json", "correct", ("arch",)),
+                            ("gan/config.json", "detect", ("arch", "artifact_types")),
                             ("detector/calibration.json", None, ("fusions",))):
     path = os.path.join(workdir, name)
     data = json.load(open(path))
@@ -424,6 +426,9 @@ def test_a_run_from_before_the_fused_score_still_loads(main_run, tmp_path):
   old = inference.load_trained(workdir)
   assert old.corrector.fusion is None and not old.config.detect.fuse
   assert (old.config.model.imported, old.config.model.dtype) == ("", "float32")
+  # runs from before the registries: the networks and artifact types they were made with
+  assert (old.config.model.discriminator, old.config.detect.arch, old.config.correct.arch) == ("patchgan", "unet", "unet")
+  assert tuple(old.config.detect.artifact_types) == inference.LEGACY_ARTIFACT_TYPES
 
 
 def test_a_run_whose_final_gan_checkpoint_is_damaged_is_refused_then_repaired(main_run, data_dir, tmp_path):

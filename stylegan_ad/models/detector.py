@@ -14,8 +14,10 @@ import jax
 import jax.numpy as jnp
 
 from stylegan_ad.models.layers import UNetTrunk
+from stylegan_ad.registry import DETECTORS
 
 
+@DETECTORS.register("unet")
 class Detector(nn.Module):
   features: int = 32
   depth: int = 3

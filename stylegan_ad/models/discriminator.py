@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from stylegan_ad.models.layers import Conv, instance_norm
+from stylegan_ad.registry import DISCRIMINATORS
 
 
 class PatchGAN(nn.Module):
@@ -36,6 +37,7 @@ class PatchGAN(nn.Module):
     return conv(1, 1)(h), feats
 
 
+@DISCRIMINATORS.register("patchgan")
 class Discriminator(nn.Module):
   """`num_scales` PatchGANs on the image and its 2x, 4x, ... average-pooled copies."""
   ndf: int = 64

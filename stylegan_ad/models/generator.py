@@ -5,13 +5,12 @@ gradient is rounding noise that Adam would amplify into random updates.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from stylegan_ad.models.layers import Conv, UNetTrunk, Upsample, instance_norm
+from stylegan_ad.registry import GENERATORS
 
 
 class ResnetBlock(nn.Module):
@@ -24,6 +23,7 @@ class ResnetBlock(nn.Module):
     return x + y
 
 
+@GENERATORS.register("resnet")
 class ResnetGenerator(nn.Module):
   """c7s1-ngf, two stride-2 downsamplings, `n_blocks` residual blocks, two upsamplings.
 
@@ -46,6 +46,7 @@ class ResnetGenerator(nn.Module):
     return jnp.tanh(Conv(self.out_channels, 7)(h))
 
 
+@GENERATORS.register("unet")
 class UNetGenerator(nn.Module):
   """U-Net with skip connections (pix2pix family); input side divisible by 2**depth."""
   ngf: int = 64
@@ -72,6 +73,7 @@ class UNetGenerator(nn.Module):
     return jnp.tanh(Conv(self.out_channels, 3)(nn.relu(h)))
 
 
+@GENERATORS.register("residual_unet")
 class ResidualUNetGenerator(nn.Module):
   """G(x) = tanh(x + U-Net(x)): a norm-free U-Net that predicts a change of x.
 
@@ -114,6 +116,7 @@ class _TransposeConv4x2(nn.Module):
     return y
 
 
+@GENERATORS.register("reference_unet")
 class ReferenceUNet(nn.Module):
   """The PyTorch pix2pix / CycleGAN reference's U-Net (`unet_128`: depth 7, `unet_256`:
   depth 8) layer for layer, for generator files made with it (`interop`): 4x4 stride-2
@@ -148,14 +151,6 @@ class ReferenceUNet(nn.Module):
     return jnp.tanh(_TransposeConv4x2(self.out_channels, use_bias=True, name="up_0")(nn.relu(h)))
 
 
-GENERATORS = {"resnet": ResnetGenerator, "unet": UNetGenerator, "residual_unet": ResidualUNetGenerator,
-              "reference_unet": ReferenceUNet}
-
-
-def make_generator(arch: str = "resnet", **kwargs) -> nn.Module:
-  """The generator registered as `arch` in GENERATORS, given the arguments it takes."""
-  if arch not in GENERATORS:
-    raise ValueError(f"model.generator must be one of {sorted(GENERATORS)}, got {arch!r}")
-  cls = GENERATORS[arch]
-  fields = {f.name for f in dataclasses.fields(cls)}
-  return cls(**{k: v for k, v in kwargs.items() if k in fields})
+def make_generator(arch: str = "resnet", **settings) -> nn.Module:
+  """The generator registered as `arch`, with the settings it takes."""
+  return GENERATORS.make(arch, **settings)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from stylegan_ad.models.layers import UNetTrunk
+from stylegan_ad.registry import RESTORERS
 
 
 def blend(x: jax.Array, repaired: jax.Array, soft_map: jax.Array) -> jax.Array:
@@ -20,6 +21,7 @@ def blend(x: jax.Array, repaired: jax.Array, soft_map: jax.Array) -> jax.Array:
   return jnp.where(m > 0, m * repaired + (1.0 - m) * x, x)
 
 
+@RESTORERS.register("unet")
 class Restorer(nn.Module):
   features: int = 32
   depth: int = 3

@@ -23,9 +23,9 @@ import ml_collections
 import optax
 
 from stylegan_ad import losses
-from stylegan_ad.models.discriminator import Discriminator
 from stylegan_ad.models.generator import make_generator
 from stylegan_ad.models.layers import apply_in
+from stylegan_ad.registry import DISCRIMINATORS
 
 PyTree = Any
 
@@ -66,7 +66,8 @@ class Models:
 def make_models(config: ml_collections.ConfigDict) -> Models:
   m, t = config.model, config.train
   generator = make_generator(m.generator, ngf=m.ngf, n_blocks=m.n_blocks, depth=m.depth, upsample=m.upsample)
-  discriminator = Discriminator(m.ndf, m.d_layers, m.d_scales, m.spectral_norm)
+  discriminator = DISCRIMINATORS.make(m.discriminator, ndf=m.ndf, n_layers=m.d_layers, num_scales=m.d_scales,
+                                      spectral_norm=m.spectral_norm)
   decay_start = int(t.num_steps * t.decay_start)
   schedule = optax.join_schedules(
       [optax.constant_schedule(t.lr),
