@@ -6,6 +6,11 @@ only inside a random mask (ellipse, smooth noise blob, rectangle or the whole
 image), so pixels outside the mask are unchanged bit for bit. The returned mask is
 the part of the region where the image visibly changed (max channel change > 2/255),
 the honest pixel ground truth.
+
+A type is a function (image, key, severity in [0, 1], content, other) -> corrupted
+image, registered by name (`@ARTIFACTS.register("name")` above it: `registry`); its id
+is its place among the registered types, and `detect.artifact_types` names the types a
+detector trains on.
 """
 from __future__ import annotations
 

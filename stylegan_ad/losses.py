@@ -150,6 +150,16 @@ def target_ssim(ctx: LossContext) -> jax.Array:
   return 1.0 - jnp.mean(metrics.ssim(ctx.fake, ctx.target))
 
 
+@register("lowpass")
+def lowpass_identity(ctx: LossContext) -> jax.Array:
+  """|G(x) - x| of 4x4 block means (no target needed): G keeps x's colours and layout at
+  coarse scale, and is free in the fine detail where a style lives (flat regions, ink
+  edges), which the adversarial term shapes. For unpaired training, where the
+  pixel-wise identity and cycle terms hold G to the photo's detail as well."""
+  pool = lambda v: jax.lax.reduce_window(v, 0.0, jax.lax.add, (1, 4, 4, 1), (1, 4, 4, 1), "VALID") / 16.0
+  return jnp.mean(jnp.abs(pool(ctx.fake) - pool(ctx.x)))
+
+
 @register("style_mse", needs=("target",))
 def style_mse(ctx: LossContext) -> jax.Array:
   """The seed design's L_style = E||G(x) - I_s||^2 + E||G(x) - I_t||^2 (paired data)."""

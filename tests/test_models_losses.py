@@ -200,6 +200,16 @@ def test_generator_losses_hand_computed():
   assert np.isclose(total, 10 * 0.25 + 5 * 0.5) and set(terms) == {"cycle", "identity"}
 
 
+def test_lowpass_loss_sees_coarse_colour_and_not_fine_detail():
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.uniform(-0.5, 0.5, (2, 8, 12, 3)), jnp.float32)
+  checker = jnp.asarray(np.indices((8, 12)).sum(0) % 2 * 2 - 1, jnp.float32)[None, :, :, None]
+  assert np.isclose(losses.lowpass_identity(_ctx(x=x, fake=x + 0.3 * checker)), 0.0, atol=1e-6)  # zero-mean detail
+  assert np.isclose(losses.lowpass_identity(_ctx(x=x, fake=x + 0.2)), 0.2)   # a colour shift: its size
+  fake = x.at[:, :4, :4, 0].add(0.48)   # one 4x4 block of one channel: 0.48 over 2 x 6 blocks x 3 channels
+  assert np.isclose(losses.lowpass_identity(_ctx(x=x, fake=fake)), 0.48 / 36 * 2)
+
+
 def test_ssim_loss_is_one_minus_the_metric():
   rng = np.random.default_rng(0)
   t = jnp.asarray(rng.uniform(-1, 1, (2, 16, 16, 3)), jnp.float32)
