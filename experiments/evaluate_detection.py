@@ -13,8 +13,8 @@ flags.adopt_module_key_flags(common)  # --help lists --config and --workdir
 
 
 def _evaluate(config, workdir):
-  from stylegan_ad import experiment
-  return experiment.evaluate_detection(config, workdir)
+  from stylegan_ad import main_job
+  return main_job.evaluate_detection(config, workdir)
 
 
 def _show(out):

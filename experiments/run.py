@@ -10,8 +10,8 @@ flags.adopt_module_key_flags(common)  # --help lists --config and --workdir
 
 
 def _run(config, workdir):
-  from stylegan_ad import experiment
-  return experiment.run(config, workdir)
+  from stylegan_ad import main_job
+  return main_job.run(config, workdir)
 
 
 def _show(summary):

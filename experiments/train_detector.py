@@ -13,8 +13,8 @@ flags.adopt_module_key_flags(common)  # --help lists --config and --workdir
 
 
 def _train(config, workdir):
-  from stylegan_ad import experiment
-  return experiment.train_and_calibrate_detector(config, workdir)
+  from stylegan_ad import main_job
+  return main_job.train_and_calibrate_detector(config, workdir)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ class Trained:
   truth: failures.Truth | None = None   # the run's real-failure thresholds, for `--targets`
 
 
-def _restore(directory: str, abstract: Any) -> tuple[int, Any]:
+def _load_checkpoint(directory: str, abstract: Any) -> tuple[int, Any]:
   """(step, state) of the newest good checkpoint of a stage (the run is not modified)."""
   if not os.path.isdir(os.path.join(directory, "checkpoints")):
     raise CheckpointError(f"{directory}: no checkpoints (run the main job first)")
@@ -131,11 +131,11 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
     side = fullres.run_tiling(config).bucket
     g_abstract = jax.eval_shape(lambda k: {"ab": models.generator.init(k, jnp.zeros((1, side, side, 3)))["params"]},
                                 jax.random.key(0))
-    gan_step, g = _restore(os.path.join(workdir, "gan"), g_abstract)
+    gan_step, g = _load_checkpoint(os.path.join(workdir, "gan"), g_abstract)
     g_params, style, gan_expected = g["ab"], None, 0
   else:
     gan_abstract = jax.eval_shape(lambda k: steps.init_state(models, k), jax.random.key(0))
-    gan_step, gan = _restore(os.path.join(workdir, "gan"), gan_abstract)
+    gan_step, gan = _load_checkpoint(os.path.join(workdir, "gan"), gan_abstract)
     g_params, gan_expected = gan.ema["ab"], config.train.num_steps
     style = detect.StyleStatisticsScorer(models.discriminator, gan.d_params["b"], conditional=models.paired)
   det, res = stages.make_detector(config), stages.make_restorer(config)
@@ -147,11 +147,11 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
     return jax.eval_shape(init, jax.random.key(0))
 
   zeros = jnp.zeros((1, crop, crop, 3))
-  det_step, det_state = _restore(os.path.join(workdir, "detector"),
+  det_step, det_state = _load_checkpoint(os.path.join(workdir, "detector"),
                        abstract(det, stages.optimizer(config.detect),
                                 jnp.zeros((1, crop, crop, detector_lib.input_channels(
                                     config.detect.sees_input, config.detect.sees_tta)))))
-  res_step, res_state = _restore(os.path.join(workdir, "restorer"),
+  res_step, res_state = _load_checkpoint(os.path.join(workdir, "restorer"),
                        abstract(res, stages.optimizer(config.correct), zeros, zeros[..., 0], zeros))
   scorer = stages.make_detector_scorer(config, det_state.params, lambda v: steps.generate(models, g_params, v))
   calibration = os.path.join(workdir, "detector", "calibration.json")

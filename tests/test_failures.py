@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from stylegan_ad import detect, experiment, failures, metrics
+from stylegan_ad import detect, main_job, failures, metrics
 from stylegan_ad.data import styles
 
 
@@ -168,10 +168,10 @@ def test_calibration_sees_only_clean_reference_outputs():
   ref = failures.build_pool(_photos(1, seed=5), _generators(0.2), styles.cartoon, max_side=64)
   test = failures.build_pool(_photos(2, seed=6), _generators(0.2), styles.cartoon, max_side=64)
   truth = failures.fit_truth(ref, min_region=4)
-  real = experiment.RealPools(truth, ref, failures.label(ref, truth), test, failures.label(test, truth))
+  real = main_job.RealPools(truth, ref, failures.label(ref, truth), test, failures.label(test, truth))
   config = experiment_config()
   scorer = _Recorder()
-  experiment.calibrate_on_reference(scorer, real, config)
+  main_job.calibrate_on_reference(scorer, real, config)
   clean = ~real.reference_labels.anomalous
   assert len(scorer.seen) == clean.sum() and scorer.threshold is not None
   refs = [ref.inputs[i] for i in np.flatnonzero(clean)]
@@ -244,7 +244,7 @@ def test_real_failure_benchmark_is_skipped_without_targets():
   from types import SimpleNamespace
   ds = SimpleNamespace(name="folder:/photos", style=None, reference_photos=None, train_photos=None,
                        test_photos=None)
-  pools, crops, why = experiment.real_failure_pools(experiment_config(), SimpleNamespace(dataset=ds))
+  pools, crops, why = main_job.real_failure_pools(experiment_config(), SimpleNamespace(dataset=ds))
   assert pools is None and crops is None
   assert "folder:/photos has no true targets" in why and "\n" not in why
 

@@ -11,7 +11,7 @@ LAYERS = {
         "models", "plots", "interop", "registry"),
     1: ("train",),
     2: ("detect", "failures", "stages", "correct"),
-    3: ("experiment", "inference", "report", "video", "imported"),
+    3: ("main_job", "inference", "report", "video", "imported"),
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from experiments.configs import embedded as embedded_config
-from stylegan_ad import correct, experiment, inference
+from stylegan_ad import correct, main_job, inference
 from stylegan_ad.report import NETWORK_ALONE
 from stylegan_ad.data import images as images_lib
 from stylegan_ad.errors import DataError
@@ -25,7 +25,7 @@ def main_run(data_dir, tmp_path_factory):
   c = embedded_config.get_config("tiny")
   c.data.data_dir = data_dir
   workdir = str(tmp_path_factory.mktemp("main"))
-  summary = experiment.run(c, workdir)
+  summary = main_job.run(c, workdir)
   return workdir, summary
 
 
@@ -118,7 +118,7 @@ def test_rerunning_the_main_job_resumes_every_stage(main_run, data_dir):
   workdir, summary = main_run
   c = embedded_config.get_config("tiny")
   c.data.data_dir = data_dir
-  again = experiment.run(c, workdir)
+  again = main_job.run(c, workdir)
   assert again["stylize"]["psnr"] == pytest.approx(summary["stylize"]["psnr"])
   assert again["stylize"]["photos"]["psnr"] == pytest.approx(summary["stylize"]["photos"]["psnr"])
   assert again["correct"]["psnr_after"] == pytest.approx(summary["correct"]["psnr_after"])
@@ -303,7 +303,7 @@ def test_cli_targets_and_saved_maps(main_run, tmp_path):
 
 
 def test_stage_clock_prints_a_banner_per_stage(capsys):
-  clock = experiment.StageClock(("gan", "detector"))
+  clock = main_job.StageClock(("gan", "detector"))
   clock.done("gan")
   clock.done("detector")
   err = capsys.readouterr().err.splitlines()
