@@ -53,7 +53,7 @@ ROWS = {
                           "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5,
                           "losses.generator": {"adversarial": 1.0, "lowpass": 2.0}},
 }
-CONFIG_ARGS = {row: "unpaired" for row in ("unpaired", "unpaired_residual_unet", "unpaired_lowpass", "unpaired_lowpass2")}
+CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 
 _OUT = flags.DEFINE_string("out", "runs/ablation", "folder for the rows' runs and ablation.json")
 _ROWS = flags.DEFINE_list("rows", list(ROWS), f"rows to run, of {list(ROWS)}")

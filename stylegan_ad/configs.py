@@ -225,12 +225,12 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
   if config.model.n_blocks < 0:
     raise ConfigError(f"config key model.n_blocks: must be >= 0, got {config.model.n_blocks}")
   import stylegan_ad.models  # noqa: F401  (registers every network)
-  for key, names in (("model.generator", registry.GENERATORS), ("model.discriminator", registry.DISCRIMINATORS),
-                     ("detect.arch", registry.DETECTORS), ("correct.arch", registry.RESTORERS)):
-    _choice(key, config[key.split(".")[0]][key.split(".")[1]], tuple(names))
+  for names, value in ((registry.GENERATORS, config.model.generator),
+                       (registry.DISCRIMINATORS, config.model.discriminator),
+                       (registry.DETECTORS, config.detect.arch), (registry.RESTORERS, config.correct.arch)):
+    names[value]   # one line naming the key and the registered names
   types = list(config.detect.artifact_types)
-  for name in types:
-    _choice("detect.artifact_types", name, tuple(registry.ARTIFACTS))
+  artifacts.type_ids(types)
   if not types or len(set(types)) < len(types):
     raise ConfigError(f"config key detect.artifact_types: must name each type once, got {types}")
   _choice("model.upsample", config.model.upsample, layers.UPSAMPLE_MODES)

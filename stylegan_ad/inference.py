@@ -435,7 +435,8 @@ def load_generator(spec: str):
   from stylegan_ad import interop
   module, params = interop.load_torch_generator(path)
   fn = functools.partial(jax.jit(lambda p, x: module.apply({"params": p}, x)), params)   # weights not constants
-  tiling = fullres.generator_tiling("reference_unet" if hasattr(module, "depth") else "resnet", getattr(module, "depth", 0), True)
+  arch = "reference_unet" if hasattr(module, "depth") else "resnet"
+  tiling = fullres.generator_tiling(arch, getattr(module, "depth", 0), True)
   return fn, f"{path}: {interop.describe(module)}", tiling
 
 

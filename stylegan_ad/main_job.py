@@ -319,14 +319,14 @@ def whole_photo_false_positives(stage: DetectorStage, scorer: detect.Scorer) -> 
   if photos is None or not len(photos):
     return {"note": "no whole test photos in this dataset"}
   fn = lambda v: dict(zip(("score", "map"), scorer._jit(v[..., 3:], v[..., :3])))
-  scores = []
+  scores, tiling = [], fullres.run_tiling(stage.gan.config)   # as the folder CLI runs a photo
   for i in range(len(photos)):
     for scale in WHOLE_PHOTO_SCALES:
       photo = photos.images[i]
       photo, _ = fullres.fit_max_side(photo, int(round(max(photo.shape[:2]) * scale)))
       y = loop.stylize_photo(stage.gan.models, stage.ema, photo)
       xy = np.concatenate([pipeline_lib.to_float(photo), y], axis=-1)
-      scores.append(float(np.max(fullres.apply(fn, xy, fullres.run_tiling(stage.gan.config))["score"])))
+      scores.append(float(np.max(fullres.apply(fn, xy, tiling)["score"])))
   flagged = np.asarray(scores) > scorer.threshold
   return {"images": len(scores), "scales": list(WHOLE_PHOTO_SCALES), "flagged": int(flagged.sum()),
           "fpr": float(flagged.mean()), "scores": scores, "threshold": scorer.threshold}

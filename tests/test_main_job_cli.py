@@ -427,7 +427,8 @@ def test_a_run_from_before_the_fused_score_still_loads(main_run, tmp_path):
   assert old.corrector.fusion is None and not old.config.detect.fuse
   assert (old.config.model.imported, old.config.model.dtype) == ("", "float32")
   # runs from before the registries: the networks and artifact types they were made with
-  assert (old.config.model.discriminator, old.config.detect.arch, old.config.correct.arch) == ("patchgan", "unet", "unet")
+  names = (old.config.model.discriminator, old.config.detect.arch, old.config.correct.arch)
+  assert names == ("patchgan", "unet", "unet")
   assert tuple(old.config.detect.artifact_types) == inference.LEGACY_ARTIFACT_TYPES
 
 
