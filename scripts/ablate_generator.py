@@ -52,6 +52,14 @@ ROWS = {
     "unpaired_lowpass2": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
                           "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5,
                           "losses.generator": {"adversarial": 1.0, "lowpass": 2.0}},
+    # D sees only high frequencies (blind to colour), G held to x over 16x16 block means
+    "unpaired_highpass": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
+                          "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5,
+                          "model.d_highpass": 7, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # the coarse hold alone, D on whole images
+    "unpaired_lowpass16": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
+                           "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5,
+                           "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 

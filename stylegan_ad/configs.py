@@ -37,6 +37,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.d_layers = 3            # 3 -> 70x70 PatchGAN
   c.model.d_scales = 1
   c.model.spectral_norm = False
+  c.model.d_highpass = 0          # > 0: D sees the image minus its k x k local mean (texture and edges only)
   c.model.dtype = "float32"       # compute dtype of every network in training: float32 | bfloat16 (for GPU/TPU;
                                   # parameters and optimizer state stay float32)
   c.model.imported = ""           # a generator trained elsewhere (torch:PATH.pth) whose weights the run holds:
@@ -189,8 +190,10 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     value = config.train[key.split(".")[1]]
     if not 0.0 <= value < 1.0:   # (a NaN fails too)
       raise ConfigError(f"config key {key}: Adam's decay must be in [0, 1), got {value!r}")
-  if config.correct.attempts < 0:
-    raise ConfigError(f"config key correct.attempts: must be >= 0, got {config.correct.attempts}")
+  for key in ("correct.attempts", "model.d_highpass"):
+    group, name = key.split(".")
+    if config[group][name] < 0:
+      raise ConfigError(f"config key {key}: must be >= 0, got {config[group][name]}")
   for key in ("losses.r1",):
     if not (config.losses.r1 >= 0 and math.isfinite(config.losses.r1)):
       raise ConfigError(f"config key {key}: must be a finite number >= 0, got {config.losses.r1!r}")

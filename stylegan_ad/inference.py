@@ -115,6 +115,8 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
     config.model.imported = ""
   if "dtype" not in config.model:  # runs from before the compute dtype: float32
     config.model.dtype = "float32"
+  if "d_highpass" not in config.model:  # runs from before D's high-pass view
+    config.model.d_highpass = 0
   for group, key, name in (("model", "discriminator", "patchgan"), ("detect", "arch", "unet"),
                            ("correct", "arch", "unet")):   # runs from before the registries
     if key not in config[group]:

@@ -150,14 +150,20 @@ def target_ssim(ctx: LossContext) -> jax.Array:
   return 1.0 - jnp.mean(metrics.ssim(ctx.fake, ctx.target))
 
 
-@register("lowpass")
-def lowpass_identity(ctx: LossContext) -> jax.Array:
-  """|G(x) - x| of 4x4 block means (no target needed): G keeps x's colours and layout at
-  coarse scale, and is free in the fine detail where a style lives (flat regions, ink
-  edges), which the adversarial term shapes. For unpaired training, where the
-  pixel-wise identity and cycle terms hold G to the photo's detail as well."""
-  pool = lambda v: jax.lax.reduce_window(v, 0.0, jax.lax.add, (1, 4, 4, 1), (1, 4, 4, 1), "VALID") / 16.0
-  return jnp.mean(jnp.abs(pool(ctx.fake) - pool(ctx.x)))
+def _block_mean_hold(block: int) -> Callable[[LossContext], jax.Array]:
+  def hold(ctx: LossContext) -> jax.Array:
+    window = (1, block, block, 1)
+    pool = lambda v: jax.lax.reduce_window(v, 0.0, jax.lax.add, window, window, "VALID") / block ** 2
+    return jnp.mean(jnp.abs(pool(ctx.fake) - pool(ctx.x)))
+  return hold
+
+
+# |G(x) - x| of 4x4 (`lowpass`) or 16x16 (`lowpass16`) block means, no target needed: G
+# keeps x's colours and layout at coarse scale and is free in the fine detail where a
+# style lives (flat regions, ink edges), which the adversarial term shapes. For unpaired
+# training, where the pixel-wise identity and cycle terms hold G to the photo's detail too.
+register("lowpass")(_block_mean_hold(4))
+register("lowpass16")(_block_mean_hold(16))
 
 
 @register("style_mse", needs=("target",))

@@ -182,7 +182,8 @@ def train_detector(config: ml_collections.ConfigDict, workdir: str, train: Outpu
   return aux_trainer.fit("detector", workdir, model=model, init_inputs=(jnp.zeros((1, crop, crop, channels)),),
                          tx=tx, loss_fn=loss_fn, arrays=arrays,
                          batch=d.batch_size, num_steps=d.steps, seed=config.seed + 101, mesh=mesh,
-                         log_every=config.log.every, checkpoint_every=config.checkpoint.every)
+                         log_every=config.log.every, checkpoint_every=config.checkpoint.every,
+                         max_bad_steps=config.train.max_bad_steps)
 
 
 def soft_map(pixel_prob: jax.Array, dilate: int) -> jax.Array:
@@ -248,4 +249,5 @@ def train_restorer(config: ml_collections.ConfigDict, workdir: str, train: Outpu
   return aux_trainer.fit("restorer", workdir, model=model, init_inputs=(zeros, zeros[..., 0], zeros),
                          tx=tx, loss_fn=loss_fn, arrays=arrays,
                          batch=r.batch_size, num_steps=r.steps, seed=config.seed + 202, mesh=mesh,
-                         log_every=config.log.every, checkpoint_every=config.checkpoint.every)
+                         log_every=config.log.every, checkpoint_every=config.checkpoint.every,
+                         max_bad_steps=config.train.max_bad_steps)

@@ -200,14 +200,29 @@ def test_generator_losses_hand_computed():
   assert np.isclose(total, 10 * 0.25 + 5 * 0.5) and set(terms) == {"cycle", "identity"}
 
 
-def test_lowpass_loss_sees_coarse_colour_and_not_fine_detail():
+def test_lowpass_losses_see_coarse_colour_and_not_fine_detail():
   rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.uniform(-0.5, 0.5, (2, 8, 12, 3)), jnp.float32)
-  checker = jnp.asarray(np.indices((8, 12)).sum(0) % 2 * 2 - 1, jnp.float32)[None, :, :, None]
-  assert np.isclose(losses.lowpass_identity(_ctx(x=x, fake=x + 0.3 * checker)), 0.0, atol=1e-6)  # zero-mean detail
-  assert np.isclose(losses.lowpass_identity(_ctx(x=x, fake=x + 0.2)), 0.2)   # a colour shift: its size
-  fake = x.at[:, :4, :4, 0].add(0.48)   # one 4x4 block of one channel: 0.48 over 2 x 6 blocks x 3 channels
-  assert np.isclose(losses.lowpass_identity(_ctx(x=x, fake=fake)), 0.48 / 36 * 2)
+  x = jnp.asarray(rng.uniform(-0.5, 0.5, (2, 32, 48, 3)), jnp.float32)
+  checker = jnp.asarray(np.indices((32, 48)).sum(0) % 2 * 2 - 1, jnp.float32)[None, :, :, None]
+  for name, block in (("lowpass", 4), ("lowpass16", 16)):
+    loss = losses.GENERATOR_LOSSES[name]
+    assert np.isclose(loss(_ctx(x=x, fake=x + 0.3 * checker)), 0.0, atol=1e-6)  # zero-mean detail
+    assert np.isclose(loss(_ctx(x=x, fake=x + 0.2)), 0.2)   # a colour shift: its size
+    fake = x.at[:, :block, :block, 0].add(0.48)   # one block of one channel: 0.48 over 2 x blocks x 3 channels
+    blocks = (32 // block) * (48 // block)
+    assert np.isclose(loss(_ctx(x=x, fake=fake)), 0.48 / (2 * blocks * 3) * 2, rtol=1e-4)
+
+
+def test_a_highpass_discriminator_is_blind_to_colour_and_sees_detail():
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.uniform(-0.5, 0.5, (2, 32, 32, 3)), jnp.float32)
+  shift = jnp.asarray([0.3, -0.2, 0.1], jnp.float32)
+  for highpass, blind in ((7, True), (0, False)):
+    d = disc.Discriminator(ndf=8, n_layers=2, highpass=highpass)
+    params = d.init(jax.random.key(0), x)
+    logits = lambda v: np.asarray(d.apply(params, v)[0][0])
+    assert np.allclose(logits(x), logits(x + shift), atol=1e-4) == blind   # a colour shift
+    assert not np.allclose(logits(x), logits(x.at[:, 8:24, 16].add(-0.8)), atol=1e-3)   # an ink line
 
 
 def test_ssim_loss_is_one_minus_the_metric():

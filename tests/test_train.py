@@ -12,7 +12,7 @@ from experiments.configs import embedded as embedded_config
 from param_compare import assert_layouts_agree
 from stylegan_ad import configs, parallel
 from stylegan_ad.errors import ConfigError
-from stylegan_ad.train import loop, steps
+from stylegan_ad.train import aux_trainer, loop, skeleton, steps
 
 
 def tiny_config(data_dir, **overrides):
@@ -81,12 +81,46 @@ def test_diverging_run_stops_with_clear_message(data_dir, tmp_path, monkeypatch,
     return pipe
 
   monkeypatch.setattr(loop, "make_pipeline", poisoned)
-  with pytest.raises(loop.TrainingDiverged, match="stopped at step 4: 2 consecutive non-finite steps"):
+  with pytest.raises(skeleton.TrainingDiverged, match="stopped at step 4: 2 consecutive non-finite steps"):
     loop.train(config, str(tmp_path / "run"))
   if every > 1:
     return
   ckpts = sorted(int(d) for d in os.listdir(tmp_path / "run" / "checkpoints") if d.isdigit())
   assert ckpts[-1] == 3  # step 3 was skipped but saved unchanged; step 4 stopped the run
+
+
+def test_auxiliary_stage_skips_non_finite_steps_and_stops_on_the_same_skeleton(tmp_path):
+  """The detector's and restorer's loop is the GAN's: a non-finite step changes nothing,
+  a good one resets the count, and train.max_bad_steps in a row stop the stage with its
+  last good checkpoint intact."""
+  import flax.linen as nn
+  import optax
+  rows = np.ones((8, 4), np.float32)
+
+  def loss_fn(params, b, key):
+    del key
+    return jnp.mean((b["x"] @ params["kernel"] - 1.0) ** 2 * b["scale"][:, None]), {}
+
+  def fit(workdir, scale, num_steps, max_bad_steps=2):
+    return aux_trainer.fit("probe", str(workdir), model=nn.Dense(1), init_inputs=(jnp.zeros((1, 4)),),
+                           tx=optax.sgd(0.1), loss_fn=loss_fn, arrays={"x": rows, "scale": scale}, batch=4,
+                           num_steps=num_steps, seed=0, mesh=parallel.make_mesh(), log_every=1,
+                           checkpoint_every=1, max_bad_steps=max_bad_steps)
+
+  good = fit(tmp_path / "good", np.ones(8, np.float32), 3)
+  # one row of eight poisoned: most batches draw it (skipped), a few do not (trained)
+  mixed = np.ones(8, np.float32)
+  mixed[0] = np.nan
+  with pytest.raises(skeleton.TrainingDiverged, match=r"probe training stopped at step \d+: 2 consecutive"):
+    fit(tmp_path / "bad", np.full(8, np.nan, np.float32), 10)
+  saved = sorted(int(d) for d in os.listdir(tmp_path / "bad" / "checkpoints") if d.isdigit())
+  assert saved[-1] == 1   # step 1 was skipped but saved unchanged; step 2 stopped the stage
+  records = [json.loads(line) for line in open(tmp_path / "bad" / "metrics.jsonl")]
+  assert [r["finite"] for r in records] == [0.0]   # step 2 stopped before its log line
+  assert np.all(np.isfinite(jax.tree.leaves(good)[0]))
+  # far from the limit a skipped step is only skipped: the run ends, and its params stay finite
+  params = fit(tmp_path / "mixed", mixed, 6, max_bad_steps=100)
+  assert all(np.all(np.isfinite(p)) for p in jax.tree.leaves(params))
 
 
 def test_save_restore_continue_is_bit_identical(data_dir, tmp_path):

@@ -39,14 +39,23 @@ class PatchGAN(nn.Module):
 
 @DISCRIMINATORS.register("patchgan")
 class Discriminator(nn.Module):
-  """`num_scales` PatchGANs on the image and its 2x, 4x, ... average-pooled copies."""
+  """`num_scales` PatchGANs on the image and its 2x, 4x, ... average-pooled copies.
+
+  `highpass` > 0: D sees only the image minus its `highpass` x `highpass` local mean, so
+  it judges texture and edges and is blind to colour and brightness (an unpaired G then
+  gains nothing from shifting the photo's colours toward the style domain's).
+  """
   ndf: int = 64
   n_layers: int = 3
   num_scales: int = 1
   spectral_norm: bool = False
+  highpass: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[list[jax.Array], list[jax.Array]]:
+    if self.highpass:
+      k = self.highpass
+      x = x - nn.avg_pool(x, (k, k), (1, 1), padding=((k // 2, (k - 1) // 2),) * 2, count_include_pad=False)
     logits, feats = [], []
     for s in range(self.num_scales):
       if s:

@@ -1,4 +1,4 @@
-"""Training loop shared by the networks trained on the GAN's outputs (detector, restorer).
+"""The stages trained on the GAN's outputs (detector, restorer), on the shared skeleton.
 
 Batches are drawn from in-memory arrays by a generator seeded with (seed, step), so
 a resumed run sees the same batches; the state is checkpointed with Orbax exactly
@@ -16,7 +16,8 @@ import optax
 from absl import logging
 
 from stylegan_ad import parallel
-from stylegan_ad.train.checkpoint import Checkpointer, Preempted, StopSignal, workdir_lock
+from stylegan_ad.train import skeleton
+from stylegan_ad.train.checkpoint import Checkpointer, Preempted, workdir_lock
 from stylegan_ad.train.logger import RunLogger
 
 
@@ -67,19 +68,18 @@ def sample_batch(arrays: dict[str, np.ndarray], batch: int, seed: int, step: int
 
 def fit(name: str, workdir: str, *, model: Any, init_inputs: tuple, tx: optax.GradientTransformation,
         loss_fn: Callable, arrays: dict[str, np.ndarray], batch: int, num_steps: int, seed: int,
-        mesh, log_every: int = 100, checkpoint_every: int = 500) -> Any:
+        mesh, log_every: int = 100, checkpoint_every: int = 500, max_bad_steps: int = 5) -> Any:
   """Trains `model` to minimise `loss_fn(params, batch, key) -> (loss, metrics)`; returns params.
 
   Resumes from `workdir/checkpoints` when present; returns at once if already done.
   """
   with workdir_lock(workdir):
     return _fit(name, workdir, model=model, init_inputs=init_inputs, tx=tx, loss_fn=loss_fn, arrays=arrays,
-                batch=batch, num_steps=num_steps, seed=seed, mesh=mesh, log_every=log_every,
-                checkpoint_every=checkpoint_every)
+                batch=batch, num_steps=num_steps, seed=seed, mesh=mesh,
+                schedule=skeleton.Schedule(num_steps, log_every, checkpoint_every, max_bad_steps))
 
 
-def _fit(name, workdir, *, model, init_inputs, tx, loss_fn, arrays, batch, num_steps, seed, mesh, log_every,
-         checkpoint_every):
+def _fit(name, workdir, *, model, init_inputs, tx, loss_fn, arrays, batch, num_steps, seed, mesh, schedule):
   rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
 
   def init(key):
@@ -101,37 +101,31 @@ def _fit(name, workdir, *, model, init_inputs, tx, loss_fn, arrays, batch, num_s
   def step_fn(state, b):
     k = jax.random.fold_in(key, state.step)
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, b, k)
-    updates, opt = tx.update(grads, state.opt, state.params)
-    ok = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-    params = optax.apply_updates(state.params, updates)
-    params = jax.tree.map(lambda n, o: jnp.where(ok, n, o), params, state.params)
-    opt = jax.tree.map(lambda n, o: jnp.where(ok, n, o), opt, state.opt)
-    rows = len(next(iter(b.values())))   # the global batch, assembled from every process's rows
-    return AuxState(step=state.step + 1, params=params, opt=opt), {**metrics, "loss": loss, "rows": rows}
+    ok = skeleton.all_finite(loss, grads)
 
-  step = jax.jit(step_fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,))
+    def update():
+      updates, opt = tx.update(grads, state.opt, state.params)
+      return state.replace(params=optax.apply_updates(state.params, updates), opt=opt)
+
+    new = skeleton.if_finite(ok, update, state)
+    rows = len(next(iter(b.values())))   # the global batch, assembled from every process's rows
+    return new.replace(step=state.step + 1), {**metrics, "loss": loss, "rows": rows, "finite": ok}
+
   rows = process_rows(batch)   # each process reads and feeds only its rows of every batch
   log = RunLogger(workdir, num_steps, start)
   try:
-    with StopSignal() as stop:
-      for s in range(start, num_steps):
-        if stop.received is not None:   # save where we are, then stop the job (a re-run resumes here)
-          if s not in ckpt.steps():   # (a checkpoint step saves itself)
-            ckpt.save(s, state, {"position": s, "seed": seed}, force=True)
-          ckpt.wait()
-          raise Preempted(f"signal {stop.received}: {name} saved at step {s} of {num_steps} in {ckpt.directory}")
-        b = parallel.global_batch(mesh, sample_batch(arrays, batch, seed, s, rows))
-        state, m = step(state, b)
-        if (s + 1) % log_every == 0 or s + 1 == num_steps:
-          log.scalars(s + 1, jax.device_get(m))
-        if (s + 1) % checkpoint_every == 0 or s + 1 == num_steps:
-          ckpt.save(s + 1, state, {"position": s + 1, "seed": seed}, force=s + 1 == num_steps)
-    ckpt.wait()
+    out = skeleton.run_steps(
+        name, jax.jit(step_fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,)), state,
+        start=start, end=num_steps, schedule=schedule,
+        next_batch=lambda s: parallel.global_batch(mesh, sample_batch(arrays, batch, seed, s, rows)),
+        data_state=lambda s: {"position": s, "seed": seed}, ckpt=ckpt, log=log)
   finally:
     log.close()
     ckpt.close()
+  if out.signal is not None:   # saved where it was: stop the job (a re-run resumes here)
+    raise Preempted(f"signal {out.signal}: {name} saved at step {out.step} of {num_steps} in {ckpt.directory}")
   logging.info("%s: trained %d steps in %s", name, num_steps, workdir)
-  return jax.device_get(state.params)
+  return jax.device_get(out.state.params)
 
 
 def batched(fn: Callable, *arrays: np.ndarray, batch: int = 32) -> Any:

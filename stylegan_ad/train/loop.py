@@ -15,21 +15,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
 
 from stylegan_ad import configs, console, fullres, metrics, parallel
 from stylegan_ad.data import pipeline as pipeline_lib
 from stylegan_ad.data import sources
-from stylegan_ad.errors import ConfigError, StyleganAdError
+from stylegan_ad.errors import ConfigError
 from stylegan_ad.files import write_json
-from stylegan_ad.train import steps
+from stylegan_ad.train import skeleton, steps
 from stylegan_ad.train import checkpoint as checkpoint_lib
 from stylegan_ad.train.checkpoint import Checkpointer
 from stylegan_ad.train.logger import RunLogger, grid
-
-
-class TrainingDiverged(StyleganAdError, RuntimeError):
-  """Too many consecutive non-finite steps."""
 
 
 @dataclasses.dataclass
@@ -140,63 +135,34 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | No
   run, ckpt = setup(config, workdir)
   if jax.process_index() == 0:
     write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
-  step_fn = compile_train_step(run)
   total = config.train.num_steps
   end = total if stop_after is None else min(total, stop_after)
   start = int(jax.device_get(run.state.step))
   log = RunLogger(workdir, total, start)
   snapshots = checkpoint_lib.snapshot_steps(total, config.train.snapshots)
-  state, step = run.state, start
 
-  def check(at: int, metrics) -> None:
-    bad = int(jax.device_get(metrics["bad_steps"]))
-    if bad:
-      logging.warning("step %d: non-finite loss or gradient; update skipped (%d in a row)", at, bad)
-      if bad >= config.train.max_bad_steps:
-        raise TrainingDiverged(
-            f"training stopped at step {at}: {bad} consecutive non-finite steps "
-            f"(train.max_bad_steps={config.train.max_bad_steps}); the last good checkpoint "
-            f"in {ckpt.directory} is intact")
+  def hook(step: int, state: steps.TrainState) -> None:
+    if step % config.log.sample_every == 0:
+      log.image("samples", step, sample_grid(run.models, state, run.dataset))
+    if step in snapshots:
+      checkpoint_lib.save_snapshot(workdir, step, state.ema["ab"])
 
-  # A step's skip counter is read once the next step is dispatched, so the host
-  # prepares the next batch while the device runs this one (no sync per step); steps
-  # that log, save or snapshot are read at once, before anything is written.
-  unread = None
   try:
-    with checkpoint_lib.StopSignal() as stop:
-      while step < end:
-        if stop.received is not None:
-          console.say(f"signal {stop.received}: {os.path.basename(os.path.normpath(workdir))} saving at step "
-                      f"{step} of {total} in {ckpt.directory}")
-          run.preempted = True
-          break
-        batch = run.pipeline.next_global(run.mesh)
-        state, m = step_fn(state, batch)
-        step += 1
-        if unread is not None:
-          check(*unread)
-        unread = (step, m)
-        if (step % config.log.every == 0 or step == end or step in snapshots
-            or step % config.checkpoint.every == 0):
-          check(*unread)
-          unread = None
-        if step % config.log.every == 0 or step == end:
-          log.scalars(step, {**jax.device_get(m), "train_step_compiles": run.train_step_compiles})
-        if step % config.log.sample_every == 0:
-          log.image("samples", step, sample_grid(run.models, state, run.dataset))
-        if step in snapshots:
-          checkpoint_lib.save_snapshot(workdir, step, state.ema["ab"])
-        if step % config.checkpoint.every == 0 and step < end:
-          ckpt.save(step, state, run.pipeline.get_state())
-      if unread is not None:
-        check(*unread)
-      if not ckpt.steps() or ckpt.steps()[-1] != step:
-        ckpt.save(step, state, run.pipeline.get_state(), force=True)
-    ckpt.wait()
+    out = skeleton.run_steps(
+        "GAN", compile_train_step(run), run.state, start=start, end=end,
+        schedule=skeleton.Schedule(total, config.log.every, config.checkpoint.every, config.train.max_bad_steps),
+        next_batch=lambda step: run.pipeline.next_global(run.mesh),
+        data_state=lambda step: run.pipeline.get_state(), ckpt=ckpt, log=log,
+        scalars=lambda: {"train_step_compiles": run.train_step_compiles},
+        hook=hook, hook_at=lambda step: step % config.log.sample_every == 0 or step in snapshots)
   finally:
     log.close()
     ckpt.close()
-  run.state = state
+  run.state, step = out.state, out.step
+  if out.signal is not None:
+    console.say(f"signal {out.signal}: {os.path.basename(os.path.normpath(workdir))} saved at step "
+                f"{step} of {total} in {ckpt.directory}")
+    run.preempted = True
   if step >= total and not run.preempted:
     result = evaluate(run)
     if jax.process_index() == 0:

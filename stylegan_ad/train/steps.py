@@ -26,6 +26,7 @@ from stylegan_ad import losses
 from stylegan_ad.models.generator import make_generator
 from stylegan_ad.models.layers import apply_in
 from stylegan_ad.registry import DISCRIMINATORS
+from stylegan_ad.train import skeleton
 
 PyTree = Any
 
@@ -67,7 +68,7 @@ def make_models(config: ml_collections.ConfigDict) -> Models:
   m, t = config.model, config.train
   generator = make_generator(m.generator, ngf=m.ngf, n_blocks=m.n_blocks, depth=m.depth, upsample=m.upsample)
   discriminator = DISCRIMINATORS.make(m.discriminator, ndf=m.ndf, n_layers=m.d_layers, num_scales=m.d_scales,
-                                      spectral_norm=m.spectral_norm)
+                                      spectral_norm=m.spectral_norm, highpass=m.d_highpass)
   decay_start = int(t.num_steps * t.decay_start)
   schedule = optax.join_schedules(
       [optax.constant_schedule(t.lr),
@@ -97,16 +98,6 @@ def init_state(models: Models, key: jax.Array) -> TrainState:
   return TrainState(step=zero, key=jax.random.key_data(keys[2]), g_params=g_params,
                     d_params=d_params, g_opt=models.g_tx.init(g_params), d_opt=models.d_tx.init(d_params),
                     ema=g_params, pool=pool, pool_count=zero, bad_steps=zero, skipped=zero)
-
-
-def _all_finite(*trees) -> jax.Array:
-  leaves = [x for t in trees for x in jax.tree.leaves(t)]
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
-
-
-def _if_finite(ok: jax.Array, update: Callable[[], PyTree], old: PyTree) -> PyTree:
-  """update() if ok else old: a branch, not a select, so a good step pays no extra pass."""
-  return jax.lax.cond(ok, update, lambda: old)
 
 
 def generate(models: Models, params: PyTree, x: jax.Array) -> jax.Array:
@@ -164,7 +155,7 @@ def g_step(models: Models, state: TrainState, batch: dict, key: jax.Array):
     return total, (metrics, fakes)
 
   (loss, (metrics, fakes)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
-  ok = _all_finite(loss, grads)
+  ok = skeleton.all_finite(loss, grads)
 
   def update():
     updates, g_opt = models.g_tx.update(grads, state.g_opt, state.g_params)
@@ -173,7 +164,7 @@ def g_step(models: Models, state: TrainState, batch: dict, key: jax.Array):
     ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state.ema, g_params)
     return state.replace(g_params=g_params, g_opt=g_opt, ema=ema)
 
-  new = _if_finite(ok, update, state)
+  new = skeleton.if_finite(ok, update, state)
   metrics.update({"g/loss": loss, "g/finite": ok.astype(jnp.float32)})
   return new, metrics, jax.tree.map(jax.lax.stop_gradient, fakes), ok
 
@@ -230,14 +221,14 @@ def d_step(models: Models, state: TrainState, batch: dict, fakes: dict, key: jax
     return total, metrics
 
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
-  ok = _all_finite(loss, grads)
+  ok = skeleton.all_finite(loss, grads)
 
   def update():
     updates, d_opt = models.d_tx.update(grads, state.d_opt, state.d_params)
     d_params = optax.apply_updates(state.d_params, updates)
     return state.replace(d_params=d_params, d_opt=d_opt, pool=pool, pool_count=count)
 
-  new = _if_finite(ok, update, state)
+  new = skeleton.if_finite(ok, update, state)
   metrics.update({"d/loss": loss, "d/finite": ok.astype(jnp.float32)})
   return new, metrics, ok
 
@@ -252,4 +243,4 @@ def train_step(models: Models, state: TrainState, batch: dict):
   bad = jnp.where(ok, 0, state.bad_steps + 1)
   state = state.replace(step=state.step + 1, bad_steps=bad,
                         skipped=state.skipped + (~ok).astype(jnp.int32))
-  return state, {**g_metrics, **d_metrics, "bad_steps": bad}
+  return state, {**g_metrics, **d_metrics, "bad_steps": bad, "finite": ok}
