@@ -56,6 +56,10 @@ ROWS = {
     "unpaired_highpass": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
                           "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5,
                           "model.d_highpass": 7, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # CycleGAN (cycle + identity) with the colour-blind D
+    "unpaired_cycle_highpass": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
+                                "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3,
+                                "train.decay_start": 0.5, "model.d_highpass": 7},
     # the coarse hold alone, D on whole images
     "unpaired_lowpass16": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
                            "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5,
