@@ -76,7 +76,7 @@ def fit(name: str, workdir: str, *, model: Any, init_inputs: tuple, tx: optax.Gr
   with workdir_lock(workdir):
     return _fit(name, workdir, model=model, init_inputs=init_inputs, tx=tx, loss_fn=loss_fn, arrays=arrays,
                 batch=batch, num_steps=num_steps, seed=seed, mesh=mesh,
-                schedule=skeleton.Schedule(num_steps, log_every, checkpoint_every, max_bad_steps))
+                schedule=skeleton.Schedule(log_every, checkpoint_every, max_bad_steps))
 
 
 def _fit(name, workdir, *, model, init_inputs, tx, loss_fn, arrays, batch, num_steps, seed, mesh, schedule):

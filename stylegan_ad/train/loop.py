@@ -150,7 +150,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | No
   try:
     out = skeleton.run_steps(
         "GAN", compile_train_step(run), run.state, start=start, end=end,
-        schedule=skeleton.Schedule(total, config.log.every, config.checkpoint.every, config.train.max_bad_steps),
+        schedule=skeleton.Schedule(config.log.every, config.checkpoint.every, config.train.max_bad_steps),
         next_batch=lambda step: run.pipeline.next_global(run.mesh),
         data_state=lambda step: run.pipeline.get_state(), ckpt=ckpt, log=log,
         scalars=lambda: {"train_step_compiles": run.train_step_compiles},

@@ -39,7 +39,6 @@ def if_finite(ok: jax.Array, update: Callable[[], Any], old: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-  total: int               # the stage's last step
   log_every: int
   checkpoint_every: int
   max_bad_steps: int       # config key train.max_bad_steps

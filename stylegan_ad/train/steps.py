@@ -42,7 +42,8 @@ class TrainState:
   ema: PyTree              # EMA of g_params, for evaluation
   pool: PyTree             # {"a": [P,H,W,3], "b": [P,H,W,3]} past fakes
   pool_count: jax.Array    # int32, how many pool slots are filled
-  bad_steps: jax.Array     # int32, consecutive non-finite steps
+  bad_steps: jax.Array     # int32, consecutive non-finite steps (a record in the checkpoint; the
+                           # stop is the skeleton's, from each step's `finite` flag)
   skipped: jax.Array       # int32, total non-finite steps skipped
 
 
