@@ -1,4 +1,4 @@
-"""Install stylegan_ad: `pip install -e .` (add `[test]` for the test suite)."""
+"""Install stylegan_ad: `pip install -e .` (add `[test]` for the test suite, `[gcs]` for gs:// run directories)."""
 from setuptools import find_packages, setup
 
 setup(
@@ -27,7 +27,14 @@ setup(
         "av>=12",                     # video files (PyAV: its wheels ship FFmpeg, H.264/VP9/GIF)
         "opencv-python-headless>=4.8",  # optical flow between video frames (DIS), frame warps
     ],
-    extras_require={"test": ["pytest>=8", "selenium>=4.20"]},  # selenium: the report pages in headless Chromium
+    extras_require={
+        # run directories on Google Cloud Storage (`--workdir=gs://bucket/run`): epath opens
+        # them through gcsfs; Orbax writes checkpoints with TensorStore's own GCS driver
+        "gcs": ["gcsfs>=2024.2", "google-cloud-storage>=2.14"],
+        # selenium: the report pages in headless Chromium; gcp-storage-emulator: a local
+        # GCS server for the gs:// workdir test (no network)
+        "test": ["pytest>=8", "selenium>=4.20", "gcsfs>=2024.2", "gcp-storage-emulator>=2024.8"],
+    },
     entry_points={"console_scripts": [
         "stylegan-ad-train=experiments.train_stylegan:run_main",
         "stylegan-ad-stylize=experiments.stylize:run_main",

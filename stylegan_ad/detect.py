@@ -14,8 +14,6 @@ anomalous), a map per pixel, and, once calibrated, a verdict:
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Any, Sequence
 
 import jax
@@ -491,17 +489,13 @@ def save_calibration(path: str, scorers: Sequence[Scorer], fpr: float, stages: d
                       if isinstance(s, DetectorScorer) and s.fusion is not None}}
   if stages is not None:
     data["stages"] = stages
-  tmp = files.temporary_name(path)
-  with open(tmp, "w") as f:
-    json.dump(data, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  files.write_json(path, data)
 
 
 def load_calibration(path: str, scorers: Sequence[Scorer], style: "StyleStatisticsScorer | None" = None) -> float:
   """Thresholds (and a detector's fusion: `style` is a style-statistics scorer with the
   run's discriminator, needed where the file has one) from `save_calibration`'s file."""
-  with open(path) as f:
-    data = json.load(f)
+  data = files.read_json(path)
   for s in scorers:
     if isinstance(s, DetectorScorer):  # absent: calibrated before the image score had the term
       s.spread_weight = float(data.get("spread_weights", {}).get(s.name, 0.0))

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stylegan_ad import configs, console, correct, detect, failures, fullres, metrics, stages
+from stylegan_ad import configs, console, correct, detect, failures, files, fullres, metrics, stages
 from stylegan_ad.data import images as images_lib
 from stylegan_ad.data.pipeline import to_float, to_uint8
 from stylegan_ad.errors import CheckpointError, DataError
@@ -59,7 +59,7 @@ class Trained:
 
 def _load_checkpoint(directory: str, abstract: Any) -> tuple[int, Any]:
   """(step, state) of the newest good checkpoint of a stage (the run is not modified)."""
-  if not os.path.isdir(os.path.join(directory, "checkpoints")):
+  if not files.isdir(os.path.join(directory, "checkpoints")):
     raise CheckpointError(f"{directory}: no checkpoints (run the main job first)")
   ckpt = Checkpointer(directory)
   try:
@@ -95,10 +95,9 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
   refuses a run whose checkpoints do not match its calibration (`check_stages`) unless
   `allow_stage_mismatch`."""
   config_path = os.path.join(workdir, "gan", "config.json")
-  if not os.path.isfile(config_path):
+  if not files.exists(config_path):
     raise CheckpointError(f"{workdir}: not a main-job run directory (no gan/config.json)")
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(files.read_json(config_path))
   if "screen_rate" not in config.detect:  # a run from before the screen: none (its calibration has none)
     config.detect.screen_rate = 0.0
   if "depth" not in config.model:  # runs from before the residual U-Net: the pix2pix U-Net's depth
@@ -157,20 +156,18 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
                        abstract(res, stages.optimizer(config.correct), zeros, zeros[..., 0], zeros))
   scorer = stages.make_detector_scorer(config, det_state.params, lambda v: steps.generate(models, g_params, v))
   calibration = os.path.join(workdir, "detector", "calibration.json")
-  if not os.path.isfile(calibration):
+  if not files.exists(calibration):
     raise CheckpointError(f"{calibration}: missing (the main job did not finish calibration)")
   detect.load_calibration(calibration, [scorer], style)   # (the style statistics of a fused score)
-  with open(calibration) as f:
-    calibrated = json.load(f).get("stages", {})
+  calibrated = files.read_json(calibration).get("stages", {})
   check_stages(workdir, {"gan": gan_step, "detector": det_step, "restorer": res_step},
                {"gan": gan_expected, "detector": config.detect.steps, "restorer": config.correct.steps},
                calibrated, allow_stage_mismatch)
   corrector = correct.Corrector.build(config, models, scorer)
   truth = None
   truth_path = os.path.join(workdir, "detector", "failure_truth.json")
-  if os.path.isfile(truth_path):
-    with open(truth_path) as f:
-      truth = failures.Truth(**json.load(f))
+  if files.exists(truth_path):
+    truth = failures.Truth(**files.read_json(truth_path))
   return Trained(config, corrector, g_params, det_state.params, res_state.params, truth)
 
 
@@ -378,7 +375,7 @@ def stylize_folder(workdir: str, input_dir: str, output_dir: str, batch: int = 8
     os.remove(progress_path)
   done = {} if targets_dir is not None else _finished(output_dir)
   rows, pixels, reused = [], [], 0
-  settings = [os.path.abspath(workdir), trained.corrector.threshold, max_side, save_maps]
+  settings = [files.absolute(workdir), trained.corrector.threshold, max_side, save_maps]
   if os.path.exists(progress_path) and os.path.getsize(progress_path):
     with open(progress_path, "rb+") as f:  # a line cut short by a kill ends here: start on a new line
       f.seek(-1, os.SEEK_END)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import sys
 import time
@@ -24,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stylegan_ad import artifacts, console, correct, detect, failures, fullres, metrics, report, stages
+from stylegan_ad import artifacts, console, correct, detect, failures, files, fullres, metrics, report, stages
 from stylegan_ad.data import pipeline as pipeline_lib
 from stylegan_ad.train import aux_trainer
 from stylegan_ad.train import checkpoint as checkpoint_lib
@@ -434,9 +433,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   gan, scorers, det_params = stage.gan, stage.scorers, stage.det_params
   clock = stage.clock
   evaluated = os.path.join(workdir, "gan", "eval.json")  # written by loop.train as the GAN finished
-  if os.path.exists(evaluated):
-    with open(evaluated) as f:
-      stylize = json.load(f)
+  if files.exists(evaluated):
+    stylize = files.read_json(evaluated)
   else:
     stylize = loop.evaluate(gan)
   clock.done("stylization figures")

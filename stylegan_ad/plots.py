@@ -5,6 +5,7 @@ one PNG atomically; `run_report_plots` draws every figure a run's summary has da
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from typing import Sequence
@@ -13,15 +14,15 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from stylegan_ad import metrics
-from stylegan_ad.files import temporary_name
+from stylegan_ad import files
 
 DPI = 110
 
 
 def _save(fig: Figure, path: str) -> None:
-  tmp = temporary_name(path)
-  fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-  os.replace(tmp, path)
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+  files.write_bytes(path, buf.getvalue())
 
 
 def roc_curves(path: str, scores: dict[str, Sequence[float]], labels: Sequence[bool], title: str) -> None:
@@ -72,12 +73,11 @@ def score_histogram(path: str, scores: Sequence[float], anomalous: Sequence[bool
 def read_metrics(path: str) -> list[dict]:
   """The records of a run's metrics.jsonl (a torn last line is skipped)."""
   out = []
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      try:
-        out.append(json.loads(line))
-      except json.JSONDecodeError:
-        continue
+  for line in files.read_text(path).splitlines():
+    try:
+      out.append(json.loads(line))
+    except json.JSONDecodeError:
+      continue
   return out
 
 
@@ -137,7 +137,7 @@ PLOTS = {  # file -> what it shows (the report's caption)
 def run_report_plots(directory: str, summary: dict, workdir: str | None = None) -> list[str]:
   """Draws every figure of `PLOTS` that the summary (and the runs in `workdir`) have data
   for, into `directory`; returns the files written."""
-  os.makedirs(directory, exist_ok=True)
+  files.makedirs(directory)
   done = []
   real, scorers = summary.get("real", {}), summary.get("real_all_scorers", {})
   items = real.get("pool", {}).get("items")
@@ -174,7 +174,7 @@ def run_report_plots(directory: str, summary: dict, workdir: str | None = None) 
     done.append("synthetic_types.png")
   if workdir:
     runs = {name: read_metrics(p) for name in ("gan", "detector", "restorer")
-            if os.path.exists(p := os.path.join(workdir, name, "metrics.jsonl"))}
+            if files.exists(p := os.path.join(workdir, name, "metrics.jsonl"))}
     if any(runs.values()):
       loss_curves(os.path.join(directory, "losses.png"), runs)
       done.append("losses.png")

@@ -10,6 +10,7 @@ import numpy as np
 
 from stylegan_ad.console import clock as console_clock
 from stylegan_ad.data.pipeline import to_uint8
+from stylegan_ad import files
 from stylegan_ad.files import write_json, write_text  # noqa: F401 (callers write through report)
 
 NETWORK_ALONE = "detector (network alone)"   # the benchmark's row of the detector without its fusion
@@ -275,7 +276,7 @@ def write_run_report(directory: str, summary: dict, gan, test: dict[str, np.ndar
                      per_image: dict[str, np.ndarray], examples: int = 8) -> None:
   from stylegan_ad.train import loop
   from stylegan_ad.train.logger import grid, save_png
-  os.makedirs(directory, exist_ok=True)
+  files.makedirs(directory)
   save_png(os.path.join(directory, "samples.png"), loop.sample_grid(gan.models, gan.state, gan.dataset, 6))
   anomalous = test["is_anomalous"] > 0
   idx = np.linspace(0, int(anomalous.sum()) - 1, examples).astype(int)

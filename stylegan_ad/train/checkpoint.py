@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging as std_logging
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -31,6 +30,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from stylegan_ad.errors import CheckpointError, CheckpointWriteError
+from stylegan_ad import files
 from stylegan_ad.files import disk_failure
 
 
@@ -40,8 +40,9 @@ def workdir_lock(workdir: str):
   other processes of a multi-host run share the directory). A second trainer started on
   the same directory stops with one line instead of removing the first one's checkpoint
   in progress. The kernel drops the lock when its process dies, so a killed run never
-  blocks a restart."""
-  if jax.process_index() != 0:
+  blocks a restart. An object store (`gs://`) has no such lock: there, one trainer per
+  run directory is the user's to keep."""
+  if jax.process_index() != 0 or files.is_remote(workdir):
     yield
     return
   os.makedirs(workdir, exist_ok=True)
@@ -131,9 +132,9 @@ class Checkpointer:
   """Saves and restores {state, data} under `<workdir>/checkpoints/<step>`."""
 
   def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
-    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    self.directory = files.absolute(os.path.join(workdir, "checkpoints"))
     _install_quiet_handlers()
-    os.makedirs(self.directory, exist_ok=True)
+    files.makedirs(self.directory)
     self._clean_temporaries()
     self.manager = ocp.CheckpointManager(
         self.directory,
@@ -145,9 +146,9 @@ class Checkpointer:
   def _clean_temporaries(self) -> None:
     if jax.process_index() != 0:
       return
-    for name in os.listdir(self.directory):
+    for name in files.listdir(self.directory):
       if ".orbax-checkpoint-tmp" in name or name.endswith(".tmp"):
-        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        files.rmtree(os.path.join(self.directory, name))
         logging.info("removed an unfinished checkpoint left by a crash: %s", name)
 
   def steps(self) -> list[int]:
@@ -226,15 +227,15 @@ class Checkpointer:
     that the run saves those steps again."""
     if jax.process_index() == 0:
       aside = self.directory + ".damaged"
-      os.makedirs(aside, exist_ok=True)
+      files.makedirs(aside)
       for s in damaged:
         src = os.path.join(self.directory, str(s))
         dst = os.path.join(aside, str(s))
         n = 1
-        while os.path.exists(dst):
+        while files.exists(dst):
           dst, n = os.path.join(aside, f"{s}.{n}"), n + 1
-        if os.path.isdir(src):
-          os.replace(src, dst)
+        if files.isdir(src):
+          files.rename(src, dst)
           logging.warning("moved the damaged checkpoint %s aside to %s; the run trains that step again", src, dst)
     self.manager.reload()
 
@@ -284,8 +285,8 @@ def snapshot_steps(num_steps: int, fractions) -> list[int]:
 def save_snapshot(workdir: str, step: int, params: Any) -> None:
   """The generator's parameters at `step`, under `<workdir>/snapshots/<step>` (Orbax,
   atomic): truly under-trained generators for the real-failure benchmark."""
-  path = os.path.abspath(os.path.join(workdir, "snapshots", str(step)))
-  if os.path.exists(path):
+  path = files.absolute(os.path.join(workdir, "snapshots", str(step)))
+  if files.exists(path):
     return
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(path, params)
@@ -293,13 +294,13 @@ def save_snapshot(workdir: str, step: int, params: Any) -> None:
 
 def load_snapshots(workdir: str, like: Any) -> dict[int, Any]:
   """{step: params} of every snapshot in `workdir`, restored to the structure of `like`."""
-  root = os.path.abspath(os.path.join(workdir, "snapshots"))
-  if not os.path.isdir(root):
+  root = files.absolute(os.path.join(workdir, "snapshots"))
+  if not files.isdir(root):
     return {}
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), like)
   out = {}
   with ocp.StandardCheckpointer() as ckptr:
-    for name in sorted(os.listdir(root), key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0)):
+    for name in sorted(files.listdir(root), key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0)):
       if name.isdigit():
         out[int(name)] = jax.device_get(ckptr.restore(os.path.join(root, name), abstract))
   return out

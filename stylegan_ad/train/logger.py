@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import collections
+import io
 import json
 import os
+import shutil
+import tempfile
 import time
 from typing import Mapping
 
@@ -12,14 +15,14 @@ import numpy as np
 from PIL import Image
 
 from stylegan_ad import console
-from stylegan_ad.files import temporary_name
+from stylegan_ad import files
 
 
 def save_png(path: str, image: np.ndarray) -> None:
-  """Writes a uint8 image atomically (temporary file, then rename)."""
-  tmp = temporary_name(path)
-  Image.fromarray(image).save(tmp, format="PNG")
-  os.replace(tmp, path)
+  """Writes a uint8 image atomically (`files.write_bytes`)."""
+  buf = io.BytesIO()
+  Image.fromarray(image).save(buf, format="PNG")
+  files.write_bytes(path, buf.getvalue())
 
 
 def grid(rows: list[list[np.ndarray]]) -> np.ndarray:
@@ -42,16 +45,27 @@ class RunLogger:
   def __init__(self, workdir: str, total_steps: int, start_step: int = 0):
     self.active = jax.process_index() == 0
     self.workdir, self.total = workdir, total_steps
-    self.name = os.path.basename(os.path.normpath(workdir))
+    self.name = files.name(workdir)
     self._t0, self._s0 = time.time(), start_step
     self._recent: collections.deque = collections.deque(maxlen=self.WINDOW + 1)
     self._next_line = start_step  # the console's next progress line at or after this step
     self._writer = None
     if self.active:
-      os.makedirs(workdir, exist_ok=True)
+      files.makedirs(workdir)
       from tensorboardX import SummaryWriter
-      self._writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      self._jsonl_path = os.path.join(workdir, "metrics.jsonl")
+      self._events = os.path.join(workdir, "tensorboard")
+      if files.is_remote(workdir):
+        # an object store cannot append: the events are written to a local folder and
+        # uploaded whole at each log, and so is metrics.jsonl
+        self._local_events = tempfile.mkdtemp(prefix="stylegan_ad_events_")
+        self._writer = SummaryWriter(self._local_events)
+        self._jsonl, self._lines = None, (files.read_text(self._jsonl_path).splitlines(keepends=True)
+                                          if files.exists(self._jsonl_path) else [])
+      else:
+        self._local_events = None
+        self._writer = SummaryWriter(self._events)
+        self._jsonl = open(self._jsonl_path, "a")
 
   def scalars(self, step: int, metrics: Mapping[str, float]) -> None:
     if not self.active:
@@ -61,11 +75,16 @@ class RunLogger:
     done = step - self._s0
     rate = done / elapsed if elapsed > 0 and done > 0 else 0.0
     values["steps_per_sec"] = rate
-    self._jsonl.write(json.dumps({"step": step, **values}) + "\n")
-    self._jsonl.flush()
+    line = json.dumps({"step": step, **values}) + "\n"
+    if self._jsonl is None:
+      self._lines.append(line)
+      files.write_text(self._jsonl_path, "".join(self._lines))
+    else:
+      self._jsonl.write(line)
+      self._jsonl.flush()
     for k, v in values.items():
       self._writer.add_scalar(k, v, step)
-    self._writer.flush()
+    self._flush_events()
     progress = self._progress(step)
     if step >= self._next_line or step >= self.total:
       self._next_line = step + max(1, self.total // self.LINES)
@@ -85,11 +104,23 @@ class RunLogger:
   def image(self, name: str, step: int, image: np.ndarray) -> None:
     if not self.active:
       return
-    os.makedirs(os.path.join(self.workdir, "samples"), exist_ok=True)
+    files.makedirs(os.path.join(self.workdir, "samples"))
     save_png(os.path.join(self.workdir, "samples", f"{name}_{step:07d}.png"), image)
     self._writer.add_image(name, image, step, dataformats="HWC")
+    self._flush_events()
+
+  def _flush_events(self) -> None:
+    self._writer.flush()
+    if self._local_events is not None:
+      for name in os.listdir(self._local_events):
+        with open(os.path.join(self._local_events, name), "rb") as f:
+          files.write_bytes(os.path.join(self._events, name), f.read())
 
   def close(self) -> None:
     if self.active:
       self._writer.close()
-      self._jsonl.close()
+      if self._local_events is not None:
+        self._flush_events()
+        shutil.rmtree(self._local_events, ignore_errors=True)
+      if self._jsonl is not None:
+        self._jsonl.close()

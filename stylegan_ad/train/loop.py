@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stylegan_ad import configs, console, fullres, metrics, parallel
+from stylegan_ad import configs, console, files, fullres, metrics, parallel
 from stylegan_ad.data import pipeline as pipeline_lib
 from stylegan_ad.data import sources
 from stylegan_ad.errors import ConfigError
@@ -49,7 +49,7 @@ def enable_compilation_cache(workdir: str) -> None:
   serializing an executable into the cache has crashed a long test process with a
   segmentation fault, rarely and not reproducibly).
   """
-  cache = os.environ.get("STYLEGAN_AD_JAX_CACHE") or os.path.join(os.path.abspath(workdir), "jax_cache")
+  cache = os.environ.get("STYLEGAN_AD_JAX_CACHE") or os.path.join(files.absolute(workdir), "jax_cache")
   if cache == "off":
     return
   jax.config.update("jax_compilation_cache_dir", cache)
@@ -101,7 +101,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Checkpo
   else:
     step, state, data_state = restored
     pipe.set_state(data_state)
-    console.say(f"{os.path.basename(os.path.normpath(workdir))}: resumed at step {step} ({ckpt.directory})")
+    console.say(f"{files.name(workdir)}: resumed at step {step} ({ckpt.directory})")
   return Run(config, workdir, mesh, dataset, models, state, pipe), ckpt
 
 
@@ -160,7 +160,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | No
     ckpt.close()
   run.state, step = out.state, out.step
   if out.signal is not None:
-    console.say(f"signal {out.signal}: {os.path.basename(os.path.normpath(workdir))} saved at step "
+    console.say(f"signal {out.signal}: {files.name(workdir)} saved at step "
                 f"{step} of {total} in {ckpt.directory}")
     run.preempted = True
   if step >= total and not run.preempted:
