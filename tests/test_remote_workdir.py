@@ -1,8 +1,8 @@
 """Run directories on an object store: a `gs://` workdir, served by a local GCS emulator
 (no network), through epath. (Orbax writes checkpoints there with TensorStore's GCS
-driver: a training run stopped and resumed on this emulator matched an unbroken run, but
-the emulator ignores conditional writes and fails TensorStore's manifest writes now and
-then, so that check is not part of the suite.)"""
+driver: `scripts/remote_workdir.py` trains, stops and resumes a run on this emulator;
+the emulator ignores conditional writes and fails TensorStore's manifest writes after
+the first run in a process, so that check is not part of the suite.)"""
 import os
 import socket
 
