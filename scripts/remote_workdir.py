@@ -13,35 +13,24 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
 
 from absl import app, flags
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 _TRIES = flags.DEFINE_integer("tries", 3, "stop-and-resume runs to make")
 _OUT = flags.DEFINE_string("out", "runs/remote_workdir.json", "where the outcome goes (JSON)")
-
-
-def _emulator() -> str:
-  from gcp_storage_emulator.server import create_server
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  server = create_server("127.0.0.1", port, in_memory=True, default_bucket="runs")
-  server.start()
-  server._api._httpd.handle_error = lambda request, address: None   # (clients closing kept-alive connections)
-  url = f"http://127.0.0.1:{port}"
-  os.environ.update(STORAGE_EMULATOR_HOST=url, TENSORSTORE_GCS_HTTP_URL=url, GOOGLE_CLOUD_PROJECT="test",
-                    NO_GCE_CHECK="True", GOOGLE_AUTH_TOKEN_FOR_TESTING="test")
-  return "gs://runs"
 
 
 def main(argv):
   del argv
   os.environ.setdefault("STYLEGAN_AD_JAX_CACHE", "off")
-  bucket = _emulator()
+  from tests import gcs_emulator
+  gcs_emulator.start("runs")
+  bucket = "gs://runs"
   import jax
   import numpy as np
   from experiments.configs import embedded as embedded_config

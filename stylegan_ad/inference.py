@@ -35,7 +35,7 @@ from stylegan_ad.data import images as images_lib
 from stylegan_ad.data.pipeline import to_float, to_uint8
 from stylegan_ad.errors import CheckpointError, DataError
 from stylegan_ad.models import detector as detector_lib
-from stylegan_ad.files import temporary_name, write_json, write_text
+from stylegan_ad.files import write_json, write_text
 from stylegan_ad.report import heat
 from stylegan_ad.train import aux_trainer, loop, steps
 from stylegan_ad.train.checkpoint import Checkpointer
@@ -297,10 +297,7 @@ def _target_summary(rows: list[dict], pixels: list, extra: list[str]) -> dict:
 def _save_npy(path: str, array: np.ndarray) -> None:
   buf = io.BytesIO()
   np.save(buf, array)
-  tmp = temporary_name(path)
-  with open(tmp, "wb") as f:
-    f.write(buf.getvalue())
-  os.replace(tmp, path)
+  files.write_bytes(path, buf.getvalue())
 
 
 def _map_at(amap: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -489,21 +486,21 @@ def _process(trained: Trained, path: str, output_dir: str, max_side: int, batch:
     return {"file": name, "verdict": verdict, "error": display_name(str(e))}
   out = correct_photo(trained, im, max_side=max_side, batch=batch)
   h, w = im.shape[:2]
-  files = {"input": f"{stem}.input.png", "stylized": f"{stem}.stylized.png", "corrected": f"{stem}.corrected.png",
+  written = {"input": f"{stem}.input.png", "stylized": f"{stem}.stylized.png", "corrected": f"{stem}.corrected.png",
            "map": f"{stem}.map.png"}
   # the input as the networks saw it (RGB, at the processed size): any format shows in a browser
   for key, arr in (("input", fullres.fit_max_side(im, max_side)[0]), ("stylized", out["stylized"]),
                    ("corrected", out["corrected"]), ("map", heat(out["map"]))):
-    save_png(os.path.join(output_dir, files[key]), arr)
+    save_png(os.path.join(output_dir, written[key]), arr)
   if save_maps:
-    files["map_npy"] = f"{stem}.map.npy"
-    _save_npy(os.path.join(output_dir, files["map_npy"]), _map_at(out["map"], w, h))
+    written["map_npy"] = f"{stem}.map.npy"
+    _save_npy(os.path.join(output_dir, written["map_npy"]), _map_at(out["map"], w, h))
   k = out["attempt"]
   return {"file": name, "verdict": correct.VERDICTS[out["verdict"]],
           "regeneration": correct.REGENERATIONS[k % len(correct.REGENERATIONS)] if k >= 0 else "",
           "score_before": out["score_before"], "score_after": out["score_after"],
           "width": w, "height": h, "out_width": int(out["stylized"].shape[1]),
-          "out_height": int(out["stylized"].shape[0]), **files, "_image": im, "_out": out}
+          "out_height": int(out["stylized"].shape[0]), **written, "_image": im, "_out": out}
 
 
 def _target_row(row: dict, target_path: str | None, targets_dir: str, im: np.ndarray, out: dict, max_side: int,

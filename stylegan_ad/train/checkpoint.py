@@ -148,8 +148,11 @@ class Checkpointer:
       return
     for name in files.listdir(self.directory):
       if ".orbax-checkpoint-tmp" in name or name.endswith(".tmp"):
-        files.rmtree(os.path.join(self.directory, name))
-        logging.info("removed an unfinished checkpoint left by a crash: %s", name)
+        try:
+          files.rmtree(os.path.join(self.directory, name))
+          logging.info("removed an unfinished checkpoint left by a crash: %s", name)
+        except OSError as e:  # a run directory this process may only read: left as it is
+          logging.info("could not remove the unfinished checkpoint %s (%s)", name, e)
 
   def steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
