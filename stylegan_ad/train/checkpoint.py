@@ -128,12 +128,25 @@ class _DropReraisedWriterErrors:
     return disk_failure(exc or RuntimeError(record.getMessage())) is None
 
 
+class _DropDamagedReads:
+  """asyncio's "exception was never retrieved" lines about Orbax's reads of a damaged file
+  in a checkpoint directory: `restore` reports that checkpoint in one line. asyncio logs
+  them when the reading tasks are collected, which may be long after `restore` returned,
+  so the filter stays installed."""
+  directories: set[str] = set()
+
+  def filter(self, record) -> bool:
+    message = record.getMessage()
+    return not ("never retrieved" in message and any(d in message for d in self.directories))
+
+
 class Checkpointer:
   """Saves and restores {state, data} under `<workdir>/checkpoints/<step>`."""
 
   def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
     self.directory = files.absolute(os.path.join(workdir, "checkpoints"))
     _install_quiet_handlers()
+    _DropDamagedReads.directories.add(self.directory)
     files.makedirs(self.directory)
     self._clean_temporaries()
     self.manager = ocp.CheckpointManager(
@@ -210,8 +223,7 @@ class Checkpointer:
     errors = []
     for s in candidates:
       try:
-        with _quiet_event_loop():
-          state, data = self._restore_verified(s, abstract_state)
+        state, data = self._restore_verified(s, abstract_state)
       except Exception as e:  # orbax raises many types for damaged files
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         logging.warning("checkpoint %s/%d cannot be restored (%s); trying the previous one",
@@ -258,26 +270,18 @@ def _drop_closed_loop_errors(hook):
 def _install_quiet_handlers() -> None:
   """Once per process: the unraisable "Event loop is closed" errors that Orbax's async
   readers of a damaged file (a bad OCDBT manifest) leave behind, over a hundred after the
-  error itself was raised, are dropped (`restore` says it in one line); so are the
-  re-logged copies of a disk failure (`_DropReraisedWriterErrors`)."""
+  error itself was raised, are dropped (`restore` says it in one line), and so are their
+  "exception was never retrieved" lines (`_DropDamagedReads`) and the re-logged copies of a
+  disk failure (`_DropReraisedWriterErrors`)."""
   if not getattr(sys.unraisablehook, "drops_closed_loop_errors", False):
     sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
   for name in ("absl", "asyncio"):  # (orbax logs through absl; its async tasks' leftovers through asyncio)
     logger = std_logging.getLogger(name)
     if not any(isinstance(f, _DropReraisedWriterErrors) for f in logger.filters):
       logger.addFilter(_DropReraisedWriterErrors())
-
-
-@contextlib.contextmanager
-def _quiet_event_loop():
-  """asyncio's own error lines about a damaged file's reads, silenced while restoring."""
-  log = std_logging.getLogger("asyncio")
-  level = log.level
-  try:
-    log.setLevel(std_logging.CRITICAL)
-    yield
-  finally:
-    log.setLevel(level)
+  asyncio_log = std_logging.getLogger("asyncio")
+  if not any(isinstance(f, _DropDamagedReads) for f in asyncio_log.filters):
+    asyncio_log.addFilter(_DropDamagedReads())
 
 
 def snapshot_steps(num_steps: int, fractions) -> list[int]:
