@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The README's test command: set up .venv (and, as root, Debian's chromium and
 # chromium-driver for the browser test) if needed, then run the whole suite, one
-# pytest process per test module: XLA's CPU compiler has crashed (segmentation fault)
-# late in one long process that had run the main job and the folder CLI, and a
-# process per module keeps one module's state from reaching the next. With arguments,
+# pytest process per test module, two at a time: XLA's CPU compiler has crashed
+# (segmentation fault) late in one long process that had run the main job and the
+# folder CLI, and a process per module keeps one module's state from reaching the
+# next. With arguments,
 # one pytest run with them (e.g. `bash scripts/test.sh tests/test_data.py -k prepare`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,12 +20,28 @@ if [ "$#" -gt 0 ]; then
   exec .venv/bin/python -m pytest -q "$@"
 fi
 reports=$(mktemp -d)
-status=0
-for module in tests/test_*.py; do
+export reports
+# Two modules at a time (STYLEGAN_AD_TEST_JOBS): most of a test's time is XLA compiling,
+# which uses one core; the longest modules start first. Each module's output is printed
+# whole when it ends.
+run_module() {
+  local module=$1 name start rc=0
   name=$(basename "$module" .py)
-  echo "== $module"
-  .venv/bin/python -m pytest -q --durations=5 --junitxml="$reports/$name.xml" "$module" || status=1
+  start=$SECONDS
+  .venv/bin/python -m pytest -q --durations=5 --junitxml="$reports/$name.xml" "$module" \
+    >"$reports/$name.log" 2>&1 || rc=1
+  { flock 9; echo "== $module ($((SECONDS - start)) s)"; cat "$reports/$name.log"; } 9>"$reports/lock"
+  return $rc
+}
+export -f run_module
+first=(tests/test_main_job_cli.py tests/test_reliability.py tests/test_train.py tests/test_models_losses.py)
+rest=()
+for module in tests/test_*.py; do
+  [[ " ${first[*]} " == *" $module "* ]] || rest+=("$module")
 done
+status=0
+printf '%s\n' "${first[@]}" "${rest[@]}" | xargs -P "${STYLEGAN_AD_TEST_JOBS:-2}" -I{} bash -c 'run_module "$1"' _ {} \
+  || status=1
 .venv/bin/python - "$reports" <<'PY'
 import glob, sys, xml.etree.ElementTree as ET
 total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
