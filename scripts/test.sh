@@ -4,8 +4,8 @@
 # pytest process per test module, two at a time: XLA's CPU compiler has crashed
 # (segmentation fault) late in one long process that had run the main job and the
 # folder CLI, and a process per module keeps one module's state from reaching the
-# next. With arguments,
-# one pytest run with them (e.g. `bash scripts/test.sh tests/test_data.py -k prepare`).
+# next. With arguments, one pytest run with them (e.g. `bash scripts/test.sh
+# tests/test_data.py -k prepare`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh test

@@ -275,13 +275,12 @@ def _install_quiet_handlers() -> None:
   disk failure (`_DropReraisedWriterErrors`)."""
   if not getattr(sys.unraisablehook, "drops_closed_loop_errors", False):
     sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
-  for name in ("absl", "asyncio"):  # (orbax logs through absl; its async tasks' leftovers through asyncio)
+  # (orbax logs through absl; its async tasks' leftovers through asyncio)
+  for name, kind in (("absl", _DropReraisedWriterErrors), ("asyncio", _DropReraisedWriterErrors),
+                     ("asyncio", _DropDamagedReads)):
     logger = std_logging.getLogger(name)
-    if not any(isinstance(f, _DropReraisedWriterErrors) for f in logger.filters):
-      logger.addFilter(_DropReraisedWriterErrors())
-  asyncio_log = std_logging.getLogger("asyncio")
-  if not any(isinstance(f, _DropDamagedReads) for f in asyncio_log.filters):
-    asyncio_log.addFilter(_DropDamagedReads())
+    if not any(isinstance(f, kind) for f in logger.filters):
+      logger.addFilter(kind())
 
 
 def snapshot_steps(num_steps: int, fractions) -> list[int]:
