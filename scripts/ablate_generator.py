@@ -64,6 +64,17 @@ ROWS = {
     "unpaired_lowpass16": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
                            "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5,
                            "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # a weaker coarse hold, between the one that keeps colours but draws no ink (20) and
+    # the one that inks but washes colours out (2)
+    "unpaired_lowpass16_w5": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
+                              "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3,
+                              "train.decay_start": 0.5, "losses.generator": {"adversarial": 1.0, "lowpass16": 5.0}},
+    # the same plus CycleGAN's identity term (G(y) = y on style images: S is nearly idempotent),
+    # without the cycle term, which asks G to keep what the ink covers
+    "unpaired_idt_lowpass16_w5": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
+                                  "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3,
+                                  "train.decay_start": 0.5,
+                                  "losses.generator": {"adversarial": 1.0, "identity": 5.0, "lowpass16": 5.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 
