@@ -75,6 +75,11 @@ ROWS = {
                                   "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3,
                                   "train.decay_start": 0.5,
                                   "losses.generator": {"adversarial": 1.0, "identity": 5.0, "lowpass16": 5.0}},
+    # the colour-blind D (no pull toward the style domain's colours) with the weaker hold
+    "unpaired_highpass_w5": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
+                             "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3,
+                             "train.decay_start": 0.5, "model.d_highpass": 7,
+                             "losses.generator": {"adversarial": 1.0, "lowpass16": 5.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 
