@@ -20,6 +20,9 @@ from absl import app, flags
 # rows measured against it carry it, so each row still trains what its table shows
 PREV = {"data.batch_size": 8, "model.depth": 3, "train.num_steps": 1300,
         "losses.generator": {"adversarial": 1.0, "l1": 100.0, "l2": 1000.0}}
+# CycleGAN mode (the config's "unpaired" argument) with two residual U-Nets like the paired G
+UNPAIRED_UNET = {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2, "data.symmetries": 8,
+                 "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5}
 ROWS = {
     "default": {},
     "steps2400": {"train.num_steps": 2400},
@@ -42,48 +45,29 @@ ROWS = {
     "depth2": {**PREV, "model.depth": 2},
     "unpaired": {},   # the config's "unpaired" argument: CycleGAN mode, no pairs seen
     # the same with the paired default's generator (two norm-free residual U-Nets)
-    "unpaired_residual_unet": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
-                               "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3,
-                               "train.decay_start": 0.5},
+    "unpaired_residual_unet": UNPAIRED_UNET,
     # the same, held to x at coarse scale (4x4 block means) instead of the cycle and identity terms
-    "unpaired_lowpass": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
-                         "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5,
-                         "losses.generator": {"adversarial": 1.0, "lowpass": 20.0}},
-    "unpaired_lowpass2": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
-                          "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5,
-                          "losses.generator": {"adversarial": 1.0, "lowpass": 2.0}},
+    "unpaired_lowpass": {**UNPAIRED_UNET, "losses.generator": {"adversarial": 1.0, "lowpass": 20.0}},
+    "unpaired_lowpass2": {**UNPAIRED_UNET, "losses.generator": {"adversarial": 1.0, "lowpass": 2.0}},
     # D sees only high frequencies (blind to colour), G held to x over 16x16 block means
-    "unpaired_highpass": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
-                          "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5,
-                          "model.d_highpass": 7, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_highpass": {**UNPAIRED_UNET, "model.d_highpass": 7,
+                          "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
     # CycleGAN (cycle + identity) with the colour-blind D
-    "unpaired_cycle_highpass": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
-                                "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3,
-                                "train.decay_start": 0.5, "model.d_highpass": 7},
+    "unpaired_cycle_highpass": {**UNPAIRED_UNET, "model.d_highpass": 7},
     # the coarse hold alone, D on whole images
-    "unpaired_lowpass16": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
-                           "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5,
-                           "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_lowpass16": {**UNPAIRED_UNET, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
     # a weaker coarse hold, between the one that keeps colours but draws no ink (20) and
     # the one that inks but washes colours out (2)
-    "unpaired_lowpass16_w5": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
-                              "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3,
-                              "train.decay_start": 0.5, "losses.generator": {"adversarial": 1.0, "lowpass16": 5.0}},
+    "unpaired_lowpass16_w5": {**UNPAIRED_UNET, "losses.generator": {"adversarial": 1.0, "lowpass16": 5.0}},
     # the same plus CycleGAN's identity term (G(y) = y on style images: S is nearly idempotent),
     # without the cycle term, which asks G to keep what the ink covers
-    "unpaired_idt_lowpass16_w5": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
-                                  "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3,
-                                  "train.decay_start": 0.5,
+    "unpaired_idt_lowpass16_w5": {**UNPAIRED_UNET,
                                   "losses.generator": {"adversarial": 1.0, "identity": 5.0, "lowpass16": 5.0}},
     # the colour-blind D (no pull toward the style domain's colours) with the weaker hold
-    "unpaired_highpass_w5": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
-                             "data.symmetries": 8, "train.num_steps": 1000, "train.lr": 1e-3,
-                             "train.decay_start": 0.5, "model.d_highpass": 7,
+    "unpaired_highpass_w5": {**UNPAIRED_UNET, "model.d_highpass": 7,
                              "losses.generator": {"adversarial": 1.0, "lowpass16": 5.0}},
     # the coarse hold at 2700 steps, the paired default's length (more updates were what the paired G lacked)
-    "unpaired_lowpass16_steps2700": {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2,
-                                     "data.symmetries": 8, "train.num_steps": 2700, "train.lr": 1e-3,
-                                     "train.decay_start": 0.5,
+    "unpaired_lowpass16_steps2700": {**UNPAIRED_UNET, "train.num_steps": 2700,
                                      "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
