@@ -55,6 +55,9 @@ def main(argv):
   torch_ref = ["scripts/reference_torch.py", f"--size={_SIZE.value}", f"--iters={_ITERS.value}"]
   before_rev = subprocess.check_output(["git", "rev-parse", _BEFORE.value], cwd=_ROOT, text=True).strip()
   after_rev = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=_ROOT, text=True).strip()
+  # "after" is the working tree: HEAD, plus any uncommitted change (said in the JSON)
+  dirty = bool(subprocess.check_output(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_ROOT,
+                                       text=True).strip())
   times = {"before": [], "after": [], "torch": []}
   with tempfile.TemporaryDirectory() as tmp:
     tree = os.path.join(tmp, "before")
@@ -72,7 +75,8 @@ def main(argv):
       subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=_ROOT, check=False)
   med = {k: statistics.median(v) for k, v in times.items()}
   result = {"what": "train_step_before_after", "size": _SIZE.value, "upsample": _UPSAMPLE.value,
-            "before": before_rev, "after": after_rev, "sec_per_iter": times, "median": med,
+            "before": before_rev, "after": after_rev, "after_has_uncommitted_changes": dirty,
+            "sec_per_iter": times, "median": med,
             "after_over_before": med["after"] / med["before"],
             "before_over_torch": med["before"] / med["torch"], "after_over_torch": med["after"] / med["torch"]}
   line = json.dumps(result, sort_keys=True)
