@@ -249,10 +249,21 @@ class Fusion:
 def fit_fusion(features: Sequence[np.ndarray], masks: Sequence[np.ndarray], style: "StyleStatisticsScorer",
                quantile: float, image_weights: Sequence[float] | None = None, stride: int = 4, ridge: float = 1e-3,
                iterations: int = 50) -> Fusion:
-  """A `Fusion` by ridge-regularised logistic regression (Newton's method) of the failure
-  masks on the `fusion_features` ([H, W, 3] per image), every `stride`-th pixel of each
-  image in both directions, each pixel weighted by its image's `image_weights`."""
-  X = np.concatenate([np.asarray(f, np.float64)[::stride, ::stride].reshape(-1, 3) for f in features])
+  """A `Fusion` by `fit_logistic` of the failure masks on the `fusion_features` ([H, W, 3]
+  per image)."""
+  weights, bias = fit_logistic(features, masks, image_weights, stride, ridge, iterations)
+  return Fusion(tuple(float(v) for v in weights), bias, float(quantile), style)
+
+
+def fit_logistic(features: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                 image_weights: Sequence[float] | None = None, stride: int = 4, ridge: float = 1e-3,
+                 iterations: int = 50) -> tuple[np.ndarray, float]:
+  """(weights [K], bias) of a ridge-regularised logistic regression (Newton's method) of
+  the failure masks ([H, W] per image) on per-pixel features ([H, W, K] per image), every
+  `stride`-th pixel of each image in both directions, each pixel weighted by its image's
+  `image_weights`; the weights are in the features' own units."""
+  k = np.asarray(features[0]).shape[-1]
+  X = np.concatenate([np.asarray(f, np.float64)[::stride, ::stride].reshape(-1, k) for f in features])
   t = np.concatenate([np.asarray(m)[::stride, ::stride].ravel() for m in masks]).astype(np.float64)
   if not (t.any() and (~t.astype(bool)).any()):
     raise ValueError("fitting the fusion needs failing and clean pixels in the reference pool")
@@ -261,17 +272,17 @@ def fit_fusion(features: Sequence[np.ndarray], masks: Sequence[np.ndarray], styl
   sw = sw / sw.mean()
   mean, scale = X.mean(0), X.std(0) + 1e-6
   Z = np.concatenate([(X - mean) / scale, np.ones((len(X), 1))], axis=1)
-  w = np.zeros(4)
+  w = np.zeros(k + 1)
   for _ in range(iterations):
     p = 1.0 / (1.0 + np.exp(-(Z @ w)))
     grad = Z.T @ (sw * (p - t)) / len(t) + ridge * w
-    hess = (Z * (sw * p * (1.0 - p))[:, None]).T @ Z / len(t) + ridge * np.eye(4)
+    hess = (Z * (sw * p * (1.0 - p))[:, None]).T @ Z / len(t) + ridge * np.eye(k + 1)
     step = np.linalg.solve(hess, grad)
     w -= step
     if np.abs(step).max() < 1e-8:
       break
-  weights = w[:3] / scale   # back to the features' own units
-  return Fusion(tuple(float(v) for v in weights), float(w[3] - (weights * mean).sum()), float(quantile), style)
+  weights = w[:k] / scale   # back to the features' own units
+  return weights, float(w[k] - (weights * mean).sum())
 
 
 class FeatureDistanceScorer(Scorer):

@@ -414,6 +414,12 @@ def test_fit_fusion_recovers_a_known_logistic_model():
   assert np.all(np.abs(weighted.weights) < np.abs(w))
   with pytest.raises(ValueError, match="failing and clean pixels"):
     detect.fit_fusion(feats, [np.zeros((40, 50), bool)] * 20, style=None, quantile=0.9)
+  # any number of features (scripts/fusion_probe.py fits four, and one): the same model
+  # with a fourth feature that made no label gets a weight near 0 there
+  extra = [np.concatenate([f, rng.normal(size=(40, 50, 1))], -1) for f in feats]
+  w4, b4 = detect.fit_logistic(extra, masks, stride=1, ridge=1e-6)
+  np.testing.assert_allclose(w4, np.r_[w, 0.0], atol=0.1)
+  assert abs(b4 - b) < 0.15
 
 
 def test_fused_detector_scores_saves_and_corrects(corrector, tmp_path):

@@ -1,0 +1,154 @@
+"""What else could find G's real failures: the detector's fusion refitted other ways.
+
+  python scripts/fusion_probe.py --run=runs/embedded --out=runs/fusion_probe
+
+On a finished main-job run (its G, detector and pools, resumed), the detector's fused map
+(`detect.Fusion`: the network's logit, the style-statistics and G-spread maps) is refitted
+by logistic regression on G's real failures in several ways, and each fit is measured on
+the test photos' real-failure pool exactly as the main job measures its scorers
+(`failures.evaluate`), with the threshold set to 1% false positives on the reference
+photo's clean outputs:
+
+- `reference`: fitted on the reference photo's pool, as the main job does (real pixels
+  only: no synthetic share), the image score taken over the photo's own pixels (the main
+  job's is taken over the padded canvas it runs on);
+- `reference + palette`: a fourth map, the palette likelihood: the 5x5 mean of
+  -log p(colour of G(x)), p per channel from 64-bin histograms of the style domain's
+  images (the train targets): colours the style never paints;
+- `reference + train photos`: fitted on the train photos' pool as well (G trained on those
+  photos, and the network on crops of them);
+- `reference + portrait`: fitted on a second, unseen photo's pool as well (matplotlib's
+  bundled `grace_hopper.jpg`: a portrait with large dark, smooth areas, which the single
+  reference photo lacks);
+- `palette alone`: the palette map as its own scorer.
+
+It also says what the failure truth would become if the portrait joined the reference
+split (its thresholds fixed on both photos). Writes OUT/fusion_probe.json and prints a
+Markdown table. About 12 minutes on 2 cores.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+from absl import app, flags
+from scipy import ndimage
+
+_RUN = flags.DEFINE_string("run", "runs/embedded", "a finished main-job run (embedded data)")
+_OUT = flags.DEFINE_string("out", "runs/fusion_probe", "folder for fusion_probe.json")
+_BINS = flags.DEFINE_integer("bins", 64, "histogram bins per channel of the palette likelihood")
+
+KEYS = ("spearman", "pixel_auroc", "aupro", "image_auroc", "fpr", "tpr")
+
+
+def portrait() -> np.ndarray:
+  import matplotlib.cbook
+  from PIL import Image
+  with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+    return np.asarray(Image.open(f).convert("RGB"))
+
+
+def palette_likelihood(style_images: np.ndarray, bins: int):
+  """y ([H, W, 3] in [-1, 1]) -> [H, W]: the 5x5 mean of -sum_c log p_c(y_c), p_c the
+  channel's histogram over `style_images` (one count added to every bin)."""
+  index = lambda a: np.clip(((np.asarray(a) + 1.0) / 2.0 * bins).astype(np.int64), 0, bins - 1)
+  logp = []
+  for c in range(3):
+    h = np.bincount(index(style_images[..., c]).ravel(), minlength=bins).astype(np.float64) + 1.0
+    logp.append(np.log(h / h.sum()))
+
+  def fn(y: np.ndarray) -> np.ndarray:
+    i = index(y)
+    return ndimage.uniform_filter(-(logp[0][i[..., 0]] + logp[1][i[..., 1]] + logp[2][i[..., 2]]), 5, mode="reflect")
+  return fn
+
+
+def main(argv):
+  del argv
+  import jax
+  from experiments.configs import embedded
+  from stylegan_ad import console, detect, failures, main_job
+
+  console.quiet_libraries()
+  config = embedded.get_config()
+  f = config.failures
+  stage = main_job.detector_stage(config, _RUN.value)
+  if stage is None or stage.real is None:
+    raise SystemExit(f"{_RUN.value}: needs a finished main-job run on data with true targets")
+  gan, real = stage.gan, stage.real
+  net, style = stage.scorers[1].network_alone(), stage.scorers[3]
+
+  def fn(v):
+    y, ctx = v[..., -3:], failures.context(v)
+    return {"f": detect.fusion_features(net._fn(y, ctx)[1], style._fn(y, ctx)[1],
+                                        detect.tta_spread_map(y, ctx[..., 3:12]))}
+
+  gens = main_job.pool_generators(gan, f.max_side)
+  pools = {"reference": (real.reference, real.reference_labels), "test": (real.test, real.test_labels)}
+  train = failures.build_pool(gan.dataset.train_photos.images, gens, gan.dataset.style, f.max_side, desc="train pool")
+  extra = failures.build_pool([portrait()], gens, gan.dataset.style, f.max_side, scales=main_job.REFERENCE_SCALES,
+                              desc="portrait pool")
+  for p in (train, extra):
+    p.alts = main_job.pool_alternates(gan, p, f.max_side)
+  pools["train"] = (train, failures.label(train, real.truth))
+  pools["portrait"] = (extra, failures.label(extra, real.truth))
+  palette = palette_likelihood(np.asarray(stage.fit.target), _BINS.value)
+  feats = {}
+  for name, (pool, _) in pools.items():
+    base = [o["f"] for o in failures.apply_pool(jax.jit(fn), pool, f.max_side, f"{name}: maps")]
+    feats[name] = [np.concatenate([b, np.log(palette(y) + 1e-4)[..., None]], -1) for b, y in zip(base, pool.outputs)]
+
+  q = 1.0 - real.truth.area_cut
+  clean_ref = ~real.reference_labels.anomalous
+  test_pool, test_labels = pools["test"]
+
+  def measure(cols, weights, bias):
+    def maps(name):
+      return [1.0 / (1.0 + np.exp(-(x[..., cols] @ weights + bias))) for x in feats[name]]
+    ref_scores = np.array([np.quantile(m, q) for m in maps("reference")])
+    test_maps = maps("test")
+    score = np.array([np.quantile(m, q) for m in test_maps])
+    threshold = detect.threshold_for_fpr(ref_scores[clean_ref], config.detect.fpr)
+    out = failures.evaluate(score, test_maps, test_pool, test_labels, threshold, f.bootstrap, config.seed)
+    return {k: out[k] for k in KEYS} | {"weights": [round(float(w), 3) for w in weights], "bias": round(bias, 3)}
+
+  def fitted(cols, sources):
+    w, b = detect.fit_logistic([x[..., cols] for s in sources for x in feats[s]],
+                               [m for s in sources for m in pools[s][1].masks])
+    return measure(cols, w, b)
+
+  three, four = [0, 1, 2], [0, 1, 2, 3]
+  rows = {"reference": fitted(three, ["reference"]),
+          "reference + palette": fitted(four, ["reference"]),
+          "reference + train photos": fitted(three, ["reference", "train"]),
+          "reference + portrait": fitted(three, ["reference", "portrait"]),
+          "palette alone": measure([3], np.ones(1), 0.0)}
+  # the failure truth if the portrait joined the reference split (thresholds on both photos)
+  both = failures.take(real.reference, np.arange(len(real.reference)))
+  for attr in ("inputs", "outputs", "targets", "generator", "shift", "alts"):
+    getattr(both, attr).extend(getattr(extra, attr))
+  both.photo = np.r_[real.reference.photo, extra.photo + 1]
+  truth2 = failures.fit_truth(both, f.quantile, f.area_factor, min_region=f.min_region)
+  relabelled = failures.label(test_pool, truth2)
+  result = {"run": _RUN.value, "rows": rows, "truth": dataclasses.asdict(real.truth),
+            "test_anomalous_rate": float(test_labels.anomalous.mean()),
+            "portrait_anomalous": [int(pools["portrait"][1].anomalous.sum()), len(extra)],
+            "truth_with_portrait": dataclasses.asdict(truth2),
+            "test_anomalous_rate_with_portrait_truth": float(relabelled.anomalous.mean())}
+  os.makedirs(_OUT.value, exist_ok=True)
+  with open(os.path.join(_OUT.value, "fusion_probe.json"), "w") as fh:
+    json.dump(result, fh, indent=2)
+  print("| fusion fitted on | " + " | ".join(KEYS) + " |")
+  print("|---" * (len(KEYS) + 1) + "|")
+  for name, r in rows.items():
+    print(f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in KEYS) + " |")
+  print(f"portrait pool: {result['portrait_anomalous'][0]} of {result['portrait_anomalous'][1]} outputs fail "
+        f"under the run's truth; with the truth fixed on both photos the pixel threshold is "
+        f"{truth2.pixel_threshold:.3f} (was {real.truth.pixel_threshold:.3f}) and the test pool's anomalous rate "
+        f"{result['test_anomalous_rate_with_portrait_truth']:.0%} (was {result['test_anomalous_rate']:.0%})")
+
+
+if __name__ == "__main__":
+  app.run(main)
