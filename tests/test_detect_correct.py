@@ -414,7 +414,7 @@ def test_fit_fusion_recovers_a_known_logistic_model():
   assert np.all(np.abs(weighted.weights) < np.abs(w))
   with pytest.raises(ValueError, match="failing and clean pixels"):
     detect.fit_fusion(feats, [np.zeros((40, 50), bool)] * 20, style=None, quantile=0.9)
-  # any number of features (scripts/fusion_probe.py fits four, and one): the same model
+  # any number of features (scripts/fusion_probe.py fits four): the same model
   # with a fourth feature that made no label gets a weight near 0 there
   extra = [np.concatenate([f, rng.normal(size=(40, 50, 1))], -1) for f in feats]
   w4, b4 = detect.fit_logistic(extra, masks, stride=1, ridge=1e-6)
