@@ -69,6 +69,14 @@ ROWS = {
     # the coarse hold at 2700 steps, the paired default's length (more updates were what the paired G lacked)
     "unpaired_lowpass16_steps2700": {**UNPAIRED_UNET, "train.num_steps": 2700,
                                      "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # the coarse hold plus a Gram-matrix style term on D's features (Gatys-style texture
+    # statistics of the style domain's images: ink-line texture, whatever its colours);
+    # the term is about 2e-5 once D has trained, so these weights make it about as large
+    # as the adversarial term (3e4) and ten times larger (3e5)
+    "unpaired_gram3e4_lowpass16": {**UNPAIRED_UNET,
+                                   "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0, "gram_style": 3e4}},
+    "unpaired_gram3e5_lowpass16": {**UNPAIRED_UNET,
+                                   "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0, "gram_style": 3e5}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 
