@@ -9,9 +9,10 @@ the test photos' real-failure pool exactly as the main job measures its scorers
 (`failures.evaluate`), with the threshold set to 1% false positives on the reference
 photo's clean outputs:
 
-- `reference`: fitted on the reference photo's pool, as the main job does (real pixels
-  only: no synthetic share), the image score taken over the photo's own pixels (the main
-  job's is taken over the padded canvas it runs on);
+- `the run's fusion`: the main job's own fit, its image score taken over the photo's own
+  pixels (the main job's is taken over the padded canvas the networks run on);
+- `reference`: refitted on the reference photo's pool as the main job fits it, but on
+  its real pixels only (no synthetic share);
 - `reference + palette`: a fourth map, the palette likelihood: the 5x5 mean of
   -log p(colour of G(x)), p per channel from 64-bin histograms of the style domain's
   images (the train targets): colours the style never paints;
@@ -24,7 +25,7 @@ photo's clean outputs:
 
 It also says what the failure truth would become if the portrait joined the reference
 split (its thresholds fixed on both photos). Writes OUT/fusion_probe.json and prints a
-Markdown table. About 8 minutes on 2 cores.
+Markdown table. About 6 minutes on 2 cores.
 """
 from __future__ import annotations
 
@@ -120,7 +121,9 @@ def main(argv):
     return measure(cols, w, b)
 
   three, four = [0, 1, 2], [0, 1, 2, 3]
-  rows = {"reference": fitted(three, ["reference"]),
+  fusion = stage.scorers[1].fusion
+  rows = {"the run's fusion": measure(three, np.asarray(fusion.weights), fusion.bias),
+          "reference": fitted(three, ["reference"]),
           "reference + palette": fitted(four, ["reference"]),
           "reference + train photos": fitted(three, ["reference", "train"]),
           "reference + portrait": fitted(three, ["reference", "portrait"]),
