@@ -87,6 +87,7 @@ def main(argv):
                                         detect.tta_spread_map(y, ctx[..., 3:12]))}
 
   gens = main_job.pool_generators(gan, f.max_side)
+  # (the detector stage built the train pool too, but keeps only its crops)
   pools = {"reference": (real.reference, real.reference_labels), "test": (real.test, real.test_labels)}
   train = failures.build_pool(gan.dataset.train_photos.images, gens, gan.dataset.style, f.max_side, desc="train pool")
   extra = failures.build_pool([portrait()], gens, gan.dataset.style, f.max_side, scales=main_job.REFERENCE_SCALES,
@@ -135,7 +136,10 @@ def main(argv):
   both.photo = np.r_[real.reference.photo, extra.photo + 1]
   truth2 = failures.fit_truth(both, f.quantile, f.area_factor, min_region=f.min_region)
   relabelled = failures.label(test_pool, truth2)
+  final_train = train.where(train.generator[0], "none")
+  train_share = float(pools["train"][1].area[final_train].max())
   result = {"run": _RUN.value, "rows": rows, "truth": dataclasses.asdict(real.truth),
+            "train_final_g_failing_share_max": train_share,
             "test_anomalous_rate": float(test_labels.anomalous.mean()),
             "portrait_anomalous": [int(pools["portrait"][1].anomalous.sum()), len(extra)],
             "truth_with_portrait": dataclasses.asdict(truth2),
@@ -147,6 +151,7 @@ def main(argv):
   print("|---" * (len(KEYS) + 1) + "|")
   for name, r in rows.items():
     print(f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in KEYS) + " |")
+  print(f"train photos: at most {train_share:.1%} of a final G output's pixels fail")
   print(f"portrait pool: {result['portrait_anomalous'][0]} of {result['portrait_anomalous'][1]} outputs fail "
         f"under the run's truth; with the truth fixed on both photos the pixel threshold is "
         f"{truth2.pixel_threshold:.3f} (was {real.truth.pixel_threshold:.3f}) and the test pool's anomalous rate "
