@@ -79,12 +79,7 @@ def main(argv):
   if stage is None or stage.real is None:
     raise SystemExit(f"{_RUN.value}: needs a finished main-job run on data with true targets")
   gan, real = stage.gan, stage.real
-  net, style = stage.scorers[1].network_alone(), stage.scorers[3]
-
-  def fn(v):
-    y, ctx = v[..., -3:], failures.context(v)
-    return {"f": detect.fusion_features(net._fn(y, ctx)[1], style._fn(y, ctx)[1],
-                                        detect.tta_spread_map(y, ctx[..., 3:12]))}
+  fn = main_job.fusion_feature_fn(stage.scorers[1], stage.scorers[3])
 
   gens = main_job.pool_generators(gan, f.max_side)
   # (the detector stage built the train pool too, but keeps only its crops)

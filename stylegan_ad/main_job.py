@@ -165,6 +165,18 @@ def pool_alternates(gan: loop.Run, pool: failures.Pool, max_side: int) -> list[n
 FUSION_SYNTHETIC_SHARES = (0.0, 0.125, 0.25, 0.5, 1.0)
 
 
+def fusion_feature_fn(detector: detect.DetectorScorer, style: detect.StyleStatisticsScorer):
+  """A `failures.apply_pool` item -> {"f": its `detect.fusion_features`} (the network
+  alone's probability, the style-statistics map, G's spread; jit-able)."""
+  net = detector.network_alone()
+
+  def fn(v):
+    y, ctx = v[..., -3:], failures.context(v)
+    prob = net._fn(y, ctx)[1]
+    return {"f": detect.fusion_features(prob, style._fn(y, ctx)[1], detect.tta_spread_map(y, ctx[..., 3:12]))}
+  return fn
+
+
 def fit_fusion(detector: detect.DetectorScorer, style: detect.StyleStatisticsScorer, real: RealPools,
                config: ml_collections.ConfigDict) -> detect.Fusion:
   """The detector's `detect.Fusion`, fitted on the reference photo alone: on its pool's
@@ -172,13 +184,7 @@ def fit_fusion(detector: detect.DetectorScorer, style: detect.StyleStatisticsSco
   final G's outputs, with the least weight (of `FUSION_SYNTHETIC_SHARES`, relative to
   the real pixels) that keeps `detect.fuse_synthetic_auroc` on those crops: G's real
   failures first, and what the network sees of artifacts kept."""
-  net = detector.network_alone()
-
-  def fn(v):
-    y, ctx = v[..., -3:], failures.context(v)
-    prob = net._fn(y, ctx)[1]
-    return {"f": detect.fusion_features(prob, style._fn(y, ctx)[1], detect.tta_spread_map(y, ctx[..., 3:12]))}
-
+  fn = fusion_feature_fn(detector, style)
   ref, labels = real.reference, real.reference_labels
   outs = failures.apply_pool(jax.jit(fn), ref, config.failures.max_side, "fitting the detector's fusion")
   feats, masks = [o["f"] for o in outs], list(labels.masks)
