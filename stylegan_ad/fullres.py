@@ -63,6 +63,12 @@ def generator_tiling(arch: str, depth: int, whole: bool) -> Tiling:
   return Tiling(bucket=bucket, border=border)
 
 
+def network_multiple(config: Any) -> int:
+  """The side a run's generator needs a multiple of: 2**depth for the U-Nets, 4 for the
+  ResNet (two stride-2 convolutions)."""
+  return 4 if config.model.generator == "resnet" else 2 ** config.model.depth
+
+
 def run_tiling(config: Any) -> Tiling:
   """A run's `generator_tiling`: the main job's norm-free G is tiled above a megapixel; a
   generator trained elsewhere runs whole."""

@@ -102,8 +102,8 @@ class RealPools:
 class DetectorStage:
   gan: loop.Run
   ema: Any                   # the EMA generator's parameters
-  fit: stages.Outputs        # clean train outputs the detector and restorer learn from
-  fit_alts: np.ndarray | None  # G's alternate views of their inputs (detect.sees_tta), or None
+  fit: stages.Outputs        # clean train outputs the detector and restorer learn from (with G's
+                             # alternate views of their inputs where detect.sees_tta)
   test: stages.Outputs       # clean outputs of the test photos
   det_params: Any
   scorers: list              # see build_scorers; calibrated
@@ -243,16 +243,16 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[
   # of clean outputs makes the detector's notion of "clean" generalise to new photos
   train_set = gan.dataset.train_pairs or gan.dataset.train_a
   train_out = stages.generator_outputs(gan.models, ema, train_set.images, train_set.targets, crop,
-                                       corners=True)
+                                       fullres.network_multiple(config), corners=True,
+                                       alternates=config.detect.sees_tta)
   fit, calib = stages.split_calibration(train_out, config.detect.calibration_fraction, config.seed)
   real, crops, skipped = real_failure_pools(config, gan)
   if real is None:
     console.say(f"real-failure benchmark skipped: {skipped}")
   clock.done("real-failure pools")
-  fit_alts = stages.alternates(gan.models, ema, fit.content) if config.detect.sees_tta else None
   try:
     det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh,
-                                       stages.artifact_ids(config), crops, fit_alts)
+                                       stages.artifact_ids(config), crops, fit.alts)
   except checkpoint_lib.Preempted as e:
     console.say(str(e))
     return None
@@ -271,9 +271,9 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[
     if real is not None:  # the folder CLI's `--targets` labels failures with the same truth
       report.write_json(os.path.join(workdir, "detector", "failure_truth.json"), dataclasses.asdict(real.truth))
   test_out = stages.generator_outputs(gan.models, ema, gan.dataset.test_a.images,
-                                      gan.dataset.test_a.targets, crop)
+                                      gan.dataset.test_a.targets, crop, fullres.network_multiple(config))
   clock.done("scorers fitted and calibrated")
-  return DetectorStage(gan, ema, fit, fit_alts, test_out, det_params, scorers, real, crops, skipped, clock)
+  return DetectorStage(gan, ema, fit, test_out, det_params, scorers, real, crops, skipped, clock)
 
 
 def real_failure_benchmark(config: ml_collections.ConfigDict, stage: DetectorStage) -> dict[str, Any]:
@@ -453,7 +453,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   try:
     res_params = stages.train_restorer(config, os.path.join(workdir, "restorer"), stage.fit, gan.mesh,
                                        stages.artifact_ids(config), det_params, stage.real_crops,
-                                       stage.fit_alts)
+                                       stage.fit.alts)
   except checkpoint_lib.Preempted as e:
     console.say(str(e))
     return {}
@@ -520,7 +520,7 @@ def evaluate_detection(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for t in all_types:
     name = artifacts.names()[t]
     params = stages.train_detector(heldout_config, os.path.join(workdir, "heldout", name), fit, gan.mesh,
-                                   [u for u in all_types if u != t], alts=stage.fit_alts)
+                                   [u for u in all_types if u != t], alts=stage.fit.alts)
     test = detect.make_test_set(test_out.clean, test_out.content, [t], seed=config.seed + 11 + t, copies=1)
     held = [stages.make_detector_scorer(config, params, _generator(gan)), scorers[0], scorers[2]]
     per_type[name] = {s.name: detect.evaluate_scorer(s(test["images"], test["content"]), test) for s in held}

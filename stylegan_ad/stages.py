@@ -30,10 +30,11 @@ class Outputs:
   content: np.ndarray   # x
   target: np.ndarray | None = None  # S(x)
   groups: np.ndarray | None = None  # outputs of crops of one source image share a group
+  alts: np.ndarray | None = None    # G's alternate views of x (`detect.tta_alternates`), where asked for
 
   def take(self, idx) -> "Outputs":
     pick = lambda a: None if a is None else a[idx]
-    return Outputs(self.clean[idx], self.content[idx], pick(self.target), pick(self.groups))
+    return Outputs(self.clean[idx], self.content[idx], pick(self.target), pick(self.groups), pick(self.alts))
 
 
 def crops(image: np.ndarray, crop: int, corners: bool) -> list[np.ndarray]:
@@ -46,18 +47,30 @@ def crops(image: np.ndarray, crop: int, corners: bool) -> list[np.ndarray]:
 
 
 def generator_outputs(models: steps.Models, g_params: Any, images: Sequence[np.ndarray],
-                      targets: Sequence[np.ndarray] | None, crop: int, batch: int = 16,
-                      corners: bool = False) -> Outputs:
-  """G(x) for center crops of `images`; with `corners`, for the four corner crops as well
-  (five views of each image, one group: more variety of clean outputs to learn from)."""
+                      targets: Sequence[np.ndarray] | None, crop: int, multiple: int = 32, batch: int = 16,
+                      corners: bool = False, alternates: bool = False) -> Outputs:
+  """Crops of G(x) for whole images x: G runs on each image (reflect-padded on the bottom
+  and right to a `multiple` of the network's), as on a user's photo, and the center crop
+  (with `corners`, the four corner crops after it: five views of each image, one group)
+  of the output is kept, with the same crops of x, S(x) and, with `alternates`, G's
+  alternate views of x (`detect.tta_alternates`)."""
   per = 5 if corners else 1
-  x = pipeline_lib.to_float(np.stack([c for i in images for c in crops(i, crop, corners)]))
-  fn = jax.jit(lambda v: steps.generate(models, g_params, v))
-  clean = aux_trainer.batched(fn, x, batch=batch)
-  target = None
-  if targets is not None:
-    target = pipeline_lib.to_float(np.stack([c for t in targets for c in crops(t, crop, corners)]))
-  return Outputs(clean.astype(np.float32), x, target, np.repeat(np.arange(len(images)), per))
+  g = lambda v: steps.generate(models, g_params, v)
+  fn = jax.jit(lambda v: {"y": g(v), **({"alts": detect.tta_alternates(g, v)} if alternates else {})})
+  shapes = [np.shape(i)[:2] for i in images]
+  out: list[dict] = [{} for _ in images]
+  for shape in dict.fromkeys(shapes):   # one batched program per image size
+    idx = [n for n, s in enumerate(shapes) if s == shape]
+    h, w = shape
+    pad = ((0, 0), (0, -h % multiple), (0, -w % multiple), (0, 0))
+    x = np.pad(pipeline_lib.to_float(np.stack([np.asarray(images[n]) for n in idx])), pad, mode="reflect")
+    res = aux_trainer.batched(fn, x, batch=batch)
+    for j, n in enumerate(idx):
+      out[n] = {k: v[j, :h, :w] for k, v in res.items()}
+  stack = lambda arrays: np.stack([c for a in arrays for c in crops(a, crop, corners)]).astype(np.float32)
+  return Outputs(stack([o["y"] for o in out]), stack([pipeline_lib.to_float(np.asarray(i)) for i in images]),
+                 None if targets is None else stack([pipeline_lib.to_float(np.asarray(t)) for t in targets]),
+                 np.repeat(np.arange(len(images)), per), stack([o["alts"] for o in out]) if alternates else None)
 
 
 def split_calibration(outputs: Outputs, fraction: float, seed: int) -> tuple[Outputs, Outputs]:
@@ -105,12 +118,6 @@ def make_detector_scorer(config: ml_collections.ConfigDict, params: Any, generat
 def _detector_input(config: ml_collections.ConfigDict, y: jax.Array, b: dict[str, jax.Array]) -> jax.Array:
   return detector_lib.detector_input(y, b["content"] if config.detect.sees_input else None,
                                      b["alts"] if config.detect.sees_tta else None)
-
-
-def alternates(models: steps.Models, g_params: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
-  """G's alternate views (`detect.tta_alternates`) of every row of x: [N, H, W, 9]."""
-  fn = jax.jit(lambda v: detect.tta_alternates(lambda u: steps.generate(models, g_params, u), v))
-  return aux_trainer.batched(fn, np.asarray(x, np.float32), batch=batch).astype(np.float32)
 
 
 def real_crops(pool, labels, area_cut: float, crop: int, per_image: int, seed: int,

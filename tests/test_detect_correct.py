@@ -256,8 +256,13 @@ def test_calibration_split_keeps_every_view_of_an_image_on_one_side():
   models = steps.make_models(c)
   g = models.generator.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
   photos = [np.random.default_rng(i).integers(0, 256, (36, 40, 3), dtype=np.uint8) for i in range(8)]
-  out = stages.generator_outputs(models, g, photos, None, 32, corners=True)
-  assert out.clean.shape == (40, 32, 32, 3)
+  out = stages.generator_outputs(models, g, photos, None, 32, corners=True, alternates=True)
+  assert out.clean.shape == (40, 32, 32, 3) and out.alts.shape == (40, 32, 32, 9)
+  # G ran on the whole photo (reflect-padded to 64x64), and its crops were kept
+  whole = np.pad(pipeline_lib.to_float(photos[1])[None], ((0, 0), (0, 28), (0, 24), (0, 0)), mode="reflect")
+  gen = lambda v: steps.generate(models, g, v)
+  np.testing.assert_allclose(out.clean[5], np.asarray(gen(whole))[0, 2:34, 4:36], atol=1e-5)
+  np.testing.assert_allclose(out.alts[6], np.asarray(detect.tta_alternates(gen, whole))[0, :32, :32], atol=1e-5)
   np.testing.assert_array_equal(out.content[5], pipeline_lib.to_float(photos[1][2:34, 4:36]))
   np.testing.assert_array_equal(out.content[6], pipeline_lib.to_float(photos[1][:32, :32]))
   fit, calib = stages.split_calibration(out, 0.25, seed=0)
