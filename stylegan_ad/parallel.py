@@ -68,13 +68,3 @@ def global_batch(mesh: Mesh, local: dict[str, np.ndarray]) -> dict[str, jax.Arra
   """Assembles each process's slice into global arrays sharded over `data`."""
   sharding = data_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
-
-
-def initialize(init_fn, key: jax.Array, shardings):
-  """`jax.jit(init_fn, out_shardings=shardings)(key)`, for a stage's one-shot parameter
-  initialisation. On the CPU backend it is compiled without LLVM's optimisation passes:
-  the random initialisers are many small kernels that LLVM optimises for seconds each
-  (the GAN's init: 17 s against 3.5 s) to run them once."""
-  lowered = jax.jit(init_fn, out_shardings=shardings).lower(key)
-  options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
-  return lowered.compile(compiler_options=options)(key)

@@ -97,7 +97,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Checkpo
                                   abstract, shardings)
   restored = ckpt.restore(abstract_sharded, repair=True)
   if restored is None:
-    state = parallel.initialize(functools.partial(steps.init_state, models), key, shardings)
+    state = jax.jit(functools.partial(steps.init_state, models), out_shardings=shardings)(key)
   else:
     step, state, data_state = restored
     pipe.set_state(data_state)
