@@ -258,6 +258,19 @@ def _mount(*args):
   return subprocess.run(["mount", *args], capture_output=True, text=True).returncode == 0
 
 
+def _make_read_only(path, timeout=10):
+  """Bind-mounts `path` on itself read-only. The kernel refuses ("mount point is busy")
+  while the run holds a file open for writing there, as it does mid-checkpoint: retry."""
+  if not _mount("--bind", path, path):
+    return False
+  t0 = time.time()
+  while not _mount("-o", "remount,bind,ro", path):
+    if time.time() - t0 > timeout:
+      return False
+    time.sleep(0.01)
+  return True
+
+
 def test_a_full_disk_and_a_read_only_checkpoint_folder_end_the_run_in_one_line(data_dir, tmp_path):
   """A small tmpfs (needs the right to mount, as root on this machine kind; skipped without)."""
   disk = str(tmp_path / "disk")
@@ -266,6 +279,7 @@ def test_a_full_disk_and_a_read_only_checkpoint_folder_end_the_run_in_one_line(d
     import pytest
     pytest.skip("cannot mount a tmpfs here (needs root)")
   ckdir = os.path.join(disk, "run", "checkpoints")
+  proc = None
   try:
     workdir = os.path.join(disk, "run")
     cmd = _train_cmd(workdir, data_dir, steps=40)
@@ -280,12 +294,15 @@ def test_a_full_disk_and_a_read_only_checkpoint_folder_end_the_run_in_one_line(d
     assert _last_logged_step(workdir) == 40
     # the checkpoint folder turns read-only mid-run: exit 2 within a minute, one line
     proc = _start_and_wait_for_step(_train_cmd(workdir, data_dir, steps=400), workdir, 44)
-    assert _mount("--bind", ckdir, ckdir) and _mount("-o", "remount,bind,ro", ckdir)
+    assert _make_read_only(ckdir)
     t0 = time.time()
     _, stderr = proc.communicate(timeout=60)
     errors = [l for l in stderr.decode().splitlines() if not re.match(r"[IW]\d{4} |\[\d\d:\d\d\] ", l)]
     assert proc.returncode == 2 and time.time() - t0 < 60 and len(errors) == 1, stderr.decode()[-3000:]
     assert "the file system is read-only" in errors[0]
   finally:
+    if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+      proc.kill()
+      proc.wait()
     subprocess.run(["umount", ckdir], capture_output=True)
     subprocess.run(["umount", disk], capture_output=True)
