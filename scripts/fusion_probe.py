@@ -81,14 +81,14 @@ def main(argv):
   gan, real = stage.gan, stage.real
   fn = main_job.fusion_feature_fn(stage.scorers[1], stage.scorers[3])
 
-  gens = main_job.pool_generators(gan, f.max_side)
+  gens = main_job.pool_generators(gan)
   # (the detector stage built the train pool too, but keeps only its crops)
   pools = {"reference": (real.reference, real.reference_labels), "test": (real.test, real.test_labels)}
   train = failures.build_pool(gan.dataset.train_photos.images, gens, gan.dataset.style, f.max_side, desc="train pool")
   extra = failures.build_pool([portrait()], gens, gan.dataset.style, f.max_side, scales=main_job.REFERENCE_SCALES,
                               desc="portrait pool")
   for p in (train, extra):
-    p.alts = main_job.pool_alternates(gan, p, f.max_side)
+    p.alts = main_job.pool_alternates(gan, p)
   pools["train"] = (train, failures.label(train, real.truth))
   pools["portrait"] = (extra, failures.label(extra, real.truth))
   palette = palette_likelihood(np.asarray(stage.fit.target), _BINS.value)

@@ -9,6 +9,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed${extras:+-$extras}"
 if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
+  # --no-compile: Python writes the bytecode of the modules it imports as it imports them,
+  # instead of pip compiling every installed module up front (20 s of a 40 s install)
+  .venv/bin/python -m pip install -q --no-compile -e ".${extras:+[$extras]}"
   touch "$stamp"
 fi

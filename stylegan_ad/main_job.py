@@ -116,15 +116,15 @@ class DetectorStage:
 REFERENCE_SCALES = (1.0, 0.75, 0.5)
 
 
-def pool_generators(gan: loop.Run, max_side: int) -> dict[str, Any]:
+def pool_generators(gan: loop.Run) -> dict[str, Any]:
   """The generators of the real-failure pool: the final G (EMA weights first, then the
   raw weights) and the run's under-trained snapshots, as photo -> output functions
-  (on the pool's one canvas: a photo of up to `max_side`)."""
+  (run as the folder CLI runs a photo: `fullres.run_tiling`)."""
   ema = jax.device_get(gan.state.ema["ab"])
   params = {"ema": ema, "raw": jax.device_get(gan.state.g_params["ab"])}
   for step, p in checkpoint_lib.load_snapshots(gan.workdir, ema).items():
     params[f"step_{step}"] = p
-  tiling = failures.canvas_tiling(max_side)
+  tiling = fullres.run_tiling(gan.config)
   return {name: functools.partial(loop.stylize_photo, gan.models, p, tiling=tiling) for name, p in params.items()}
 
 
@@ -135,30 +135,33 @@ def real_failure_pools(config: ml_collections.ConfigDict, gan: loop.Run) -> tupl
     return None, None, (f"{ds.name} has no true targets S(x) and reference photos: the real-failure "
                         "benchmark needs them (label-free scorers still run)")
   f = config.failures
-  gens = pool_generators(gan, f.max_side)
+  gens = pool_generators(gan)
   ref = failures.build_pool(ds.reference_photos.images, gens, ds.style, f.max_side, scales=REFERENCE_SCALES,
                             desc="reference pool")
   truth = failures.fit_truth(ref, f.quantile, f.area_factor, min_region=f.min_region)
   train = failures.build_pool(ds.train_photos.images, gens, ds.style, f.max_side, desc="train pool")
-  train.alts = pool_alternates(gan, train, f.max_side)
+  train.alts = pool_alternates(gan, train)
   crops = stages.real_crops(train, failures.label(train, truth), truth.area_cut, config.data.crop_size,
                             f.crops_per_image, config.seed, train.alts if config.detect.sees_tta else None)
   test = failures.build_pool(ds.test_photos.images, gens, ds.style, f.max_side, desc="test pool")
   for pool in (ref, test):
-    pool.alts = pool_alternates(gan, pool, f.max_side)
+    pool.alts = pool_alternates(gan, pool)
   pools = RealPools(truth, ref, failures.label(ref, truth), test, failures.label(test, truth))
   return pools, crops, ""
 
 
-def pool_alternates(gan: loop.Run, pool: failures.Pool, max_side: int) -> list[np.ndarray]:
+def pool_alternates(gan: loop.Run, pool: failures.Pool) -> list[np.ndarray]:
   """G's alternate views (`detect.tta_alternates`) of each pool input, at the photo's
   size: computed once per distinct input, and kept with the pool (`Pool.alts`) for every
-  scorer and the correction path that use them."""
+  scorer and the correction path that use them. Run as G is on the pool's photos
+  (`fullres.run_tiling`: each photo's own padded size, not the scorers' canvas)."""
   g = _generator(gan)
-  fn = jax.jit(lambda v: {"alts": detect.tta_alternates(g, v[..., :3])})
+  fn = jax.jit(lambda v: {"alts": detect.tta_alternates(g, v)})
   first = failures.unique_inputs(pool)
-  outs = failures.apply_pool(fn, failures.take(pool, np.unique(first)), max_side, "G's alternate views")
-  done = dict(zip(np.unique(first), (o["alts"] for o in outs)))
+  tiling = fullres.run_tiling(gan.config)
+  todo = np.unique(first)
+  done = {i: fullres.apply(fn, pool.inputs[i], tiling)["alts"]
+          for i in console.progress(todo, "G's alternate views", total=len(todo), unit="image")}
   return [done[i] for i in first]
 
 
@@ -283,7 +286,7 @@ def real_failure_benchmark(config: ml_collections.ConfigDict, stage: DetectorSta
   if stage.real is None:
     out = {"skipped": stage.real_skipped}
     photos = stage.gan.dataset.test_photos or stage.gan.dataset.test_a
-    pool = failures.build_pool(photos.images, dict(list(pool_generators(stage.gan, f.max_side).items())[:1]), None, f.max_side)
+    pool = failures.build_pool(photos.images, dict(list(pool_generators(stage.gan).items())[:1]), None, f.max_side)
     out["flagged"] = {s.name: float(np.mean(failures.score_pool(s, pool, f.max_side)[0] > s.threshold))
                       for s in stage.scorers}
     return out

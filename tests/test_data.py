@@ -57,6 +57,31 @@ def test_build_is_byte_identical(data_dir, tmp_path):
   assert _record_digests(str(tmp_path)) == _record_digests(data_dir)
 
 
+def test_field_views_decode_each_record_once_within_the_cache_budget(monkeypatch):
+  """Batches draw from decoded records kept in memory (read-only), up to CACHE_BYTES for
+  the process; past it, records are decoded on each read and nothing more is kept."""
+  reads = []
+
+  class Source:
+    def __len__(self):
+      return 4
+
+    def __getitem__(self, i):
+      reads.append(i)
+      return {"image": np.full((8, 8, 3), i, np.uint8)}
+
+  monkeypatch.setattr(sources, "_cached_bytes", 0)
+  monkeypatch.setattr(sources, "CACHE_BYTES", 3 * 8 * 8 * 3)
+  view = sources.FieldView(Source(), "image", [3, 2, 1, 0])
+  first = [view[i].copy() for i in range(4)]
+  second = [view[i] for i in range(4)]
+  assert all(np.array_equal(a, b) for a, b in zip(first, second)) and second[0][0, 0, 0] == 3
+  assert reads == [3, 2, 1, 0, 0]   # the 4th record is past the budget: decoded on each read
+  assert not view[0].flags.writeable and view[3].flags.writeable
+  del view
+  assert sources._cached_bytes == 0
+
+
 def test_unknown_style_and_source_and_size(data_dir):
   with pytest.raises(ConfigError, match="unknown style 'oil'"):
     sources.load("embedded:oil", crop_size=64, data_dir=data_dir)

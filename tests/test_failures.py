@@ -205,9 +205,9 @@ def test_every_scorer_runs_on_whole_photos_without_targets():
   det = stages.make_detector(c)
   detp = det.init(jax.random.key(2), jnp.zeros((1, 32, 32, 7)))["params"]  # [x, y, TTA spread]
   stylize = lambda x: loop.stylize_photo(models, g, x)
-  pool = failures.build_pool(_photos(2, size=(40, 56)), {"final": stylize}, None, max_side=48,
+  pool = failures.build_pool(_photos(2, size=(40, 56)), {"final": stylize, "other": stylize}, None, max_side=48,
                              shifts=("none", "hue"))
-  assert pool.targets is None
+  assert pool.targets is None and len(pool) == 6
   clean = np.stack([o[:32, :32] for o in pool.outputs])
   content = np.stack([x[:32, :32] for x in pool.inputs])
   fd = detect.FeatureDistanceScorer(models.discriminator, d)
@@ -225,12 +225,20 @@ def test_every_scorer_runs_on_whole_photos_without_targets():
     assert score.shape == (len(pool),) and np.isfinite(score).all(), s.name
     assert [m.shape for m in maps] == [x.shape[:2] for x in pool.inputs], s.name
     plain[s.name] = maps
-  # with G's alternate views kept on the pool (computed once per input at the photo's
-  # size), every scorer scores as when the TTA scorer and the detector run G themselves
-  # on the padded canvas: the same for a local G, up to the reflected border's rounding
-  run = lambda v: {"alts": detect.tta_alternates(lambda u: steps.generate(models, g, u), v[..., :3])}
-  pool.alts = [o["alts"] for o in failures.apply_pool(jax.jit(run), pool, max_side=48)]
-  assert [a.shape[-1] for a in pool.alts] == [9] * len(pool)
+  # with G's alternate views kept on the pool (computed once per input, on the photo
+  # as the folder CLI runs G), every scorer scores as when the TTA scorer and the
+  # detector run G themselves on the padded canvas: the same for a local G, up to the
+  # reflected border's rounding
+  from types import SimpleNamespace
+  from stylegan_ad import fullres
+  gan = SimpleNamespace(models=models, state=SimpleNamespace(ema={"ab": g}), config=c)
+  pool.alts = main_job.pool_alternates(gan, pool)
+  run = jax.jit(lambda v: {"alts": detect.tta_alternates(lambda u: steps.generate(models, g, u), v)})
+  for x, a in zip(pool.inputs, pool.alts):
+    assert a.shape == x.shape[:2] + (9,)
+    np.testing.assert_array_equal(a, fullres.apply(run, x, fullres.run_tiling(c))["alts"])
+  first = failures.unique_inputs(pool)
+  assert len(set(first)) < len(pool) and all(pool.alts[i] is pool.alts[f] for i, f in enumerate(first))
   for s in scorers:
     maps = failures.score_pool(s, pool, max_side=48)[1]
     for m, p in zip(maps, plain[s.name]):
