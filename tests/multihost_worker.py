@@ -25,10 +25,9 @@ def aux_stages(c, run, workdir):
   train = run.dataset.train_a
   out = stages.generator_outputs(run.models, ema, [train.images[i] for i in range(4)], None, c.data.crop_size,
                                  alternates=True)
-  alts = out.alts
   types = list(range(len(artifacts.names())))
-  det = stages.train_detector(c, os.path.join(workdir, "detector"), out, run.mesh, types, None, alts)
-  res = stages.train_restorer(c, os.path.join(workdir, "restorer"), out, run.mesh, types, det, None, alts)
+  det = stages.train_detector(c, os.path.join(workdir, "detector"), out, run.mesh, types, None, out.alts)
+  res = stages.train_restorer(c, os.path.join(workdir, "restorer"), out, run.mesh, types, det, None, out.alts)
   return det, res
 
 
