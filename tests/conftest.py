@@ -14,6 +14,11 @@ import pytest  # noqa: E402
 jax.config.update("jax_num_cpu_devices", 4)
 
 
+def pytest_configure(config):
+  config.addinivalue_line("markers", "heavy: a check of minutes (a killed or two-process training run, the main "
+                          "job run twice); `bash scripts/test.sh --heavy` runs them, the default suite does not")
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   """A data dir with the embedded cartoon dataset at 64x64, built once per session."""

@@ -114,6 +114,7 @@ def test_console_summary_is_short_and_names_the_report(main_run):
   assert f"crops {summary['stylize']['psnr']:.2f} dB" in text and "G's real failures" in text
 
 
+@pytest.mark.heavy
 def test_rerunning_the_main_job_resumes_every_stage(main_run, data_dir):
   workdir, summary = main_run
   c = embedded_config.get_config("tiny")
@@ -457,6 +458,7 @@ def test_a_run_whose_final_gan_checkpoint_is_damaged_is_refused_then_repaired(ma
   inference.load_trained(workdir)
 
 
+@pytest.mark.heavy
 def test_video_command_streams_a_clip_and_refuses_a_truncated_one(main_run, tmp_path):
   """experiments.stylize_video on the tiny run: a webm with an audio track and an odd size
   in, both videos out (same frame count and rate, sides padded to even for H.264), a row

@@ -11,6 +11,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from experiments.configs import embedded as embedded_config
 import damage
@@ -71,6 +72,7 @@ def _tiny(data_dir, steps=12):
   return c
 
 
+@pytest.mark.heavy
 def test_sigkill_then_resume_is_bit_identical(data_dir, tmp_path):
   whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
   subprocess.run(_train_cmd(whole, data_dir), cwd=ROOT, env=_env(), check=True, capture_output=True)
@@ -108,6 +110,7 @@ def test_sigterm_saves_and_exits_cleanly_then_resumes(data_dir, tmp_path):
   assert int(jax.device_get(run.state.step)) == saved == run.pipeline.position
 
 
+@pytest.mark.heavy
 def test_sigterm_in_the_detector_stage_saves_and_exits_then_resumes(data_dir, tmp_path):
   workdir = str(tmp_path / "run")
   cmd = [sys.executable, "-m", "experiments.train_detector", "--config=experiments/configs/embedded.py:tiny",
@@ -147,6 +150,7 @@ def test_a_second_trainer_on_the_same_workdir_is_refused_and_a_killed_ones_lock_
   assert f"run: resumed at step {saved[-1]}" in again.stderr
 
 
+@pytest.mark.heavy
 def test_damaged_checkpoints_fall_back_and_a_damaged_final_one_is_repaired(data_dir, tmp_path, caplog):
   workdir = str(tmp_path / "run")
   config = _tiny(data_dir, steps=4)
@@ -220,6 +224,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.heavy
 def test_two_processes_on_loopback_match_one_process_with_four_devices(data_dir, tmp_path):
   port = _free_port()
   outs = [str(tmp_path / f"p{i}.json") for i in range(2)]
@@ -271,6 +276,7 @@ def _make_read_only(path, timeout=10):
   return True
 
 
+@pytest.mark.heavy
 def test_a_full_disk_and_a_read_only_checkpoint_folder_end_the_run_in_one_line(data_dir, tmp_path):
   """A small tmpfs (needs the right to mount, as root on this machine kind; skipped without)."""
   disk = str(tmp_path / "disk")
