@@ -49,7 +49,8 @@ run_module() {
   [ "$rc" = 0 ]
 }
 export -f run_module
-first=(tests/test_main_job_cli.py tests/test_reliability.py tests/test_train.py tests/test_models_losses.py)
+first=(tests/test_main_job_cli.py tests/test_train.py tests/test_reliability.py tests/test_models_losses.py
+       tests/test_detect_correct.py tests/test_interop.py tests/test_benchmark.py tests/test_failures.py)
 rest=()
 for module in tests/test_*.py; do
   [[ " ${first[*]} " == *" $module "* ]] || rest+=("$module")
