@@ -41,10 +41,11 @@ run_module() {
   local module=$1 name start rc=0
   name=$(basename "$module" .py)
   start=$SECONDS
-  # exit code 5: every test of the module deselected
   .venv/bin/python -m pytest -q --durations=5 ${select:+-m "$select"} --junitxml="$reports/$name.xml" "$module" \
     >"$reports/$name.log" 2>&1 || rc=$?
-  [ "$rc" = 5 ] && rc=0
+  # exit code 5, no test selected: a module without heavy checks under --heavy (anywhere
+  # else, a module whose tests all went missing: a failure)
+  [ "$rc" = 5 ] && [ "$select" = heavy ] && rc=0
   { flock 9; echo "== $module ($((SECONDS - start)) s)"; cat "$reports/$name.log"; } 9>"$reports/lock"
   [ "$rc" = 0 ]
 }
