@@ -9,13 +9,15 @@ the test photos' real-failure pool exactly as the main job measures its scorers
 (`failures.evaluate`), with the threshold set to 1% false positives on the reference
 photo's clean outputs:
 
-- `the run's fusion`: the main job's own fit, its image score taken over the photo's own
-  pixels (the main job's is taken over the padded canvas the networks run on);
+- `the run's fusion`: the main job's own fit (with its palette model where it has one:
+  `detect.fuse_palette`), its image score taken over the photo's own pixels (the main
+  job's is taken over the padded canvas the networks run on);
 - `reference`: refitted on the reference photo's pool as the main job fits it, but on
   its real pixels only (no synthetic share);
-- `reference + palette`: a fourth map, the palette likelihood: the 5x5 mean of
-  -log p(colour of G(x)), p per channel from 64-bin histograms of the style domain's
-  images (the train targets): colours the style never paints;
+- `reference + palette`: a fourth map in the linear model, the palette likelihood: the
+  5x5 mean of -log p(colour of G(x)), p per channel from 64-bin histograms of the style
+  domain's images (the train targets): colours the style never paints (the main job's
+  `detect.Palette` is a joint 3-D histogram and a model of its own, not a fourth weight);
 - `reference + train photos`: fitted on the train photos' pool as well (G trained on those
   photos, and the network on crops of them);
 - `reference + portrait`: fitted on a second, unseen photo's pool as well (matplotlib's
@@ -69,6 +71,7 @@ def palette_likelihood(style_images: np.ndarray, bins: int):
 def main(argv):
   del argv
   import jax
+  import jax.numpy as jnp
   from experiments.configs import embedded
   from stylegan_ad import console, detect, failures, main_job
 
@@ -79,7 +82,8 @@ def main(argv):
   if stage is None or stage.real is None:
     raise SystemExit(f"{_RUN.value}: needs a finished main-job run on data with true targets")
   gan, real = stage.gan, stage.real
-  fn = main_job.fusion_feature_fn(stage.scorers[1], stage.scorers[3])
+  fusion = stage.scorers[1].fusion
+  fn = main_job.fusion_feature_fn(stage.scorers[1], stage.scorers[3], fusion.palette)
 
   gens = main_job.pool_generators(gan)
   # (the detector stage built the train pool too, but keeps only its crops)
@@ -95,14 +99,18 @@ def main(argv):
   feats = {}
   for name, (pool, _) in pools.items():
     base = [o["f"] for o in failures.apply_pool(jax.jit(fn), pool, f.max_side, f"{name}: maps")]
-    feats[name] = [np.concatenate([b, np.log(palette(y) + 1e-4)[..., None]], -1) for b, y in zip(base, pool.outputs)]
+    # columns: the three linear features, this probe's palette map, the run's (where its fusion has one)
+    feats[name] = [np.concatenate([b[..., :3], np.log(palette(y) + 1e-4)[..., None], b[..., 3:]], -1)
+                   for b, y in zip(base, pool.outputs)]
 
   q = 1.0 - real.truth.area_cut
   clean_ref = ~real.reference_labels.anomalous
   test_pool, test_labels = pools["test"]
 
-  def measure(cols, weights, bias):
+  def measure(cols, weights, bias, model=None):
     def maps(name):
+      if model is not None:
+        return [np.asarray(model(x)) for x in feats[name]]
       return [1.0 / (1.0 + np.exp(-(x[..., cols] @ weights + bias))) for x in feats[name]]
     ref_scores = np.array([np.quantile(m, q) for m in maps("reference")])
     test_maps = maps("test")
@@ -117,8 +125,9 @@ def main(argv):
     return measure(cols, w, b)
 
   three, four = [0, 1, 2], [0, 1, 2, 3]
-  fusion = stage.scorers[1].fusion
-  rows = {"the run's fusion": measure(three, np.asarray(fusion.weights), fusion.bias),
+  run_cols = three + ([4] if fusion.palette_fit is not None else [])
+  rows = {"the run's fusion": measure(three, np.asarray(fusion.weights), fusion.bias,
+                                      lambda x: fusion.from_features(jnp.asarray(x[None, ..., run_cols]))[1][0]),
           "reference": fitted(three, ["reference"]),
           "reference + palette": fitted(four, ["reference"]),
           "reference + train photos": fitted(three, ["reference", "train"]),

@@ -36,8 +36,12 @@ def _fusion(real: dict) -> list[str]:
     return []
   terms = " + ".join(f"{w:.2f} x {n}" for n, w in zip(("logit(network)", "log(style statistics)", "log(G's spread)"),
                                                       f["weights"]))
-  return [f"`detector` is the network's map fused with two label-free maps, fitted on the reference photo: "
-          f"sigmoid({terms} {f['bias']:+.2f}), its image score the map's {100 * f['quantile']:.1f}th percentile "
+  palette = f.get("palette_fit")
+  either = "" if palette is None else (
+      f", or, where larger, sigmoid({palette[0]:.3f} x the palette's -log-likelihood {palette[1]:+.2f}) (the style "
+      "domain's colours: G's colours between the style's levels in flat regions)")
+  return [f"`detector` is the network's map fused with label-free maps, fitted on the reference photo: "
+          f"sigmoid({terms} {f['bias']:+.2f}){either}, its image score the map's {100 * f['quantile']:.1f}th percentile "
           f"(synthetic artifacts weighted {f['synthetic_share']:g} in the fit: image AUROC "
           f"{f['reference_synthetic_auroc']:.3f} on the reference photo's crops); `{report.NETWORK_ALONE}` is the network's "
           "own score, calibrated the same way.", ""]

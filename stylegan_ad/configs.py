@@ -91,6 +91,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.detect.spread_weight = 2.0    # image score + this x log(G's mean spread over the image); with sees_tta
   c.detect.fuse = True            # where a reference split with targets exists: the detector's map fused
                                   # with the style-statistics and G-spread maps (detect.Fusion; needs sees_tta)
+  c.detect.fuse_palette = True    # ... and, as a second model (the larger probability wins), with the
+                                  # style's palette likelihood (detect.Palette: colours between its levels)
   c.detect.fuse_synthetic_auroc = 0.99  # ... keeping this image AUROC on synthetic artifacts of the reference
                                   # photo (one photo: a margin over the 0.97 wanted on the test photos)
   c.detect.heldout_steps = 600    # detector steps per held-out-type run in the benchmark

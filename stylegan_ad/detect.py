@@ -190,11 +190,14 @@ def judge(detector: Any, params: Any, y: jax.Array, x: jax.Array, alts: jax.Arra
 FUSION_FEATURES = ("detector", "style_statistics", "tta_spread")
 
 
-def fusion_features(prob: jax.Array, style_map: jax.Array, spread_map: jax.Array) -> jax.Array:
+def fusion_features(prob: jax.Array, style_map: jax.Array, spread_map: jax.Array,
+                    palette_map: jax.Array | None = None) -> jax.Array:
   """[N, H, W, 3] per-pixel features of `Fusion`: the detector's logit, and the logs of
-  the style-statistics distance and of G's (smoothed) test-time spread."""
+  the style-statistics distance and of G's (smoothed) test-time spread; with
+  `palette_map`, a fourth: the palette's negative log-likelihood (`Palette`)."""
   p = jnp.clip(prob, 1e-4, 1.0 - 1e-4)
-  return jnp.stack([jnp.log(p / (1.0 - p)), jnp.log(style_map + 1e-4), jnp.log(spread_map + 1e-4)], axis=-1)
+  f = [jnp.log(p / (1.0 - p)), jnp.log(style_map + 1e-4), jnp.log(spread_map + 1e-4)]
+  return jnp.stack(f + ([] if palette_map is None else [palette_map]), axis=-1)
 
 
 def tta_spread_map(y: jax.Array, alts: jax.Array) -> jax.Array:
@@ -202,6 +205,50 @@ def tta_spread_map(y: jax.Array, alts: jax.Array) -> jax.Array:
   `TTAScorer`'s map."""
   views = [y] + jnp.split(alts, alts.shape[-1] // 3, axis=-1)
   return _smooth(jnp.stack(views).std(axis=0).mean(axis=-1))
+
+
+@dataclasses.dataclass(eq=False)
+class Palette:
+  """The style domain's colours: a 3-D histogram of its real images' RGB values
+  (`bins` per channel, lightly smoothed). Its map is each pixel's negative
+  log-likelihood under it, averaged over a `window` x `window` neighbourhood: high
+  where G paints colours the style never uses, as where G settles between two of a
+  quantising style's levels (impure style in flat regions, which G's spread and the
+  detector do not see: there G is sure of itself)."""
+  log_p: np.ndarray            # [bins, bins, bins]
+  window: int = 9
+
+  BINS = 16
+
+  @classmethod
+  def fit(cls, style_images: np.ndarray, bins: int = BINS, window: int = 9) -> "Palette":
+    """`style_images`: real images of the style domain, float [-1, 1], [..., 3]."""
+    from scipy import ndimage
+    cols = (np.asarray(style_images, np.float32).reshape(-1, 3) + 1.0) / 2.0
+    hist, _ = np.histogramdd(cols, bins=(bins,) * 3, range=((0.0, 1.0),) * 3)
+    hist = ndimage.gaussian_filter(hist, 0.5) + 1e-7 * hist.sum()
+    return cls(np.log(hist / hist.sum()).astype(np.float32), window)
+
+  def map(self, y: jax.Array) -> jax.Array:
+    """[N, H, W]: the windowed negative log-likelihood of y's colours ([N, H, W, 3])."""
+    bins = self.log_p.shape[0]
+    i = jnp.clip(jnp.floor((y + 1.0) / 2.0 * bins).astype(jnp.int32), 0, bins - 1)
+    nll = -jnp.asarray(self.log_p)[i[..., 0], i[..., 1], i[..., 2]]
+    r = self.window // 2
+    # the mean over the window's pixels inside the image (separable sums; counts by hand)
+    count = lambda n: (jnp.minimum(jnp.arange(n) + r, n - 1) - jnp.maximum(jnp.arange(n) - r, 0) + 1)
+    total = jax.lax.reduce_window(nll, 0.0, jax.lax.add, (1, self.window, 1), (1, 1, 1), "SAME")
+    total = jax.lax.reduce_window(total, 0.0, jax.lax.add, (1, 1, self.window), (1, 1, 1), "SAME")
+    return total / (count(nll.shape[1])[:, None] * count(nll.shape[2])[None, :]).astype(nll.dtype)
+
+  def to_json(self) -> dict[str, Any]:
+    return {"log_p": np.round(self.log_p, 4).ravel().tolist(), "bins": int(self.log_p.shape[0]),
+            "window": self.window}
+
+  @classmethod
+  def from_json(cls, data: dict[str, Any]) -> "Palette":
+    b = int(data["bins"])
+    return cls(np.asarray(data["log_p"], np.float32).reshape(b, b, b), int(data["window"]))
 
 
 @dataclasses.dataclass(eq=False)   # hashed by identity: it is a static part of the correction path
@@ -217,41 +264,59 @@ class Fusion:
             probability reached by the area-cut-th most suspect pixels).
 
   The detector learns from G's errors on the train photos, where G is nearly right; the
-  style statistics see impure style on new photos, G's spread sees where G is unsure."""
+  style statistics see impure style on new photos, G's spread sees where G is unsure.
+
+  With a `palette` (and its `palette_fit`: the weight and bias of a logistic model of the
+  failure on the palette's map alone), the map is the larger of the two models'
+  probabilities: a pixel fails if either finds it. G's own failures on new photos are
+  mostly colours between the style's levels in flat regions, where the detector and G's
+  spread are lowest; in a linear model they outvote the palette there."""
   weights: tuple[float, float, float]
   bias: float
   quantile: float
   style: "StyleStatisticsScorer"
   notes: dict = dataclasses.field(default_factory=dict)   # how it was fitted (for the report)
+  palette: Palette | None = None
+  palette_fit: tuple[float, float] | None = None
 
   def __call__(self, prob: jax.Array, y: jax.Array, x: jax.Array, alts: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return self.from_features(fusion_features(prob, self.style._fn(y, x)[1], tta_spread_map(y, alts)))
+    return self.from_features(fusion_features(prob, self.style._fn(y, x)[1], tta_spread_map(y, alts),
+                                              None if self.palette_fit is None else self.palette.map(y)))
 
   def from_features(self, f: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(score [N], map [N, H, W]) from `fusion_features` [N, H, W, 3]."""
-    amap = jax.nn.sigmoid(f @ jnp.asarray(self.weights, jnp.float32) + self.bias)
+    """(score [N], map [N, H, W]) from `fusion_features` [N, H, W, 3 or 4]."""
+    amap = jax.nn.sigmoid(f[..., :3] @ jnp.asarray(self.weights, jnp.float32) + self.bias)
+    if self.palette_fit is not None:
+      amap = jnp.maximum(amap, jax.nn.sigmoid(self.palette_fit[0] * f[..., 3] + self.palette_fit[1]))
     return jnp.quantile(amap.reshape(amap.shape[0], -1), self.quantile, axis=-1), amap
 
   def to_json(self) -> dict[str, Any]:
-    return {"features": list(FUSION_FEATURES), "weights": list(self.weights), "bias": self.bias,
-            "quantile": self.quantile, "style_mean": self.style.stats["mean"].tolist(),
-            "style_std": self.style.stats["std"].tolist()}
+    out = {"features": list(FUSION_FEATURES), "weights": list(self.weights), "bias": self.bias,
+           "quantile": self.quantile, "style_mean": self.style.stats["mean"].tolist(),
+           "style_std": self.style.stats["std"].tolist()}
+    if self.palette_fit is not None:
+      out.update(palette_fit=list(self.palette_fit), palette=self.palette.to_json())
+    return out
 
   @classmethod
   def from_json(cls, data: dict[str, Any], style: "StyleStatisticsScorer") -> "Fusion":
     """`style`: a style-statistics scorer with the run's discriminator (its statistics
-    come from the file)."""
+    come from the file). A file without `palette_fit` (fitted before the palette): the
+    linear model alone."""
     style.stats = {"mean": np.asarray(data["style_mean"], np.float32), "std": np.asarray(data["style_std"], np.float32)}
     style._jit = jax.jit(style._fn)
-    return cls(tuple(float(w) for w in data["weights"]), float(data["bias"]), float(data["quantile"]), style)
+    fit = data.get("palette_fit")
+    return cls(tuple(float(w) for w in data["weights"]), float(data["bias"]), float(data["quantile"]), style,
+               palette=None if fit is None else Palette.from_json(data["palette"]),
+               palette_fit=None if fit is None else (float(fit[0]), float(fit[1])))
 
 
 def fit_fusion(features: Sequence[np.ndarray], masks: Sequence[np.ndarray], style: "StyleStatisticsScorer",
                quantile: float, image_weights: Sequence[float] | None = None, stride: int = 4, ridge: float = 1e-3,
                iterations: int = 50) -> Fusion:
   """A `Fusion` by `fit_logistic` of the failure masks on the `fusion_features` ([H, W, 3]
-  per image)."""
-  weights, bias = fit_logistic(features, masks, image_weights, stride, ridge, iterations)
+  per image; of a fourth, the palette's, only the first three)."""
+  weights, bias = fit_logistic([f[..., :3] for f in features], masks, image_weights, stride, ridge, iterations)
   return Fusion(tuple(float(v) for v in weights), bias, float(quantile), style)
 
 
@@ -334,6 +399,7 @@ class StyleStatisticsScorer(Scorer):
   def __init__(self, discriminator: Any, d_params: Any, conditional: bool = False, patch: int = 8):
     self.discriminator, self.d_params, self.conditional, self.patch = discriminator, d_params, conditional, patch
     self.stats: dict[str, np.ndarray] | None = None
+    self.palette: Palette | None = None
     super().__init__()
 
   def _patch_stats(self, y, x):
@@ -350,6 +416,7 @@ class StyleStatisticsScorer(Scorer):
                   np.asarray(content, np.float32))
     st = st.reshape(-1, st.shape[-1]).astype(np.float64)
     self.stats = {"mean": st.mean(0).astype(np.float32), "std": (st.std(0) + 1e-3).astype(np.float32)}
+    self.palette = Palette.fit(style_images)   # the same images' colours, for `Fusion`
     self._jit = jax.jit(self._fn)
 
   def _fn(self, y, x):
@@ -358,6 +425,20 @@ class StyleStatisticsScorer(Scorer):
     z = (self._patch_stats(y, x) - self.stats["mean"]) / self.stats["std"]
     dist = jnp.sqrt(jnp.mean(z * z, axis=-1))
     amap = jax.image.resize(dist, y.shape[:3], "linear")
+    return amap.mean(axis=(1, 2)), amap
+
+
+class PaletteScorer(Scorer):
+  """Impure style by colour: the style `Palette`'s map (each pixel's windowed negative
+  log-likelihood under the style domain's colours), its mean as the image score."""
+  name = "palette"
+
+  def __init__(self, palette: Palette):
+    self.palette = palette
+    super().__init__()
+
+  def _fn(self, y, x):
+    amap = self.palette.map(y)
     return amap.mean(axis=(1, 2)), amap
 
 

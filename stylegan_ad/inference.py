@@ -110,6 +110,8 @@ def load_trained(workdir: str, allow_stage_mismatch: bool = False) -> Trained:
     config.detect.sees_tta = False
   if "fuse" not in config.detect:  # runs from before the fused score (their calibration has no fusion)
     config.detect.fuse, config.detect.fuse_synthetic_auroc = False, 0.99
+  if "fuse_palette" not in config.detect:  # runs from before the palette's model (their fusion has none)
+    config.detect.fuse_palette = False
   if "imported" not in config.model:  # runs from before imported generators
     config.model.imported = ""
   if "dtype" not in config.model:  # runs from before the compute dtype: float32

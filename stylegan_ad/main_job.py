@@ -34,7 +34,7 @@ from stylegan_ad.train import steps as steps_lib
 def build_scorers(config: ml_collections.ConfigDict, gan: loop.Run, det_params: Any,
                   fit: stages.Outputs) -> list[detect.Scorer]:
   """[discriminator, detector, feature_distance, style_statistics, tta_variance,
-  raw_vs_ema (+ cycle in unpaired mode)] scorers, not yet calibrated."""
+  raw_vs_ema, palette (+ cycle in unpaired mode)] scorers, not yet calibrated."""
   d_params = jax.device_get(gan.state.d_params["b"])
   paired, gen = gan.models.paired, gan.models.generator
   ema, raw = jax.device_get(gan.state.ema), jax.device_get(gan.state.g_params)
@@ -49,7 +49,8 @@ def build_scorers(config: ml_collections.ConfigDict, gan: loop.Run, det_params: 
     style.fit(pipeline_lib.to_float(real), pipeline_lib.to_float(real))
   scorers = [detect.DiscriminatorScorer(gan.models.discriminator, d_params, conditional=paired),
              stages.make_detector_scorer(config, det_params, _generator(gan)), fd, style,
-             detect.TTAScorer(gen, ema["ab"]), detect.DisagreementScorer("raw_vs_ema", gen, raw["ab"])]
+             detect.TTAScorer(gen, ema["ab"]), detect.DisagreementScorer("raw_vs_ema", gen, raw["ab"]),
+             detect.PaletteScorer(style.palette)]
   if not paired:
     scorers.append(detect.DisagreementScorer("cycle", gen, ema["ba"], cycle=True))
   return scorers
@@ -168,15 +169,18 @@ def pool_alternates(gan: loop.Run, pool: failures.Pool) -> list[np.ndarray]:
 FUSION_SYNTHETIC_SHARES = (0.0, 0.125, 0.25, 0.5, 1.0)
 
 
-def fusion_feature_fn(detector: detect.DetectorScorer, style: detect.StyleStatisticsScorer):
+def fusion_feature_fn(detector: detect.DetectorScorer, style: detect.StyleStatisticsScorer,
+                      palette: detect.Palette | None = None):
   """A `failures.apply_pool` item -> {"f": its `detect.fusion_features`} (the network
-  alone's probability, the style-statistics map, G's spread; jit-able)."""
+  alone's probability, the style-statistics map, G's spread, and with `palette` its map;
+  jit-able)."""
   net = detector.network_alone()
 
   def fn(v):
     y, ctx = v[..., -3:], failures.context(v)
     prob = net._fn(y, ctx)[1]
-    return {"f": detect.fusion_features(prob, style._fn(y, ctx)[1], detect.tta_spread_map(y, ctx[..., 3:12]))}
+    return {"f": detect.fusion_features(prob, style._fn(y, ctx)[1], detect.tta_spread_map(y, ctx[..., 3:12]),
+                                        None if palette is None else palette.map(y))}
   return fn
 
 
@@ -186,11 +190,20 @@ def fit_fusion(detector: detect.DetectorScorer, style: detect.StyleStatisticsSco
   pixel truth (G's real failures), and on synthetic artifacts pasted on crops of its
   final G's outputs, with the least weight (of `FUSION_SYNTHETIC_SHARES`, relative to
   the real pixels) that keeps `detect.fuse_synthetic_auroc` on those crops: G's real
-  failures first, and what the network sees of artifacts kept."""
-  fn = fusion_feature_fn(detector, style)
+  failures first, and what the network sees of artifacts kept.
+
+  With `detect.fuse_palette`, the style's `detect.Palette` (fitted by the style-statistics
+  scorer on the style domain's images) joins as a second model of the failure, fitted on
+  the reference pool's real failures alone (`detect.Fusion`)."""
+  palette = style.palette if config.detect.fuse_palette else None
+  fn = fusion_feature_fn(detector, style, palette)
   ref, labels = real.reference, real.reference_labels
   outs = failures.apply_pool(jax.jit(fn), ref, config.failures.max_side, "fitting the detector's fusion")
   feats, masks = [o["f"] for o in outs], list(labels.masks)
+  palette_fit = None
+  if palette is not None:
+    w, b = detect.fit_logistic([f[..., 3:] for f in feats], masks)
+    palette_fit = (float(w[0]), float(b))
   final = failures.take(ref, ref.where(ref.generator[0], "none"))
   rows = stages.real_crops(final, failures.label(final, real.truth), real.truth.area_cut, config.data.crop_size,
                            config.failures.crops_per_image, config.seed + 5, final.alts)
@@ -208,6 +221,7 @@ def fit_fusion(detector: detect.DetectorScorer, style: detect.StyleStatisticsSco
   for share in FUSION_SYNTHETIC_SHARES:
     fusion = detect.fit_fusion(feats + list(synthetic), masks + syn_masks, style, 1.0 - real.truth.area_cut,
                                [1.0] * len(feats) + [share * unit] * len(keep))
+    fusion.palette, fusion.palette_fit = palette, palette_fit
     scores = np.concatenate([np.asarray(fusion.from_features(jnp.asarray(f))[0]) for f in (clean, synthetic)])
     synthetic_auroc = metrics.auroc(scores, is_bad)
     if synthetic_auroc >= config.detect.fuse_synthetic_auroc:
@@ -215,6 +229,7 @@ def fit_fusion(detector: detect.DetectorScorer, style: detect.StyleStatisticsSco
   fusion.notes.update(synthetic_share=share, reference_synthetic_auroc=float(synthetic_auroc))
   console.say("detector fused with label-free maps: weights " + ", ".join(
       f"{n} {w:+.2f}" for n, w in zip(detect.FUSION_FEATURES, fusion.weights))
+      + ("" if palette_fit is None else f"; or the palette (weight {palette_fit[0]:+.2f})")
       + f"; synthetic artifacts weighted {share:g}: image AUROC {synthetic_auroc:.3f} on the reference crops")
   return fusion
 
@@ -306,7 +321,7 @@ def real_failure_benchmark(config: ml_collections.ConfigDict, stage: DetectorSta
          "reference": failures.describe(r.reference, r.reference_labels, r.truth), "scorers": results}
   for s in fused:
     out["fusion"] = {"features": list(detect.FUSION_FEATURES), "weights": list(s.fusion.weights), "bias": s.fusion.bias,
-                     "quantile": s.fusion.quantile, **s.fusion.notes}
+                     "quantile": s.fusion.quantile, "palette_fit": s.fusion.palette_fit, **s.fusion.notes}
   return out
 
 

@@ -427,6 +427,50 @@ def test_fit_fusion_recovers_a_known_logistic_model():
   assert abs(b4 - b) < 0.15
 
 
+def test_palette_likelihood_finds_colours_between_the_styles_levels():
+  """The palette's map is the windowed negative log-likelihood of the style images'
+  colour histogram: low on the style's own colours, high on a colour between them."""
+  rng = np.random.default_rng(0)
+  levels = np.array([-0.8, -0.2, 0.4], np.float32)
+  style = levels[rng.integers(0, 3, size=(6, 32, 32, 3))] + rng.normal(0, 0.02, (6, 32, 32, 3)).astype(np.float32)
+  palette = detect.Palette.fit(style, window=3)
+  y = np.full((1, 16, 16, 3), -0.2, np.float32)
+  y[0, 4:12, 4:12] = 0.1            # between two levels, in a flat region
+  m = np.asarray(palette.map(jnp.asarray(y)))[0]
+  assert m.shape == (16, 16)
+  assert m[8, 8] > m[0, 0] + 5 and m[0:2, 0:2].std() < 1e-5   # 3x3 mean: the border as the interior
+  np.testing.assert_allclose(m[8, 8], -palette.log_p[8, 8, 8], rtol=1e-6)   # (0.1 + 1) / 2 * 16 -> bin 8
+  back = detect.Palette.from_json(json.loads(json.dumps(palette.to_json())))
+  np.testing.assert_allclose(np.asarray(back.map(jnp.asarray(y))), m[None], atol=1e-3)
+
+
+def test_fusion_with_the_palette_takes_the_larger_probability():
+  """With a palette model the fused map is max(linear model, palette model); a fusion
+  saved with it loads with it, one saved without it loads without it."""
+  rng = np.random.default_rng(1)
+  f = jnp.asarray(rng.normal(size=(2, 8, 8, 4)).astype(np.float32))
+  palette = detect.Palette(np.log(np.full((4, 4, 4), 1 / 64, np.float32)), 3)
+  linear = detect.Fusion((1.0, 0.5, 0.7), -1.0, 0.9, style=None)
+  both = detect.Fusion((1.0, 0.5, 0.7), -1.0, 0.9, style=None, palette=palette, palette_fit=(2.0, -3.0))
+  sig = lambda v: 1 / (1 + np.exp(-v))
+  a = sig(np.asarray(f[..., :3]) @ np.array([1.0, 0.5, 0.7]) - 1.0)
+  b = sig(2.0 * np.asarray(f[..., 3]) - 3.0)
+  np.testing.assert_allclose(linear.from_features(f)[1], a, atol=1e-6)
+  np.testing.assert_allclose(both.from_features(f)[1], np.maximum(a, b), atol=1e-6)
+  assert (b > a).any() and (a > b).any()
+  d = Discriminator(ndf=4, n_layers=2)
+  x = rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+  st = detect.StyleStatisticsScorer(d, d.init(jax.random.key(5), x[:1])["params"])
+  st.fit(x, x)
+  assert isinstance(st.palette, detect.Palette)   # fitted on the same style images
+  for fusion, has in ((linear, False), (both, True)):
+    fusion.style = st
+    data = json.loads(json.dumps(fusion.to_json()))
+    back = detect.Fusion.from_json(data, detect.StyleStatisticsScorer(d, st.d_params))
+    assert (back.palette_fit is not None) == has and ("palette" in data) == has
+    np.testing.assert_allclose(back.from_features(f)[1], fusion.from_features(f)[1], atol=1e-6)
+
+
 def test_fused_detector_scores_saves_and_corrects(corrector, tmp_path):
   """The fused map is the sigmoid of the weighted features (the network's logit, the
   style-statistics and G-spread logs), the score its quantile; it is saved with the

@@ -216,7 +216,7 @@ def test_every_scorer_runs_on_whole_photos_without_targets():
   style.fit(clean, content)
   scorers = [detect.DiscriminatorScorer(models.discriminator, d), fd, style, detect.TTAScorer(models.generator, g),
              detect.DisagreementScorer("raw_vs_ema", models.generator, g),
-             detect.DisagreementScorer("cycle", models.generator, g, cycle=True),
+             detect.DisagreementScorer("cycle", models.generator, g, cycle=True), detect.PaletteScorer(style.palette),
              stages.make_detector_scorer(c, detp, lambda v: steps.generate(models, g, v))]
   assert scorers[-1].sees_input and scorers[-1].sees_tta
   plain = {}

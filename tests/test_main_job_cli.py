@@ -61,7 +61,7 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   assert set(regen) == {"tta_average", "perturbed_input"} and all(v > 0 for v in regen.values())
   assert on_disk["seconds"] > 0
   scorers = {"discriminator", "detector", "feature_distance", "style_statistics", "tta_variance", "raw_vs_ema",
-             "cycle"}  # cycle: the tiny run is unpaired
+             "palette", "cycle"}  # cycle: the tiny run is unpaired
   assert set(on_disk["detect_all_scorers"]) == scorers
   # G's real failures: the detector's figures, every scorer's, the pool and its truth
   real = on_disk["real"]
@@ -103,6 +103,7 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   # with its thresholds); the benchmark also gives the network's own score
   fusion = calib["fusions"]["detector"]
   assert len(fusion["weights"]) == 3 and 0 < fusion["quantile"] < 1 and "detector" not in calib["screen_thresholds"]
+  assert len(fusion["palette_fit"]) == 2 and len(fusion["palette"]["log_p"]) == fusion["palette"]["bins"] ** 3
   assert on_disk["real"]["fusion"]["weights"] == fusion["weights"] and "synthetic_share" in on_disk["real"]["fusion"]
 
 
