@@ -14,16 +14,16 @@ photo's clean outputs:
   job's is taken over the padded canvas the networks run on);
 - `reference`: refitted on the reference photo's pool as the main job fits it, but on
   its real pixels only (no synthetic share);
-- `reference + palette`: a fourth map in the linear model, the palette likelihood: the
-  5x5 mean of -log p(colour of G(x)), p per channel from 64-bin histograms of the style
-  domain's images (the train targets): colours the style never paints (the main job's
-  `detect.Palette` is a joint 3-D histogram and a model of its own, not a fourth weight);
+- `reference + palette`: the style's palette map (`detect.Palette`, the run's own) as a
+  fourth weight of the linear model, instead of a model of its own whose probability
+  wins where it is larger (the main job's `detect.fuse_palette`);
 - `reference + train photos`: fitted on the train photos' pool as well (G trained on those
   photos, and the network on crops of them);
 - `reference + portrait`: fitted on a second, unseen photo's pool as well (matplotlib's
   bundled `grace_hopper.jpg`: a portrait with large dark, smooth areas, which the single
   reference photo lacks);
-- `palette alone`: the palette map as its own scorer.
+- `palette alone`: the palette map as its own scorer (the `palette` scorer's map, its
+  image score the same percentile as the fusion's).
 
 It also says what the failure truth would become if the portrait joined the reference
 split (its thresholds fixed on both photos). Writes OUT/fusion_probe.json and prints a
@@ -37,11 +37,9 @@ import os
 
 import numpy as np
 from absl import app, flags
-from scipy import ndimage
 
 _RUN = flags.DEFINE_string("run", "runs/embedded", "a finished main-job run (embedded data)")
 _OUT = flags.DEFINE_string("out", "runs/fusion_probe", "folder for fusion_probe.json")
-_BINS = flags.DEFINE_integer("bins", 64, "histogram bins per channel of the palette likelihood")
 
 KEYS = ("spearman", "pixel_auroc", "aupro", "image_auroc", "fpr", "tpr")
 
@@ -51,21 +49,6 @@ def portrait() -> np.ndarray:
   from PIL import Image
   with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
     return np.asarray(Image.open(f).convert("RGB"))
-
-
-def palette_likelihood(style_images: np.ndarray, bins: int):
-  """y ([H, W, 3] in [-1, 1]) -> [H, W]: the 5x5 mean of -sum_c log p_c(y_c), p_c the
-  channel's histogram over `style_images` (one count added to every bin)."""
-  index = lambda a: np.clip(((np.asarray(a) + 1.0) / 2.0 * bins).astype(np.int64), 0, bins - 1)
-  logp = []
-  for c in range(3):
-    h = np.bincount(index(style_images[..., c]).ravel(), minlength=bins).astype(np.float64) + 1.0
-    logp.append(np.log(h / h.sum()))
-
-  def fn(y: np.ndarray) -> np.ndarray:
-    i = index(y)
-    return ndimage.uniform_filter(-(logp[0][i[..., 0]] + logp[1][i[..., 1]] + logp[2][i[..., 2]]), 5, mode="reflect")
-  return fn
 
 
 def main(argv):
@@ -83,7 +66,9 @@ def main(argv):
     raise SystemExit(f"{_RUN.value}: needs a finished main-job run on data with true targets")
   gan, real = stage.gan, stage.real
   fusion = stage.scorers[1].fusion
-  fn = main_job.fusion_feature_fn(stage.scorers[1], stage.scorers[3], fusion.palette)
+  # columns: the three linear features and the style's palette map (`detect.Fusion` uses the
+  # fourth only where the run's fusion has its palette model)
+  fn = main_job.fusion_feature_fn(stage.scorers[1], stage.scorers[3], stage.scorers[3].palette)
 
   gens = main_job.pool_generators(gan)
   # (the detector stage built the train pool too, but keeps only its crops)
@@ -95,13 +80,8 @@ def main(argv):
     p.alts = main_job.pool_alternates(gan, p)
   pools["train"] = (train, failures.label(train, real.truth))
   pools["portrait"] = (extra, failures.label(extra, real.truth))
-  palette = palette_likelihood(np.asarray(stage.fit.target), _BINS.value)
-  feats = {}
-  for name, (pool, _) in pools.items():
-    base = [o["f"] for o in failures.apply_pool(jax.jit(fn), pool, f.max_side, f"{name}: maps")]
-    # columns: the three linear features, this probe's palette map, the run's (where its fusion has one)
-    feats[name] = [np.concatenate([b[..., :3], np.log(palette(y) + 1e-4)[..., None], b[..., 3:]], -1)
-                   for b, y in zip(base, pool.outputs)]
+  feats = {name: [o["f"] for o in failures.apply_pool(jax.jit(fn), pool, f.max_side, f"{name}: maps")]
+           for name, (pool, _) in pools.items()}
 
   q = 1.0 - real.truth.area_cut
   clean_ref = ~real.reference_labels.anomalous
@@ -125,9 +105,8 @@ def main(argv):
     return measure(cols, w, b)
 
   three, four = [0, 1, 2], [0, 1, 2, 3]
-  run_cols = three + ([4] if fusion.palette_fit is not None else [])
   rows = {"the run's fusion": measure(three, np.asarray(fusion.weights), fusion.bias,
-                                      lambda x: fusion.from_features(jnp.asarray(x[None, ..., run_cols]))[1][0]),
+                                      lambda x: fusion.from_features(jnp.asarray(x[None]))[1][0]),
           "reference": fitted(three, ["reference"]),
           "reference + palette": fitted(four, ["reference"]),
           "reference + train photos": fitted(three, ["reference", "train"]),
