@@ -27,7 +27,7 @@ photo's clean outputs:
 
 It also says what the failure truth would become if the portrait joined the reference
 split (its thresholds fixed on both photos). Writes OUT/fusion_probe.json and prints a
-Markdown table. About 6 minutes on 2 cores.
+Markdown table. About 4 minutes on 2 cores.
 """
 from __future__ import annotations
 
