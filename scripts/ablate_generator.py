@@ -77,6 +77,12 @@ ROWS = {
                                    "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0, "gram_style": 3e4}},
     "unpaired_gram3e5_lowpass16": {**UNPAIRED_UNET,
                                    "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0, "gram_style": 3e5}},
+    # CartoonGAN's edge-promoting adversarial term: D_b also sees style images with their
+    # edges blurred as fakes, so its verdict turns on sharp ink lines (the gap every row above leaves)
+    "unpaired_edge_lowpass16": {**UNPAIRED_UNET, "losses.edge_promoting": True,
+                                "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_edge_lowpass16_w5": {**UNPAIRED_UNET, "losses.edge_promoting": True,
+                                   "losses.generator": {"adversarial": 1.0, "lowpass16": 5.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 

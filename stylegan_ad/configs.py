@@ -60,6 +60,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.losses.adversarial = "lsgan"  # lsgan | nsgan | hinge
   c.losses.generator = ml_collections.ConfigDict({"adversarial": 1.0, "cycle": 10.0, "identity": 5.0})
   c.losses.r1 = 0.0
+  c.losses.edge_promoting = False  # unpaired: D_b also learns that style images with blurred edges are fake
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 500

@@ -225,6 +225,19 @@ def test_a_highpass_discriminator_is_blind_to_colour_and_sees_detail():
     assert not np.allclose(logits(x), logits(x.at[:, 8:24, 16].add(-0.8)), atol=1e-3)   # an ink line
 
 
+def test_edge_smoothing_blurs_ink_lines_and_keeps_flat_regions():
+  flat = jnp.full((1, 32, 32, 3), 0.4, jnp.float32)
+  np.testing.assert_allclose(losses.edge_smoothed(flat), flat, atol=1e-6)   # no edge: unchanged
+  inked = flat.at[:, :, 15:17].set(-0.9)   # a dark ink line, two pixels wide
+  out = np.asarray(losses.edge_smoothed(inked))
+  assert out[0, 10, 15, 0] > -0.5             # the line is blurred toward the paper
+  assert out[0, 10, 13, 0] < 0.35             # and the paper beside it darkened
+  np.testing.assert_array_equal(out[:, :, :12], np.asarray(inked)[:, :, :12])   # beyond the dilated edge: untouched
+  np.testing.assert_array_equal(out[:, :, 20:], np.asarray(inked)[:, :, 20:])
+  soft = flat.at[:, :, 16:].add(0.1)          # a faint step (Sobel magnitude 0.2 in [0, 1] units): not an edge
+  np.testing.assert_allclose(losses.edge_smoothed(soft), soft, atol=1e-6)
+
+
 def test_ssim_loss_is_one_minus_the_metric():
   rng = np.random.default_rng(0)
   t = jnp.asarray(rng.uniform(-1, 1, (2, 16, 16, 3)), jnp.float32)

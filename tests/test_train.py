@@ -67,6 +67,23 @@ def test_nan_batch_is_skipped(data_dir, dataset):
   assert int(newer.bad_steps) == 0 and int(newer.skipped) == 1
 
 
+def test_edge_promoting_adds_edge_blurred_style_images_to_the_discriminators_fakes(data_dir, dataset):
+  config = tiny_config(data_dir, **{"losses.edge_promoting": True, "train.pool_size": 0})
+  models = steps.make_models(config)
+  state = jax.jit(functools.partial(steps.init_state, models))(jax.random.key(0))
+  batch = {k: jnp.asarray(v) for k, v in loop.make_pipeline(config, dataset).next_local().items()}
+  _, _, fakes, _ = steps.g_step(models, state, batch, jax.random.key(1))
+  _, m, _ = steps.d_step(models, state, batch, fakes, jax.random.key(2))
+  d = lambda y: steps.discriminate(models, state.d_params["b"], y)[0]
+  from stylegan_ad import losses
+  expected = models.adv_d(d(batch["b"]), d(jnp.concatenate([fakes["b"], losses.edge_smoothed(batch["b"])])))
+  np.testing.assert_allclose(m["d_b/adversarial"], expected, rtol=1e-5)
+  plain = steps.make_models(tiny_config(data_dir, **{"train.pool_size": 0}))
+  _, m0, _ = steps.d_step(plain, state, batch, fakes, jax.random.key(2))
+  np.testing.assert_allclose(m0["d_b/adversarial"], models.adv_d(d(batch["b"]), d(fakes["b"])), rtol=1e-5)
+  np.testing.assert_allclose(m0["d_a/adversarial"], m["d_a/adversarial"], rtol=1e-6)   # D_a: unchanged
+
+
 @pytest.mark.parametrize("every", [1, 100])
 def test_diverging_run_stops_with_clear_message(data_dir, tmp_path, monkeypatch, every):
   """every=1: each step is read before its checkpoint; every=100: a step's skip counter is

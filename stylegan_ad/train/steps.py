@@ -63,6 +63,7 @@ class Models:
   pool_size: int
   crop: int
   dtype: str = "float32"   # compute dtype of G and D (`model.dtype`; parameters stay float32)
+  edge_promoting: bool = False   # `losses.edge_promoting`: D_b's fakes include edge-blurred style images
 
 
 def make_models(config: ml_collections.ConfigDict) -> Models:
@@ -79,7 +80,7 @@ def make_models(config: ml_collections.ConfigDict) -> Models:
   return Models(generator, discriminator, tx(), tx(), t.mode == "paired",
                 tuple(sorted((k, float(v)) for k, v in config.losses.generator.items())), adv_d, adv_g,
                 float(config.losses.r1), float(t.ema_decay), int(t.pool_size),
-                int(config.data.crop_size), str(m.dtype))
+                int(config.data.crop_size), str(m.dtype), bool(config.losses.get("edge_promoting", False)))
 
 
 def init_state(models: Models, key: jax.Array) -> TrainState:
@@ -209,6 +210,8 @@ def d_step(models: Models, state: TrainState, batch: dict, fakes: dict, key: jax
     pairs = ([("b", batch["target"], used["b"], batch["a"])] if models.paired else
              [("b", batch["b"], used["b"], None), ("a", batch["a"], used["a"], None)])
     for name, real, fake, cond in pairs:
+      if name == "b" and models.edge_promoting and not models.paired:
+        fake = jnp.concatenate([fake, losses.edge_smoothed(real)])   # CartoonGAN's edge-promoting term
       real_logits, _ = discriminate(models, d_params[name], real, cond)
       fake_logits, _ = discriminate(models, d_params[name], fake, cond)
       loss = models.adv_d(real_logits, fake_logits)
