@@ -180,8 +180,7 @@ def edge_smoothed(images: jax.Array, threshold: float = 1.0, dilate: int = 3, si
     return sum(t * jax.lax.slice_in_dim(p, i, i + n, axis=axis) for i, t in enumerate(taps))
 
   unit = (images + 1.0) / 2.0
-  luma = unit @ jnp.asarray([0.299, 0.587, 0.114], unit.dtype)
-  luma = luma[..., None]
+  luma = (unit @ jnp.asarray([0.299, 0.587, 0.114], unit.dtype))[..., None]
   gx = filt(filt(luma, (1.0, 2.0, 1.0), 1), (-1.0, 0.0, 1.0), 2)
   gy = filt(filt(luma, (1.0, 2.0, 1.0), 2), (-1.0, 0.0, 1.0), 1)
   edge = (jnp.sqrt(gx * gx + gy * gy) > threshold).astype(images.dtype)

@@ -10,7 +10,7 @@ import pytest
 
 from experiments.configs import embedded as embedded_config
 from param_compare import assert_layouts_agree
-from stylegan_ad import configs, parallel
+from stylegan_ad import configs, losses, parallel
 from stylegan_ad.errors import ConfigError
 from stylegan_ad.train import aux_trainer, loop, skeleton, steps
 
@@ -75,7 +75,6 @@ def test_edge_promoting_adds_edge_blurred_style_images_to_the_discriminators_fak
   _, _, fakes, _ = steps.g_step(models, state, batch, jax.random.key(1))
   _, m, _ = steps.d_step(models, state, batch, fakes, jax.random.key(2))
   d = lambda y: steps.discriminate(models, state.d_params["b"], y)[0]
-  from stylegan_ad import losses
   expected = models.adv_d(d(batch["b"]), d(jnp.concatenate([fakes["b"], losses.edge_smoothed(batch["b"])])))
   np.testing.assert_allclose(m["d_b/adversarial"], expected, rtol=1e-5)
   plain = steps.make_models(tiny_config(data_dir, **{"train.pool_size": 0}))
