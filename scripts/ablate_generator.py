@@ -18,15 +18,18 @@ from absl import app, flags
 
 # the main job's G before batches of 4 (1.3.0 tables of docs/generator_ablation.md): the
 # rows measured against it carry it, so each row still trains what its table shows
-PREV = {"data.batch_size": 8, "model.depth": 3, "train.num_steps": 1300,
+PREV = {"data.train_crop": 0, "data.batch_size": 8, "model.depth": 3, "train.num_steps": 1300,
         "losses.generator": {"adversarial": 1.0, "l1": 100.0, "l2": 1000.0}}
 # CycleGAN mode (the config's "unpaired" argument) with two residual U-Nets like the paired G
 UNPAIRED_UNET = {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2, "data.symmetries": 8,
                  "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5}
 ROWS = {
     "default": {},
-    "steps2400": {"train.num_steps": 2400},
-    "steps2400_no_ssim": {"train.num_steps": 2400, "losses.generator": PREV["losses.generator"]},
+    "steps2400": {"data.train_crop": 0, "train.num_steps": 2400},
+    # the default before its 48 px training crops: 64 px crops (the test crops and photos are the same)
+    "crop64": {"data.train_crop": 0},
+    "steps3400": {"train.num_steps": 3400},
+    "steps2400_no_ssim": {"data.train_crop": 0, "train.num_steps": 2400, "losses.generator": PREV["losses.generator"]},
     # the earliest default: pix2pix U-Net (instance norm, 5 levels), horizontal flips only
     "old_default": {**PREV, "model.generator": "unet", "model.ngf": 16, "model.depth": 5, "data.symmetries": 2,
                     "data.batch_size": 4, "train.num_steps": 3000, "train.lr": 2e-4, "train.decay_start": 0.7},

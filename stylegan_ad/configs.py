@@ -22,6 +22,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.source = "embedded:cartoon"
   c.data.crop_size = 128
+  c.data.train_crop = 0           # the GAN's training crops (0: data.crop_size); smaller ones are cheaper steps
   c.data.data_dir = ""            # default: $STYLEGAN_AD_DATA or ~/.stylegan_ad/data
   c.data.batch_size = 1           # global, over all devices and processes
   c.data.symmetries = 2           # augmentation: 2 = horizontal flips, 8 = flips and quarter turns
@@ -159,6 +160,11 @@ def _positive(config, *names: str) -> None:
       raise ConfigError(f"config key {name}: must be a finite number > 0, got {value!r}")
 
 
+def train_crop(config: ml_collections.ConfigDict) -> int:
+  """The side of the GAN's training crops: `data.train_crop`, or `data.crop_size` where 0."""
+  return int(config.data.get("train_crop", 0) or config.data.crop_size)
+
+
 def patch_sizes(crop: int, n_layers: int, num_scales: int) -> list[int]:
   """The discriminator's patch-logit map side at each scale for `crop` x `crop` inputs
   (models/discriminator.py: 4x4 convs, stride 2 with padding 1, then two of stride 1;
@@ -200,11 +206,19 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
   for key in ("losses.r1",):
     if not (config.losses.r1 >= 0 and math.isfinite(config.losses.r1)):
       raise ConfigError(f"config key {key}: must be a finite number >= 0, got {config.losses.r1!r}")
-  patches = patch_sizes(config.data.crop_size, config.model.d_layers, config.model.d_scales)
+  crop = train_crop(config)
+  if not 0 <= config.data.train_crop <= config.data.crop_size:
+    raise ConfigError(f"config key data.train_crop: must be in [0, data.crop_size={config.data.crop_size}] "
+                      f"(0: data.crop_size), got {config.data.train_crop}")
+  multiple = 4 if config.model.generator == "resnet" or config.model.imported else max(4, 2 ** config.model.depth)
+  if crop % multiple:
+    raise ConfigError(f"config key data.train_crop: must be a multiple of {multiple} for this generator, got {crop}")
+  patches = patch_sizes(crop, config.model.d_layers, config.model.d_scales)
   if min(patches) < 1:
     raise ConfigError(f"config key model.d_layers: a {config.model.d_layers}-layer discriminator at "
-                      f"{config.model.d_scales} scale(s) needs crops larger than data.crop_size="
-                      f"{config.data.crop_size} (its patch maps would be {patches} pixels wide)")
+                      f"{config.model.d_scales} scale(s) needs crops larger than "
+                      f"{'data.train_crop' if config.data.train_crop else 'data.crop_size'}={crop} "
+                      f"(its patch maps would be {patches} pixels wide)")
   if not 0.0 < config.failures.quantile < 100.0:
     raise ConfigError(f"config key failures.quantile: a percentile in (0, 100), got {config.failures.quantile}")
   if config.detect.views not in (1, 2, 4, 8):

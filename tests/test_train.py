@@ -163,6 +163,16 @@ def test_paired_mode_trains(data_dir, tmp_path):
   assert set(run.state.g_params) == {"ab"} and int(jax.device_get(run.state.step)) == 2
 
 
+def test_train_crop_trains_on_smaller_crops_and_leaves_the_test_crops_alone(data_dir, tmp_path):
+  config = tiny_config(data_dir, **{"train.num_steps": 2, "data.train_crop": 32})
+  run = loop.train(config, str(tmp_path / "run"))
+  assert run.pipeline.next_global(run.mesh)["a"].shape == (4, 32, 32, 3)
+  assert run.state.pool["b"].shape[1:] == (32, 32, 3)   # the image pool holds G's training outputs
+  assert run.dataset.test_a.images[0].shape == (64, 64, 3)
+  evaluated = json.load(open(tmp_path / "run" / "eval.json"))
+  assert evaluated["num_images"] == len(run.dataset.test_a) and np.isfinite(evaluated["psnr"])
+
+
 @pytest.mark.parametrize("change,match", [
     (lambda c: c.train.__setitem__("nonexistent", 1), "unknown config key 'train.nonexistent'"),
     (lambda c: c.data.__setitem__("crop_size", "big"), "data.crop_size: expected int"),
@@ -176,6 +186,10 @@ def test_paired_mode_trains(data_dir, tmp_path):
     (lambda c: c.losses.generator.__setitem__("cycle", float("inf")), "losses.generator.cycle: weight must be a finite"),
     (lambda c: c.model.__setitem__("d_layers", 5), r"model.d_layers: a 5-layer discriminator at 1 scale\(s\) needs "
                                                     r"crops larger than data.crop_size=64 \(its patch maps would be \[0\]"),
+    (lambda c: c.data.__setitem__("train_crop", 8), r"model.d_layers: a 2-layer discriminator at 1 scale\(s\) needs "
+                                                     r"crops larger than data.train_crop=8"),
+    (lambda c: c.data.__setitem__("train_crop", 30), "data.train_crop: must be a multiple of 4 for this generator"),
+    (lambda c: c.data.__setitem__("train_crop", 80), r"data.train_crop: must be in \[0, data.crop_size=64\]"),
     (lambda c: c.data.__setitem__("batch_size", 3), "data.batch_size: 3 is not divisible by the 4 devices"),
     (lambda c: c.model.__setitem__("upsample", "bilinear"), "model.upsample: must be one of"),
     (lambda c: c.detect.__setitem__("screen_rate", 1.0), r"detect.screen_rate: must be in \[0, 1\)"),

@@ -68,7 +68,7 @@ def make_pipeline(config: ml_collections.ConfigDict, dataset: sources.Dataset) -
   if source.targets is not None:
     stream_a["target"] = source.targets
   return pipeline_lib.Pipeline({"a": stream_a, "b": {"b": dataset.train_b.images}},
-                               global_batch=config.data.batch_size, crop=config.data.crop_size,
+                               global_batch=config.data.batch_size, crop=configs.train_crop(config),
                                seed=config.seed, symmetries=config.data.symmetries)
 
 

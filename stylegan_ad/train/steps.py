@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from stylegan_ad import losses
+from stylegan_ad import configs, losses
 from stylegan_ad.models.generator import make_generator
 from stylegan_ad.models.layers import apply_in
 from stylegan_ad.registry import DISCRIMINATORS
@@ -80,7 +80,7 @@ def make_models(config: ml_collections.ConfigDict) -> Models:
   return Models(generator, discriminator, tx(), tx(), t.mode == "paired",
                 tuple(sorted((k, float(v)) for k, v in config.losses.generator.items())), adv_d, adv_g,
                 float(config.losses.r1), float(t.ema_decay), int(t.pool_size),
-                int(config.data.crop_size), str(m.dtype), bool(config.losses.get("edge_promoting", False)))
+                configs.train_crop(config), str(m.dtype), bool(config.losses.get("edge_promoting", False)))
 
 
 def init_state(models: Models, key: jax.Array) -> TrainState:
