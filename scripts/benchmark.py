@@ -42,7 +42,7 @@ _NGF = flags.DEFINE_integer("ngf", 64, "generator width (64 = reference)")
 _BLOCKS = flags.DEFINE_integer("n_blocks", 9, "generator residual blocks (9 = reference)")
 _NDF = flags.DEFINE_integer("ndf", 64, "discriminator width (64 = reference)")
 _UPSAMPLE = flags.DEFINE_string("upsample", "resize_conv", "generator upsampling")
-_MAIN_G = flags.DEFINE_bool("main_job_g", False, "train_step: the main job's paired G and D (experiments/configs/embedded.py at 64x64; --batch and --depth apply) instead of the ResNet reference")
+_MAIN_G = flags.DEFINE_bool("main_job_g", False, "train_step: the main job's paired G and D (experiments/configs/embedded.py: its 48 px training crops; --batch, --depth and --size apply) instead of the ResNet reference")
 _DEPTH = flags.DEFINE_integer("depth", 0, "train_step with --main_job_g: U-Net poolings (0: the config's)")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "embedded data dir (default: the package default)")
 _FRAMES = flags.DEFINE_integer("frames", 48, "video: frames of the short clip (the long one has 10x)")
@@ -100,6 +100,8 @@ def bench_train_step():
     from experiments.configs import embedded
     c = embedded.get_config("")
     c.data.batch_size, c.model.depth = _BATCH.value, _DEPTH.value or c.model.depth
+    if flags.FLAGS["size"].present:   # training crops of another size than the config's
+      c.data.train_crop = _SIZE.value
   else:
     c = configs.default_config()
     c.data.crop_size, c.data.batch_size = _SIZE.value, _BATCH.value
@@ -111,7 +113,8 @@ def bench_train_step():
   rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   state = jax.jit(functools.partial(steps.init_state, models), out_shardings=rep)(jax.random.key(0))
   rng = np.random.default_rng(0)
-  shape = (_BATCH.value, c.data.crop_size, c.data.crop_size, 3)
+  crop = configs.train_crop(c)
+  shape = (_BATCH.value, crop, crop, 3)
   keys = ("a", "b", "target") if c.train.mode == "paired" else ("a", "b")
   batch = parallel.global_batch(mesh, {k: rng.uniform(-1, 1, shape).astype(np.float32) for k in keys})
   step = jax.jit(functools.partial(steps.train_step, models), in_shardings=(rep, data),
@@ -139,7 +142,7 @@ def bench_train_step():
   return {"what": "train_step", "param_count": params,
           # data parallel: every step all-reduces one fp32 gradient per parameter (a ring
           # all-reduce sends 2 (n-1)/n of these bytes per device)
-          "gradient_allreduce_bytes_per_step": 4 * params, "size": c.data.crop_size, "batch": _BATCH.value,
+          "gradient_allreduce_bytes_per_step": 4 * params, "size": crop, "batch": _BATCH.value,
           "model": (f"{c.model.generator}-ngf{c.model.ngf}-depth{c.model.depth}/patchgan-ndf{c.model.ndf}"
                     if _MAIN_G.value else
                     f"resnet{_BLOCKS.value}-ngf{_NGF.value}/patchgan-ndf{_NDF.value}/{_UPSAMPLE.value}"),

@@ -65,9 +65,12 @@ def tables(run: str) -> str:
   with open(os.path.join(run, "report", "summary.json")) as f:
     summary = json.load(f)
   s, d, c = summary["stylize"], summary["detect"], summary["correct"]
+  crop = summary["data"]["crop_size"]
+  with open(os.path.join(run, "gan", "config.json")) as f:
+    train_crop = json.load(f)["data"].get("train_crop") or crop
   out = [
-      f"Main job (`{summary['data']['name']}`, {summary['data']['crop_size']}x{summary['data']['crop_size']}, "
-      f"{summary['train_steps']} GAN steps):", "",
+      f"Main job (`{summary['data']['name']}`, {crop}x{crop} test crops, {summary['train_steps']} GAN steps on "
+      f"{train_crop}x{train_crop} crops):", "",
       report.stylization_table(s), "",
       *_real(summary),
       f"Synthetic artifacts pasted on the test photos' outputs, all types seen in training "
