@@ -26,7 +26,7 @@ def test_train_step_reports_flops_and_the_allreduce(tmp_path):
   assert r["gflops_per_sec"] == pytest.approx(r["gflops_per_step"] / r["sec_per_iter"])
   assert r["gradient_allreduce_bytes_per_step"] == 4 * r["param_count"] and r["peak_rss_mb"] > 0
   m = _bench(tmp_path, "--what=train_step", "--main_job_g", "--batch=4", "--depth=1", "--iters=1")
-  assert m["model"] == "residual_unet-ngf32-depth1/patchgan-ndf16" and m["size"] == 64 and m["batch"] == 4
+  assert m["model"] == "residual_unet-ngf32-depth1/patchgan-ndf16" and m["size"] == 48 and m["batch"] == 4
   assert m["gflops_per_step"] > 0 and m["param_count"] > r["param_count"]  # a U-Net of width 32, not the tiny ResNet
 
 
