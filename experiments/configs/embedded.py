@@ -25,7 +25,7 @@ def get_config(arg: str | None = None):
   c = default_config()
   c.data.source = "embedded:ink_wash" if arg == "ink_wash" else "embedded:cartoon"
   c.data.crop_size = 64
-  c.data.train_crop = 48  # G's training crops: 0.7x the step time of 64 px, the same test figures (docs/generator_ablation.md)
+  c.data.train_crop = 48  # G's training crops: 0.55x a 64 px step, the same test-crop figures (docs/generator_ablation.md)
   c.data.batch_size = 4   # more steps of fewer crops: better for G in the same time (docs/generator_ablation.md)
   c.data.symmetries = 8
   c.model.generator = "residual_unet"
