@@ -135,8 +135,10 @@ def _real_section(summary: dict, plots: Sequence[str] = ()) -> list[str]:
 def _operating_point(summary: dict) -> str:
   """The detector's achieved rates at its threshold, next to the target it was set for."""
   real, whole = summary["real"], summary.get("detect", {}).get("whole_photos", {})
+  cal = real.get("calibration") or {}
+  of = f" ({cal['clean_outputs']} outputs of {cal['photos']} photos)" if cal else ""
   line = (f"The detector's threshold is set for {100 * summary.get('target_fpr', 0.01):.0f}% false positives on "
-          f"the reference photo's clean outputs. Achieved on the test pool: {100 * real['fpr']:.1f}% of clean "
+          f"G's clean outputs of the reference and train photos{of}. Achieved on the test pool: {100 * real['fpr']:.1f}% of clean "
           f"outputs flagged (FPR), {100 * real['tpr']:.1f}% of failing ones (TPR)")
   if whole.get("images"):
     line += f"; {whole['flagged']} of {whole['images']} clean whole test photos flagged"

@@ -155,30 +155,39 @@ class _Recorder(detect.Scorer):
   name = "recorder"
 
   def __init__(self):
-    self.seen = []
+    self.seen, self.scores = [], []
     super().__init__()
     self._jit = self._fn
 
   def _fn(self, y, x):
     self.seen.append(np.asarray(x))
-    return np.asarray(y).mean(axis=(1, 2, 3)), np.asarray(y).mean(-1)
+    self.scores.append(np.asarray(y).mean(axis=(1, 2, 3)))
+    return self.scores[-1], np.asarray(y).mean(-1)
 
 
-def test_calibration_sees_only_clean_reference_outputs():
+def test_calibration_sees_only_clean_reference_and_train_outputs():
+  """The threshold is the 1% tail of every clean output of the reference and train
+  pools together: each seen once, no anomalous output, no test photo."""
   ref = failures.build_pool(_photos(1, seed=5), _generators(0.2), styles.cartoon, max_side=64)
+  train = failures.build_pool(_photos(2, seed=7), _generators(0.2), styles.cartoon, max_side=64)
   test = failures.build_pool(_photos(2, seed=6), _generators(0.2), styles.cartoon, max_side=64)
   truth = failures.fit_truth(ref, min_region=4)
-  real = main_job.RealPools(truth, ref, failures.label(ref, truth), test, failures.label(test, truth))
+  real = main_job.RealPools(truth, ref, failures.label(ref, truth), test, failures.label(test, truth), train,
+                            failures.label(train, truth))
   config = experiment_config()
   scorer = _Recorder()
-  main_job.calibrate_on_reference(scorer, real, config)
-  clean = ~real.reference_labels.anomalous
-  assert len(scorer.seen) == clean.sum() and scorer.threshold is not None
-  refs = [ref.inputs[i] for i in np.flatnonzero(clean)]
-  for seen, x in zip(scorer.seen, refs):  # the photo, with the reflected border fullres adds
+  main_job.calibrate_on_clean_outputs(scorer, real, config)
+  clean = [(p, np.flatnonzero(~l.anomalous)) for p, l in ((ref, real.reference_labels), (train, real.train_labels))]
+  assert all(len(i) and len(i) < len(p) for p, i in clean)   # both pools have clean and anomalous outputs
+  expected = [(p.inputs[i], p.outputs[i]) for p, idx in clean for i in idx]
+  assert len(expected) < 100
+  assert len(scorer.seen) == len(expected)
+  for seen, (x, _) in zip(scorer.seen, expected):  # the photo, with the reflected border fullres adds
     assert np.array_equal(seen[0, 32:32 + x.shape[0], 32:32 + x.shape[1]], x)
   assert not any(np.array_equal(seen[0, 32:32 + x.shape[0], 32:32 + x.shape[1]], x)
                  for seen in scorer.seen for x in test.inputs)
+  scores = np.concatenate(scorer.scores)
+  assert scorer.threshold == detect.threshold_for_fpr(scores, config.detect.fpr) == scores.max()  # 1% of < 100
 
 
 def experiment_config():
