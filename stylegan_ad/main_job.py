@@ -237,25 +237,26 @@ def fit_fusion(detector: detect.DetectorScorer, style: detect.StyleStatisticsSco
   return fusion
 
 
+def _calibration_pools(real: RealPools) -> list[tuple[failures.Pool, failures.Labels]]:
+  return [(real.reference, real.reference_labels)] + ([] if real.train is None else [(real.train, real.train_labels)])
+
+
 def calibration_set(real: RealPools) -> dict[str, int]:
   """How many clean outputs, of how many photos, `calibrate_on_clean_outputs` uses."""
-  labels = [l for l in (real.reference_labels, real.train_labels) if l is not None]
-  pools = [p for p in (real.reference, real.train) if p is not None]
-  return {"clean_outputs": int(sum((~l.anomalous).sum() for l in labels)),
-          "photos": int(sum(len(np.unique(p.photo)) for p in pools))}
+  pools = _calibration_pools(real)
+  return {"clean_outputs": int(sum((~l.anomalous).sum() for _, l in pools)),
+          "photos": int(sum(len(np.unique(p.photo)) for p, _ in pools))}
 
 
 def calibrate_on_clean_outputs(scorer: detect.Scorer, real: RealPools, config: ml_collections.ConfigDict) -> None:
   """The threshold flagging `detect.fpr` of G's clean outputs (labelled clean by the
-  truth) of the reference photo (whole, at several sizes) and of the train photos: seven
-  photos, never a test photo. One photo's clean outputs are too few and too alike to set
-  a 1% tail that holds on other photos (the test photos' clean outputs scored above all
-  of the reference's, at 9-11% false positives); the train photos' pools add G's
-  snapshots and shifted inputs on six more. (The detector learns from crops of the train
-  pool, which if anything lowers its scores there, and so the threshold.)"""
-  pools = [(real.reference, real.reference_labels)]
-  if real.train is not None:
-    pools.append((real.train, real.train_labels))
+  truth) of the reference photos (whole, at several sizes) and of the train photos, never
+  a test photo. One photo's clean outputs are too few and too alike to set a 1% tail that
+  holds on other photos (on the embedded data the test photos' clean outputs scored above
+  all of the reference photo's: 9-11% false positives); the train photos' pools add G's
+  snapshots and shifted inputs on more photos. (The detector learns from crops of the
+  train pool, which if anything lowers its scores there, and so the threshold.)"""
+  pools = _calibration_pools(real)
   scores, clean = [], []
   for pool, labels in pools:
     pool = failures.take(pool, ~labels.anomalous)
