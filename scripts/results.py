@@ -52,8 +52,9 @@ def _real(summary: dict) -> list[str]:
   if "pool" not in real:
     return [f"G's real failures: skipped ({real.get('skipped', 'not in this run')}).", ""]
   return ["G's real failures on the test photos, against the true target S(x): " + report.real_pool_line(real["pool"])
-          + " Thresholds: each scorer calibrated to 1% false positives on G's clean outputs of the reference "
-          "photo (whole, at three sizes) and of the six train photos, never a test photo. Brackets: 95% intervals, resampling the source photos.", "",
+          + " Thresholds: each scorer calibrated to 1% false positives on G's clean outputs of the reference photo "
+          f"(whole, at three sizes) and of the train photos{report.calibration_count(real)}, never a test photo. Brackets: 95% intervals, "
+          "resampling the source photos.", "",
           report.real_failure_table(summary["real_all_scorers"]), "",
           *_fusion(real),
           *(["Correcting them, against S(x) (whole test photos; the restorer trained toward S(x) on the train "

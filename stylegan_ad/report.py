@@ -132,11 +132,16 @@ def _real_section(summary: dict, plots: Sequence[str] = ()) -> list[str]:
   return out
 
 
+def calibration_count(real: dict) -> str:
+  """' (90 outputs of 7 photos)': summary.json `real.calibration`, or '' where a run lacks it."""
+  cal = real.get("calibration") or {}
+  return f" ({cal['clean_outputs']} outputs of {cal['photos']} photos)" if cal else ""
+
+
 def _operating_point(summary: dict) -> str:
   """The detector's achieved rates at its threshold, next to the target it was set for."""
   real, whole = summary["real"], summary.get("detect", {}).get("whole_photos", {})
-  cal = real.get("calibration") or {}
-  of = f" ({cal['clean_outputs']} outputs of {cal['photos']} photos)" if cal else ""
+  of = calibration_count(real)
   line = (f"The detector's threshold is set for {100 * summary.get('target_fpr', 0.01):.0f}% false positives on "
           f"G's clean outputs of the reference and train photos{of}. Achieved on the test pool: {100 * real['fpr']:.1f}% of clean "
           f"outputs flagged (FPR), {100 * real['tpr']:.1f}% of failing ones (TPR)")
