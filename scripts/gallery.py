@@ -63,7 +63,7 @@ def main(argv):
       target = operator(photo)
       y = loop.stylize_photo(models, params, photo)
       t, x = pipeline.to_float(target), pipeline.to_float(photo)
-      q = lambda a: {"psnr": float(metrics.psnr(a[None], t[None])[0]), "ssim": float(metrics.ssim(a[None], t[None])[0])}
+      q = lambda a: {"psnr": float(metrics.psnr_np(a[None], t[None])[0]), "ssim": float(metrics.ssim_np(a[None], t[None])[0])}
       figures[f"{style}/{name}"] = {"size": list(photo.shape[:2]), "G": q(y), "identity": q(x)}
       gap = np.full((photo.shape[0], 8, 3), 255, np.uint8)
       panel = np.concatenate([photo, gap, pipeline.to_uint8(y), gap, target], axis=1)

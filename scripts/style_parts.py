@@ -57,7 +57,7 @@ def main(argv):
   print("| part of S | PSNR to S(x), test crops (dB) |\n|---|---|")
   for name, fn in PARTS.items():
     y = np.stack([fn(x) for x in xs]) * 2 - 1
-    print(f"| {name} | {float(np.mean(metrics.psnr(y, t))):.2f} |")
+    print(f"| {name} | {float(np.mean(metrics.psnr_np(y, t))):.2f} |")
 
 
 if __name__ == "__main__":

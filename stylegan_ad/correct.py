@@ -306,9 +306,9 @@ def benchmark(c: Corrector, det_params, res_params, g_params, clean: np.ndarray,
   truth = test["clean"][anomalous]
   res = run_batched(c, det_params, res_params, g_params, test["content"][anomalous], corrupted)
   clean_res = run_batched(c, det_params, res_params, g_params, content, clean)
-  before = np.asarray(metrics.psnr(corrupted, truth))
-  after = np.asarray(metrics.psnr(res["output"], truth))
-  restored_only = np.asarray(metrics.psnr(res["restored"], truth))
+  before = metrics.psnr_np(corrupted, truth)
+  after = metrics.psnr_np(res["output"], truth)
+  restored_only = metrics.psnr_np(res["restored"], truth)
   v = res["verdict"]
   # how far each regeneration variant of a clean output is from it: what regeneration
   # can give back at best, whatever the artifact
@@ -317,7 +317,7 @@ def benchmark(c: Corrector, det_params, res_params, g_params, clean: np.ndarray,
     yk, _ = _gated(lambda xb: _regenerate_jit(c, det_params, g_params, _context_jit(c, g_params, xb), k,
                                               jax.random.key(0)),
                    np.arange(len(clean)), 16, content)
-    regen[REGENERATIONS[k]] = float(np.mean(metrics.psnr(yk, clean)))
+    regen[REGENERATIONS[k]] = float(np.mean(metrics.psnr_np(yk, clean)))
   unflagged_clean = clean_res["verdict"] == 0
   by = res["attempt"][v == 2] % len(REGENERATIONS)
   return {

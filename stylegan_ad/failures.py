@@ -224,7 +224,7 @@ def label(pool: Pool, truth: Truth) -> Labels:
   masks = [truth.mask(y, t) for y, t in zip(pool.outputs, pool.targets)]
   worse = [truth.worse_than_identity(x, y, t) for x, y, t in zip(pool.inputs, pool.outputs, pool.targets)]
   area = np.array([m.mean() for m in masks])
-  psnr = np.array([float(metrics.psnr(y[None], t[None])[0]) for y, t in zip(pool.outputs, pool.targets)])
+  psnr = np.array([float(metrics.psnr_np(y[None], t[None])[0]) for y, t in zip(pool.outputs, pool.targets)])
   return Labels(masks, worse, area, area > truth.area_cut, psnr)
 
 

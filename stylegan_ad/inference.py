@@ -270,8 +270,8 @@ def _measure(row: dict, out: dict, target: np.ndarray, truth: failures.Truth | N
   size), and, with the run's failure truth, the output's true failing area."""
   y, z, t = to_float(out["stylized"]), to_float(out["corrected"]), to_float(target)
   for key, a in (("stylized", y), ("corrected", z)):
-    row[f"psnr_{key}"] = float(metrics.psnr(a[None], t[None])[0])
-    row[f"ssim_{key}"] = float(metrics.ssim(a[None], t[None])[0])
+    row[f"psnr_{key}"] = float(metrics.psnr_np(a[None], t[None])[0])
+    row[f"ssim_{key}"] = float(metrics.ssim_np(a[None], t[None])[0])
   if truth is not None:
     mask = truth.mask(y, t)
     row["true_failing_area"] = float(mask.mean())

@@ -408,8 +408,8 @@ def real_correction_benchmark(config: ml_collections.ConfigDict, stage: Detector
   outs = [fullres.apply(fn, np.concatenate([x, a, y, m[..., None].astype(np.float32)], axis=-1), tiling)
           for x, a, y, m in items]
   oracle = [o["oracle"] for o in outs]
-  psnr = lambda a, t: float(metrics.psnr(a[None], t[None])[0])
-  ssim = lambda a, t: float(metrics.ssim(a[None], t[None])[0])
+  psnr = lambda a, t: float(metrics.psnr_np(a[None], t[None])[0])
+  ssim = lambda a, t: float(metrics.ssim_np(a[None], t[None])[0])
   targets, before = r.test.targets, r.test.outputs
   after = [o["output"] for o in outs]
   p0 = np.array([psnr(y, t) for y, t in zip(before, targets)])

@@ -1,7 +1,9 @@
 """Image quality and detection metrics.
 
-PSNR/SSIM are jit-able JAX functions on images in [-1, 1]. AUROC, AP and AUPRO are
-NumPy (they sort and label connected regions), exact and tie-aware.
+PSNR/SSIM are jit-able JAX functions on images in [-1, 1] (the losses use them), with
+NumPy twins (`psnr_np`, `ssim_np`) for scoring host arrays of any size: run eagerly, the
+JAX ones compile a few dozen small programs for every new image shape. AUROC, AP and
+AUPRO are NumPy (they sort and label connected regions), exact and tie-aware.
 """
 from __future__ import annotations
 
@@ -64,6 +66,34 @@ def ssim(x: jax.Array, y: jax.Array) -> jax.Array:
   sxy = _filter(x * y) - mx * my
   s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
   return jnp.mean(s, axis=(1, 2, 3))
+
+
+def psnr_np(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """`psnr` in NumPy (float64): per-image PSNR in dB of [N, H, W, C] images in [-1, 1]."""
+  mse = np.mean((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2, axis=(1, 2, 3))
+  return 10.0 * np.log10(4.0 / np.maximum(mse, 1e-12))
+
+
+def _filter_np(x: np.ndarray) -> np.ndarray:
+  """`_filter` in NumPy: the 'valid' Gaussian over H, then W."""
+  k = len(_WINDOW)
+  n = x.shape[1] - k + 1
+  x = sum(float(_WINDOW[i]) * x[:, i:i + n] for i in range(k))
+  n = x.shape[2] - k + 1
+  return sum(float(_WINDOW[i]) * x[:, :, i:i + n] for i in range(k))
+
+
+def ssim_np(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """`ssim` in NumPy (float64): per-image SSIM of [N, H, W, C] images in [-1, 1]."""
+  x = (np.asarray(x, np.float64) + 1.0) / 2.0
+  y = (np.asarray(y, np.float64) + 1.0) / 2.0
+  c1, c2 = 0.01 ** 2, 0.03 ** 2
+  mx, my = _filter_np(x), _filter_np(y)
+  sxx = _filter_np(x * x) - mx ** 2
+  syy = _filter_np(y * y) - my ** 2
+  sxy = _filter_np(x * y) - mx * my
+  s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
+  return np.mean(s, axis=(1, 2, 3))
 
 
 # -- detection metrics (NumPy) ------------------------------------------------------

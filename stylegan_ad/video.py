@@ -498,7 +498,7 @@ class ClipTruth:
     from stylegan_ad import metrics
     from stylegan_ad.data.pipeline import to_float
     target = self._style(self.clip.clean[r.index])
-    psnr = lambda a: float(metrics.psnr(to_float(a)[None], to_float(target)[None])[0])
+    psnr = lambda a: float(metrics.psnr_np(to_float(a)[None], to_float(target)[None])[0])
     row = {"psnr_stylized": psnr(r.stylized), "psnr_output": psnr(r.output),
            "degradation": self.clip.degraded.get(r.index, "")}
     if r.flagged:

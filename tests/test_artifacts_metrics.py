@@ -74,6 +74,19 @@ def test_psnr_ssim_hand_computed():
   assert metrics.ssim(a, -a).max() < 0.0 < metrics.ssim(a, a + 0.01).min()
 
 
+def test_numpy_psnr_ssim_match_jax_and_skimage():
+  from skimage.metrics import structural_similarity
+  rng = np.random.default_rng(1)
+  a = rng.uniform(-1, 1, (2, 37, 53, 3)).astype(np.float32)   # odd sizes: the 'valid' filter's edges
+  b = np.clip(a + rng.normal(0, 0.3, a.shape), -1, 1).astype(np.float32)
+  np.testing.assert_allclose(metrics.psnr_np(a, b), np.asarray(metrics.psnr(a, b)), atol=1e-4)
+  np.testing.assert_allclose(metrics.ssim_np(a, b), np.asarray(metrics.ssim(a, b)), atol=1e-5)
+  ref = [structural_similarity((a[i] + 1) / 2, (b[i] + 1) / 2, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+                               use_sample_covariance=False, data_range=1.0) for i in range(2)]
+  np.testing.assert_allclose(metrics.ssim_np(a, b), ref, atol=1e-5)
+  assert metrics.ssim_np(a, a) == pytest.approx([1.0, 1.0])
+
+
 def test_auroc_ap_hand_computed_and_against_sklearn():
   scores = np.array([0.1, 0.4, 0.35, 0.8])
   labels = np.array([0, 0, 1, 1])

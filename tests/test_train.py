@@ -248,3 +248,32 @@ def test_console_gets_about_ten_progress_lines_per_stage_and_every_step_is_logge
   assert 8 <= len(lines) <= 11, lines
   assert "detector step 50/1000" in lines[0] and "detector step 1000/1000" in lines[-1]
   assert [json.loads(l)["step"] for l in open(tmp_path / "detector" / "metrics.jsonl")] == list(range(50, 1001, 50))
+
+
+def test_init_program_values_match_default_optimisation():
+  """skeleton.run_init compiles the init at -O1 for speed: the draws must be the same
+  bits as the default (-O2) program's, for every initialiser the models use (normal(0.02),
+  He and LeCun truncated normals, zeros) and Adam's state."""
+  import flax.linen as nn
+  import optax
+  from stylegan_ad.models import layers
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.Conv(8, (3, 3), kernel_init=layers.default_init)(x)
+      x = nn.Conv(8, (3, 3), kernel_init=nn.initializers.he_normal())(x)
+      x = nn.Conv(8, (1, 1), kernel_init=nn.initializers.zeros)(x)
+      return nn.Dense(4)(x.mean((1, 2)))
+
+  net, tx = Net(), optax.adam(1e-3)
+
+  def init(key):
+    params = net.init(key, jnp.zeros((1, 8, 8, 3)))["params"]
+    return params, tx.init(params)
+
+  key = jax.random.key(3)
+  fast, default = skeleton.run_init(init, key, None), jax.jit(init)(key)
+  assert any(np.asarray(a).std() > 0 for a in jax.tree.leaves(default))
+  for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(default), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -92,7 +92,7 @@ def _fit(name, workdir, *, model, init_inputs, tx, loss_fn, arrays, batch, num_s
   ckpt = Checkpointer(workdir)
   restored = ckpt.restore(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), abstract),
                           repair=True)
-  state = jax.jit(init, out_shardings=shardings)(key) if restored is None else restored[1]
+  state = skeleton.run_init(init, key, shardings) if restored is None else restored[1]
   start = int(jax.device_get(state.step))
   if start >= num_steps:
     ckpt.close()

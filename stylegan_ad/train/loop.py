@@ -97,7 +97,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Checkpo
                                   abstract, shardings)
   restored = ckpt.restore(abstract_sharded, repair=True)
   if restored is None:
-    state = jax.jit(functools.partial(steps.init_state, models), out_shardings=shardings)(key)
+    state = skeleton.run_init(functools.partial(steps.init_state, models), key, shardings)
   else:
     step, state, data_state = restored
     pipe.set_state(data_state)
@@ -188,7 +188,7 @@ def stylize_photo(models: steps.Models, params, photo: np.ndarray,
 
 
 def _quality(y: np.ndarray, t: np.ndarray) -> tuple[float, float]:
-  return float(metrics.psnr(y[None], t[None])[0]), float(metrics.ssim(y[None], t[None])[0])
+  return float(metrics.psnr_np(y[None], t[None])[0]), float(metrics.ssim_np(y[None], t[None])[0])
 
 
 def evaluate(run: Run) -> dict[str, Any]:
@@ -202,10 +202,10 @@ def evaluate(run: Run) -> dict[str, Any]:
   for x, t, n in pipeline_lib.eval_batches(test.images, test.targets, run.config.eval.batch_size,
                                            run.config.data.crop_size):
     y = stylize(run.models, params, x)
-    vals["psnr"] += list(np.asarray(metrics.psnr(y, t))[:n])
-    vals["ssim"] += list(np.asarray(metrics.ssim(y, t))[:n])
-    vals["identity_psnr"] += list(np.asarray(metrics.psnr(x, t))[:n])
-    vals["identity_ssim"] += list(np.asarray(metrics.ssim(x, t))[:n])
+    vals["psnr"] += list(metrics.psnr_np(y, t)[:n])
+    vals["ssim"] += list(metrics.ssim_np(y, t)[:n])
+    vals["identity_psnr"] += list(metrics.psnr_np(x, t)[:n])
+    vals["identity_ssim"] += list(metrics.ssim_np(x, t)[:n])
     # each channel's mean signed error over all pixels: a global colour drift shows here
     vals.setdefault("channel_mean_error", []).extend(list(np.mean(y[:n] - t[:n], axis=(1, 2))))
   out = {k: float(np.mean(v)) for k, v in vals.items() if k != "channel_mean_error"}
