@@ -163,13 +163,10 @@ def pro_curve(maps, masks, max_fpr: float = 0.3, num_thresholds: int = 200) -> t
     raise ValueError("AUPRO needs at least one anomalous region")
   neg_scores = np.sort(np.concatenate([m[~t] for m, t in zip(maps, masks)]))
   thresholds = np.quantile(neg_scores, np.linspace(1.0, 1.0 - max_fpr * 1.05, num_thresholds).clip(0, 1))
-  fprs, pros = [], []
-  for t in thresholds:
-    fpr = 1.0 - np.searchsorted(neg_scores, t, side="right") / neg_scores.size
-    pro = np.mean([1.0 - np.searchsorted(v, t, side="right") / v.size for v in regions])
-    fprs.append(fpr)
-    pros.append(pro)
-  fprs, pros = np.array([0.0] + fprs), np.array([0.0] + pros)
+  fprs = 1.0 - np.searchsorted(neg_scores, thresholds, side="right") / neg_scores.size
+  # each region's detected fraction at every threshold, then the mean over regions
+  pros = np.mean([1.0 - np.searchsorted(v, thresholds, side="right") / v.size for v in regions], axis=0)
+  fprs, pros = np.r_[0.0, fprs], np.r_[0.0, pros]
   order = np.argsort(fprs, kind="mergesort")
   fprs, pros = fprs[order], pros[order]
   keep = fprs <= max_fpr
