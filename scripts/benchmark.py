@@ -95,7 +95,7 @@ def bench_train_step():
   import jax
   import numpy as np
   from stylegan_ad import configs, parallel
-  from stylegan_ad.train import steps
+  from stylegan_ad.train import skeleton, steps
   if _MAIN_G.value:
     from experiments.configs import embedded
     c = embedded.get_config("")
@@ -111,7 +111,7 @@ def bench_train_step():
   models = steps.make_models(c)
   mesh = parallel.make_mesh()
   rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
-  state = jax.jit(functools.partial(steps.init_state, models), out_shardings=rep)(jax.random.key(0))
+  state = skeleton.run_init(functools.partial(steps.init_state, models), jax.random.key(0), rep)
   rng = np.random.default_rng(0)
   crop = configs.train_crop(c)
   shape = (_BATCH.value, crop, crop, 3)

@@ -322,13 +322,13 @@ def test_bfloat16_compute_keeps_float32_parameters():
   float32, and the result tracks float32's; "float32" is exactly the plain apply."""
   from experiments.configs import embedded
   from stylegan_ad import configs
-  from stylegan_ad.train import steps
+  from stylegan_ad.train import skeleton, steps
   c32 = embedded.get_config("tiny")
   c16 = embedded.get_config("tiny")
   c16.model.dtype = "bfloat16"
   configs.validate(c16)
   m32, m16 = steps.make_models(c32), steps.make_models(c16)
-  state = jax.jit(lambda k: steps.init_state(m32, k))(jax.random.key(0))
+  state = skeleton.run_init(lambda k: steps.init_state(m32, k), jax.random.key(0), None)
   rng = np.random.default_rng(0)
   batch = {k: jnp.asarray(rng.uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)) for k in ("a", "b")}
   g = state.g_params["ab"]

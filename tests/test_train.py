@@ -30,8 +30,7 @@ def tiny_config(data_dir, **overrides):
 def _run_steps(config, dataset, mesh, n):
   models = steps.make_models(config)
   rep = parallel.replicated(mesh)
-  init = jax.jit(functools.partial(steps.init_state, models), out_shardings=rep)
-  state = init(jax.random.key(config.seed))
+  state = skeleton.run_init(functools.partial(steps.init_state, models), jax.random.key(config.seed), rep)
   step = jax.jit(functools.partial(steps.train_step, models),
                  in_shardings=(rep, parallel.data_sharding(mesh)), out_shardings=(rep, rep))
   pipe = loop.make_pipeline(config, dataset)
@@ -53,7 +52,7 @@ def test_one_device_and_four_devices_agree(data_dir, dataset):
 def test_nan_batch_is_skipped(data_dir, dataset):
   config = tiny_config(data_dir)
   models = steps.make_models(config)
-  state = jax.jit(functools.partial(steps.init_state, models))(jax.random.key(0))
+  state = skeleton.run_init(functools.partial(steps.init_state, models), jax.random.key(0), None)
   pipe = loop.make_pipeline(config, dataset)
   batch = {k: jnp.asarray(v) for k, v in pipe.next_local().items()}
   batch["a"] = batch["a"].at[0, 0, 0, 0].set(jnp.nan)
@@ -70,7 +69,7 @@ def test_nan_batch_is_skipped(data_dir, dataset):
 def test_edge_promoting_adds_edge_blurred_style_images_to_the_discriminators_fakes(data_dir, dataset):
   config = tiny_config(data_dir, **{"losses.edge_promoting": True, "train.pool_size": 0})
   models = steps.make_models(config)
-  state = jax.jit(functools.partial(steps.init_state, models))(jax.random.key(0))
+  state = skeleton.run_init(functools.partial(steps.init_state, models), jax.random.key(0), None)
   batch = {k: jnp.asarray(v) for k, v in loop.make_pipeline(config, dataset).next_local().items()}
   _, _, fakes, _ = steps.g_step(models, state, batch, jax.random.key(1))
   _, m, _ = steps.d_step(models, state, batch, fakes, jax.random.key(2))
