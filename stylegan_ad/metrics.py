@@ -55,17 +55,21 @@ def _filter_bwd(_, g):
 _filter.defvjp(_filter_fwd, _filter_bwd)
 
 
+def _ssim(x, y, filt, mean):
+  """SSIM of images already in [0, 1], with `filt` the Gaussian filter and `mean` the
+  array module's mean (JAX's or NumPy's)."""
+  c1, c2 = 0.01 ** 2, 0.03 ** 2
+  mx, my = filt(x), filt(y)
+  sxx = filt(x * x) - mx ** 2
+  syy = filt(y * y) - my ** 2
+  sxy = filt(x * y) - mx * my
+  s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
+  return mean(s, axis=(1, 2, 3))
+
+
 def ssim(x: jax.Array, y: jax.Array) -> jax.Array:
   """Per-image SSIM (Wang et al. 2004: 11x11 Gaussian, sigma 1.5) for images in [-1, 1]."""
-  x = (x.astype(jnp.float32) + 1.0) / 2.0
-  y = (y.astype(jnp.float32) + 1.0) / 2.0
-  c1, c2 = 0.01 ** 2, 0.03 ** 2
-  mx, my = _filter(x), _filter(y)
-  sxx = _filter(x * x) - mx ** 2
-  syy = _filter(y * y) - my ** 2
-  sxy = _filter(x * y) - mx * my
-  s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
-  return jnp.mean(s, axis=(1, 2, 3))
+  return _ssim((x.astype(jnp.float32) + 1.0) / 2.0, (y.astype(jnp.float32) + 1.0) / 2.0, _filter, jnp.mean)
 
 
 def psnr_np(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -85,15 +89,7 @@ def _filter_np(x: np.ndarray) -> np.ndarray:
 
 def ssim_np(x: np.ndarray, y: np.ndarray) -> np.ndarray:
   """`ssim` in NumPy (float64): per-image SSIM of [N, H, W, C] images in [-1, 1]."""
-  x = (np.asarray(x, np.float64) + 1.0) / 2.0
-  y = (np.asarray(y, np.float64) + 1.0) / 2.0
-  c1, c2 = 0.01 ** 2, 0.03 ** 2
-  mx, my = _filter_np(x), _filter_np(y)
-  sxx = _filter_np(x * x) - mx ** 2
-  syy = _filter_np(y * y) - my ** 2
-  sxy = _filter_np(x * y) - mx * my
-  s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
-  return np.mean(s, axis=(1, 2, 3))
+  return _ssim((np.asarray(x, np.float64) + 1.0) / 2.0, (np.asarray(y, np.float64) + 1.0) / 2.0, _filter_np, np.mean)
 
 
 # -- detection metrics (NumPy) ------------------------------------------------------
