@@ -27,12 +27,13 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
 _WINDOW = _gaussian_window()
 
 
-def _slide(x: jax.Array, axis: int) -> jax.Array:
-  """'Valid' correlation of x with _WINDOW along `axis`: a weighted sum of shifted
-  slices, which XLA fuses into one loop."""
+def _slide(x, axis: int):
+  """'Valid' correlation of x (a JAX or NumPy array) with _WINDOW along `axis`: a
+  weighted sum of shifted slices, which XLA fuses into one loop."""
   k = len(_WINDOW)
   n = x.shape[axis] - k + 1
-  return sum(float(_WINDOW[i]) * jax.lax.slice_in_dim(x, i, i + n, axis=axis) for i in range(k))
+  at = lambda i: (slice(None),) * axis + (slice(i, i + n),)
+  return sum(float(_WINDOW[i]) * x[at(i)] for i in range(k))
 
 
 @jax.custom_vjp
@@ -79,12 +80,8 @@ def psnr_np(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _filter_np(x: np.ndarray) -> np.ndarray:
-  """`_filter` in NumPy: the 'valid' Gaussian over H, then W."""
-  k = len(_WINDOW)
-  n = x.shape[1] - k + 1
-  x = sum(float(_WINDOW[i]) * x[:, i:i + n] for i in range(k))
-  n = x.shape[2] - k + 1
-  return sum(float(_WINDOW[i]) * x[:, :, i:i + n] for i in range(k))
+  """`_filter` in NumPy."""
+  return _slide(_slide(x, 1), 2)
 
 
 def ssim_np(x: np.ndarray, y: np.ndarray) -> np.ndarray:
