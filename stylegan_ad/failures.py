@@ -282,10 +282,13 @@ def evaluate(score: np.ndarray, maps: Sequence[np.ndarray], pool: Pool, labels: 
   by_photo = {p: np.flatnonzero(pool.photo == p) for p in photos}
   samples = {k: [] for k in ("pixel_auroc", "image_auroc", "spearman")}
   few = [(s[:boot_pixels], t[:boot_pixels]) for s, t in pixels]  # (already a random subset)
+  ranked = metrics.RankedScores(np.concatenate([s for s, _ in few]), np.concatenate([t for _, t in few]),
+                                np.repeat(np.arange(len(few)), [len(s) for s, _ in few]))
   for _ in range(boot):
     idx = np.concatenate([by_photo[p] for p in rng.choice(photos, len(photos), replace=True)])
-    for k, v in _figures(idx, score, labels.psnr, labels.anomalous, few).items():
-      samples[k].append(v)
+    samples["pixel_auroc"].append(ranked.auroc(np.bincount(idx, minlength=len(few))))
+    samples["image_auroc"].append(auroc_or_nan(score[idx], labels.anomalous[idx]))
+    samples["spearman"].append(spearman(score[idx], -labels.psnr[idx]))
   for k, v in samples.items():
     v = np.asarray(v)
     v = v[np.isfinite(v)]

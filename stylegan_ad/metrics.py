@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import ndimage
 
 
 def psnr(x: jax.Array, y: jax.Array) -> jax.Array:
@@ -80,8 +81,13 @@ def psnr_np(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _filter_np(x: np.ndarray) -> np.ndarray:
-  """`_filter` in NumPy."""
-  return _slide(_slide(x, 1), 2)
+  """`_filter` in NumPy: SciPy's correlation with _WINDOW (in C, 5-10x faster than
+  `_slide` on host arrays), its 'valid' part."""
+  half = len(_WINDOW) // 2
+  for axis in (1, 2):
+    x = ndimage.correlate1d(x, _WINDOW.astype(x.dtype), axis=axis, mode="constant")
+    x = x[(slice(None),) * axis + (slice(half, x.shape[axis] - half),)]
+  return x
 
 
 def ssim_np(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -111,6 +117,30 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     raise ValueError("AUROC needs both positive and negative labels")
   fpr, tpr, _ = roc_curve(scores, labels)
   return float(np.trapezoid(tpr, fpr))
+
+
+class RankedScores:
+  """Scores ranked once, for the AUROC of many resamples of their items (a bootstrap):
+  `auroc(counts)` weighs each score by how often its item was drawn, and equals `auroc`
+  on the resample written out (the trapezoid with ties grouped is P(positive scores
+  above a negative) + P(tie) / 2), without sorting it again."""
+
+  def __init__(self, scores: np.ndarray, labels: np.ndarray, items: np.ndarray):
+    self.group = np.unique(np.asarray(scores, np.float64).ravel(), return_inverse=True)[1].ravel()
+    self.positive = np.asarray(labels).ravel().astype(bool)
+    self.items = np.asarray(items).ravel()
+    self.groups = int(self.group.max()) + 1 if self.group.size else 0
+
+  def auroc(self, counts: np.ndarray) -> float:
+    """The AUROC with item i counted counts[i] times; NaN without both labels."""
+    w = np.asarray(counts, np.float64)[self.items]
+    pos = np.bincount(self.group, weights=w * self.positive, minlength=self.groups)
+    neg = np.bincount(self.group, weights=w * ~self.positive, minlength=self.groups)
+    n_pos, n_neg = pos.sum(), neg.sum()
+    if n_pos == 0 or n_neg == 0:
+      return float("nan")
+    below = np.cumsum(neg) - neg
+    return float(np.sum(pos * (below + 0.5 * neg)) / (n_pos * n_neg))
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:

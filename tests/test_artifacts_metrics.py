@@ -100,6 +100,22 @@ def test_auroc_ap_hand_computed_and_against_sklearn():
   assert metrics.average_precision(s, l) == pytest.approx(skm.average_precision_score(l, s), abs=1e-12)
 
 
+def test_ranked_scores_auroc_equals_auroc_of_the_written_out_resample():
+  """The bootstrap's AUROC of a resample of items (each item's scores counted as often as
+  it was drawn) is `auroc` on the resample's concatenated scores, ties included."""
+  rng = np.random.default_rng(2)
+  sizes = rng.integers(5, 40, 12)
+  items = np.repeat(np.arange(12), sizes)
+  s = np.round(rng.normal(size=items.size), 1)
+  l = rng.uniform(size=items.size) < 0.3 + 0.3 * (s > 0)
+  ranked = metrics.RankedScores(s, l, items)
+  for _ in range(20):
+    draw = rng.choice(12, 12, replace=True)
+    rows = np.concatenate([np.flatnonzero(items == i) for i in draw])
+    assert ranked.auroc(np.bincount(draw, minlength=12)) == pytest.approx(metrics.auroc(s[rows], l[rows]), abs=1e-12)
+  assert np.isnan(ranked.auroc(np.bincount([0], minlength=12) * 0))
+
+
 def test_aupro_hand_computed():
   masks = np.zeros((1, 10, 10), bool)
   masks[0, :2, :2] = True            # one region of 4 pixels

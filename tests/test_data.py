@@ -42,6 +42,31 @@ def test_targets_are_the_style_operator(dataset):
   np.testing.assert_array_equal(styles.cartoon(x), t)
 
 
+def _bilateral_one_pass(x, radius=2, sigma_s=2.0, sigma_r=0.12):
+  """The bilateral filter as one NumPy expression over the whole image (the reference)."""
+  h, w, _ = x.shape
+  pad = np.pad(x, ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
+  num, den = np.zeros_like(x), np.zeros(x.shape[:2] + (1,), np.float32)
+  for dy in range(-radius, radius + 1):
+    for dx in range(-radius, radius + 1):
+      shifted = pad[radius + dy:radius + dy + h, radius + dx:radius + dx + w]
+      spatial = np.exp(-(dy * dy + dx * dx) / (2 * sigma_s ** 2))
+      weight = spatial * np.exp(-np.sum((shifted - x) ** 2, axis=-1, keepdims=True) / (2 * sigma_r ** 2))
+      num += weight * shifted
+      den += weight
+  return (num / den).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(5, 9), (32, 40), (75, 41)])
+def test_bilateral_bands_match_one_pass(shape):
+  """The style operator's bilateral filter runs on bands of rows, a thread each: the
+  same bits as one pass (one band, whole bands, a short last band)."""
+  x = np.random.default_rng(sum(shape)).random(shape + (3,), np.float32)
+  np.testing.assert_array_equal(styles._bilateral(x), _bilateral_one_pass(x))
+  photo = styles.paper_texture()[:shape[0], :shape[1], None].repeat(3, -1) * np.float32([1.0, 0.8, 0.6])
+  np.testing.assert_array_equal(styles._bilateral(photo), _bilateral_one_pass(photo))
+
+
 def test_reference_photo_is_neither_trained_nor_tested_on(dataset):
   ref = dataset.reference_photos
   assert len(ref) == 1 and ref.images[0].shape[:2] == (400, 600)  # coffee

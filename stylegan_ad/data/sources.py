@@ -52,7 +52,8 @@ class FieldView(Sequence):
 
   def __del__(self):
     global _cached_bytes
-    _cached_bytes -= sum(v.nbytes for v in getattr(self, "_cache", {}).values())
+    if isinstance(_cached_bytes, int):  # (at interpreter exit the module's globals may be gone)
+      _cached_bytes -= sum(v.nbytes for v in getattr(self, "_cache", {}).values())
 
 
 @dataclasses.dataclass

@@ -47,13 +47,16 @@ def enable_compilation_cache(workdir: str) -> None:
   $STYLEGAN_AD_JAX_CACHE, when set, names a cache shared by several runs instead;
   `off` leaves the persistent cache off (the test suite: on this CPU build of XLA,
   serializing an executable into the cache has crashed a long test process with a
-  segmentation fault, rarely and not reproducibly).
+  segmentation fault, rarely and not reproducibly). Only programs that take 2 s or more
+  to compile are written (the train steps and inits, the larger evaluation programs): the
+  main job's many sub-second per-photo-size programs cost it about 6 s of compression and
+  writing, for less than that on a restart.
   """
   cache = os.environ.get("STYLEGAN_AD_JAX_CACHE") or os.path.join(files.absolute(workdir), "jax_cache")
   if cache == "off":
     return
   jax.config.update("jax_compilation_cache_dir", cache)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
