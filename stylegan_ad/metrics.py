@@ -81,8 +81,8 @@ def psnr_np(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _filter_np(x: np.ndarray) -> np.ndarray:
-  """`_filter` in NumPy: SciPy's correlation with _WINDOW (in C, 5-10x faster than
-  `_slide` on host arrays), its 'valid' part."""
+  """`_filter` in NumPy: SciPy's correlation with _WINDOW, its 'valid' part (in C: SSIM
+  of a 500x741 photo 2.4x faster than with `_slide`'s NumPy slices)."""
   half = len(_WINDOW) // 2
   for axis in (1, 2):
     x = ndimage.correlate1d(x, _WINDOW.astype(x.dtype), axis=axis, mode="constant")
