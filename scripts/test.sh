@@ -14,10 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh test
-# Python writes the bytecode of the modules it imports (setup_env.sh installs without it),
-# even where the environment says not to (PYTHONDONTWRITEBYTECODE, set in some container
-# images): else every process compiles JAX, Flax and the rest from source again, about
-# 5 s of each start (9.0 s -> 3.8 s to import the main job on 2 cores)
+# the suite's processes write the bytecode of what they import (why: scripts/run_main.sh)
 unset PYTHONDONTWRITEBYTECODE
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
