@@ -25,9 +25,11 @@ def _whole_photos(d: dict) -> list[str]:
   w = d.get("whole_photos", {})
   if "fpr" not in w:
     return []
+  scales = ("their own size" if w["scales"] == [1.0]
+            else f"{', '.join(f'{s:g}x' for s in w['scales'])} their own size")
   return [f"At the scale people use it, on clean outputs of the {w['images'] // len(w['scales'])} whole test "
-          f"photos at {', '.join(f'{s:g}x' for s in w['scales'])} their own size, the detector (calibrated as "
-          f"above) flags {w['flagged']} of {w['images']} ({100 * w['fpr']:.0f}%).", ""]
+          f"photos at {scales}, the detector (calibrated as above) flags {w['flagged']} of {w['images']} "
+          f"({100 * w['fpr']:.0f}%).", ""]
 
 
 def _fusion(real: dict) -> list[str]:

@@ -356,13 +356,14 @@ def train_and_calibrate_detector(config: ml_collections.ConfigDict, workdir: str
   return {} if stage is None else {s.name: s.threshold for s in stage.scorers}
 
 
-WHOLE_PHOTO_SCALES = (1.0, 0.5)
+WHOLE_PHOTO_SCALES = (1.0,)
 
 
 def whole_photo_false_positives(stage: DetectorStage, scorer: detect.Scorer) -> dict[str, Any]:
-  """The calibrated detector on clean G outputs of the whole test photos at the scale the
-  folder CLI uses them (their own size, and half of it): the share flagged, against the
-  crop-level calibration target."""
+  """The calibrated detector on clean G outputs of the whole test photos as the folder CLI
+  runs them (at their own size, each padded to its own multiple): the share flagged,
+  against the calibration target. (The test pool's clean outputs, scored in the
+  real-failure benchmark, are the same photos at `failures.max_side`.)"""
   photos = stage.gan.dataset.test_photos
   if photos is None or not len(photos):
     return {"note": "no whole test photos in this dataset"}
