@@ -234,9 +234,8 @@ def _complete(c: Corrector, det_params, images: np.ndarray, inputs: np.ndarray, 
 
 def _gated(fn, idx: np.ndarray, batch: int, *arrays: np.ndarray):
   """`fn` on rows `idx` of `arrays`, in batches of `batch` rows, the last one padded with
-  copies of its last row (their results dropped): one batch shape compiled per program,
-  where batches of every power of two below `batch` compiled up to log2(batch) + 1 of
-  them (1.5-3 s each on 2 cores, for rows of 64 px that take milliseconds)."""
+  copies of its last row (their results dropped): one batch shape compiled per program
+  (a compile takes 1.5-3 s on 2 cores; a padded row of 64 px, milliseconds)."""
   return aux_trainer.batched(fn, *[a[idx] for a in arrays], batch=batch)
 
 

@@ -360,10 +360,10 @@ WHOLE_PHOTO_SCALES = (1.0,)
 
 
 def whole_photo_false_positives(stage: DetectorStage, scorer: detect.Scorer) -> dict[str, Any]:
-  """The calibrated detector on clean G outputs of the whole test photos as the folder CLI
-  runs them (at their own size, each padded to its own multiple): the share flagged,
-  against the calibration target. (The test pool's clean outputs, scored in the
-  real-failure benchmark, are the same photos at `failures.max_side`.)"""
+  """The calibrated detector on clean G outputs of the whole test photos at their own size
+  (the scale the folder CLI runs them at): the share flagged, against the calibration
+  target. (The test pool's clean outputs, scored in the real-failure benchmark, are the
+  same photos at `failures.max_side`.)"""
   photos = stage.gan.dataset.test_photos
   if photos is None or not len(photos):
     return {"note": "no whole test photos in this dataset"}
