@@ -86,6 +86,17 @@ ROWS = {
                                 "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
     "unpaired_edge_lowpass16_w5": {**UNPAIRED_UNET, "losses.edge_promoting": True,
                                    "losses.generator": {"adversarial": 1.0, "lowpass16": 5.0}},
+    # self-supervised line drawing from the style domain alone: G(line_free(y)) = y on style
+    # images (`losses.restyle`), with the coarse hold on photos, without and with the adversarial term
+    "unpaired_restyle100_lowpass16_noadv": {**UNPAIRED_UNET,
+                                            "losses.generator": {"lowpass16": 20.0, "restyle": 100.0}},
+    "unpaired_restyle100n10_lowpass16_noadv": {**UNPAIRED_UNET, "losses.restyle_noise": 0.1,
+                                               "losses.generator": {"lowpass16": 20.0, "restyle": 100.0}},
+    # the same as a squared error (the lines are a few percent of a style image's pixels)
+    "unpaired_restyle_l2_1000_lowpass16_noadv": {**UNPAIRED_UNET, "losses.restyle_noise": 0.1,
+                                                 "losses.generator": {"lowpass16": 20.0, "restyle_l2": 1000.0}},
+    "unpaired_restyle100_lowpass16": {**UNPAIRED_UNET,
+                                      "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0, "restyle": 100.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 

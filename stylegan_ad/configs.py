@@ -62,6 +62,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.losses.generator = ml_collections.ConfigDict({"adversarial": 1.0, "cycle": 10.0, "identity": 5.0})
   c.losses.r1 = 0.0
   c.losses.edge_promoting = False  # unpaired: D_b also learns that style images with blurred edges are fake
+  c.losses.restyle_noise = 0.0    # the `restyle` term's input: line-free style images plus Gaussian
+                                  # noise of this standard deviation at most (each image its own, in [-1, 1] units)
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 500
@@ -203,9 +205,10 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     group, name = key.split(".")
     if config[group][name] < 0:
       raise ConfigError(f"config key {key}: must be >= 0, got {config[group][name]}")
-  for key in ("losses.r1",):
-    if not (config.losses.r1 >= 0 and math.isfinite(config.losses.r1)):
-      raise ConfigError(f"config key {key}: must be a finite number >= 0, got {config.losses.r1!r}")
+  for key in ("r1", "restyle_noise"):
+    value = config.losses.get(key, 0.0)
+    if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
+      raise ConfigError(f"config key losses.{key}: must be a finite number >= 0, got {value!r}")
   crop = train_crop(config)
   if not 0 <= config.data.train_crop <= config.data.crop_size:
     raise ConfigError(f"config key data.train_crop: must be in [0, data.crop_size={config.data.crop_size}] "
@@ -276,5 +279,6 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
   if device_count is not None and config.data.batch_size % device_count:
     raise ConfigError(f"config key data.batch_size: {config.data.batch_size} is not divisible by "
                       f"the {device_count} devices")
-  available = {"rec", "idt", "features"} if config.train.mode == "unpaired" else {"target", "features"}
+  available = ({"rec", "idt", "features", "restyled"} if config.train.mode == "unpaired"
+               else {"target", "features", "restyled"})
   losses.check_weights(dict(config.losses.generator), available)

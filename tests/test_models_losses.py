@@ -238,6 +238,30 @@ def test_edge_smoothing_blurs_ink_lines_and_keeps_flat_regions():
   np.testing.assert_allclose(losses.edge_smoothed(soft), soft, atol=1e-6)
 
 
+def test_line_free_removes_thin_dark_strokes_and_keeps_steps():
+  flat = jnp.full((1, 32, 32, 3), 0.4, jnp.float32)
+  step = flat.at[:, :, 16:].set(-0.2)            # two flat regions: a step edge
+  np.testing.assert_allclose(losses.line_free(step), step)   # a step is kept as it is
+  inked = step.at[:, :, 15:17].set(-0.9)         # the same step with an ink line on it, 2 px wide
+  out = np.asarray(losses.line_free(inked))
+  assert out.min() == np.float32(-0.2)           # the line is gone
+  np.testing.assert_array_equal(out[:, :, :15], np.asarray(step)[:, :, :15])   # both sides as they were
+  np.testing.assert_array_equal(out[:, :, 17:], np.asarray(step)[:, :, 17:])
+  levels = {np.float32(0.4).item(), np.float32(-0.2).item()}
+  assert {float(v) for v in out[0, :, 15:17, 0].ravel()} <= levels   # a step where the line was
+  dot = flat.at[:, 10:14, 10:14].set(-0.9)       # a dark region wider than the window: kept
+  np.testing.assert_allclose(losses.line_free(dot), dot)
+
+
+def test_restyle_is_the_l1_of_the_line_free_input_restyled_and_zero_without_it():
+  real = jnp.full((2, 8, 8, 3), 0.5, jnp.float32)
+  ctx = _ctx(real=real, fake=real)
+  assert float(losses.restyle(ctx)) == 0.0        # the reverse direction: no term
+  assert float(losses.restyle_l2(ctx)) == 0.0
+  ctx.restyled = real - 0.25
+  assert np.isclose(losses.restyle(ctx), 0.25) and np.isclose(losses.restyle_l2(ctx), 0.0625)
+
+
 def test_ssim_loss_is_one_minus_the_metric():
   rng = np.random.default_rng(0)
   t = jnp.asarray(rng.uniform(-1, 1, (2, 16, 16, 3)), jnp.float32)

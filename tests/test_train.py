@@ -82,6 +82,17 @@ def test_edge_promoting_adds_edge_blurred_style_images_to_the_discriminators_fak
   np.testing.assert_allclose(m0["d_a/adversarial"], m["d_a/adversarial"], rtol=1e-6)   # D_a: unchanged
 
 
+def test_restyle_term_runs_the_style_generator_on_line_free_style_images(data_dir, dataset):
+  config = tiny_config(data_dir, **{"losses.generator": {"adversarial": 1.0, "restyle": 10.0}})
+  models = steps.make_models(config)
+  state = skeleton.run_init(functools.partial(steps.init_state, models), jax.random.key(0), None)
+  batch = {k: jnp.asarray(v) for k, v in loop.make_pipeline(config, dataset).next_local().items()}
+  _, m, _, _ = steps.g_step(models, state, batch, jax.random.key(1))
+  restyled = steps.generate(models, state.g_params["ab"], losses.line_free(batch["b"]))
+  np.testing.assert_allclose(m["g_ab/restyle"], jnp.mean(jnp.abs(restyled - batch["b"])), rtol=1e-5)
+  assert float(m["g_ba/restyle"]) == 0.0         # F (style -> photo) has no lines to draw
+
+
 @pytest.mark.parametrize("every", [1, 100])
 def test_diverging_run_stops_with_clear_message(data_dir, tmp_path, monkeypatch, every):
   """every=1: each step is read before its checkpoint; every=100: a step's skip counter is
@@ -183,6 +194,8 @@ def test_train_crop_trains_on_smaller_crops_and_leaves_the_test_crops_alone(data
     (lambda c: c.train.__setitem__("b2", float("nan")), r"train.b2: Adam's decay must be in \[0, 1\)"),
     (lambda c: c.correct.__setitem__("attempts", -1), "correct.attempts: must be >= 0"),
     (lambda c: c.losses.generator.__setitem__("cycle", float("inf")), "losses.generator.cycle: weight must be a finite"),
+    (lambda c: c.losses.__setitem__("restyle_noise", -0.1), "losses.restyle_noise: must be a finite number >= 0"),
+    (lambda c: c.losses.__setitem__("r1", float("nan")), "losses.r1: must be a finite number >= 0, got nan"),
     (lambda c: c.model.__setitem__("d_layers", 5), r"model.d_layers: a 5-layer discriminator at 1 scale\(s\) needs "
                                                     r"crops larger than data.crop_size=64 \(its patch maps would be \[0\]"),
     (lambda c: c.data.__setitem__("train_crop", 8), r"model.d_layers: a 2-layer discriminator at 1 scale\(s\) needs "

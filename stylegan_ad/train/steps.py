@@ -64,6 +64,7 @@ class Models:
   crop: int
   dtype: str = "float32"   # compute dtype of G and D (`model.dtype`; parameters stay float32)
   edge_promoting: bool = False   # `losses.edge_promoting`: D_b's fakes include edge-blurred style images
+  restyle_noise: float = 0.0     # `losses.restyle_noise`: noise on the `restyle` term's input
 
 
 def make_models(config: ml_collections.ConfigDict) -> Models:
@@ -80,7 +81,8 @@ def make_models(config: ml_collections.ConfigDict) -> Models:
   return Models(generator, discriminator, tx(), tx(), t.mode == "paired",
                 tuple(sorted((k, float(v)) for k, v in config.losses.generator.items())), adv_d, adv_g,
                 float(config.losses.r1), float(t.ema_decay), int(t.pool_size),
-                configs.train_crop(config), str(m.dtype), bool(config.losses.get("edge_promoting", False)))
+                configs.train_crop(config), str(m.dtype), bool(config.losses.get("edge_promoting", False)),
+                float(config.losses.get("restyle_noise", 0.0)))
 
 
 def init_state(models: Models, key: jax.Array) -> TrainState:
@@ -112,18 +114,33 @@ def discriminate(models: Models, params: PyTree, y: jax.Array, x: jax.Array | No
   return apply_in(models.discriminator, params, models.dtype, inp)
 
 
-def _direction_context(models, g_params, d_params, x, real, gen, back, disc, target, key_needs):
+def restyle_input(models: Models, real: jax.Array, key: jax.Array) -> jax.Array:
+  """The `restyle` term's input: style images without their lines, plus Gaussian noise of a
+  standard deviation drawn per image up to `restyle_noise` (the texture a photo has and
+  a style image has not, which G learns to leave out while it draws the lines)."""
+  free = losses.line_free(real)
+  if not models.restyle_noise:
+    return free
+  k_s, k_n = jax.random.split(key)
+  sigma = jax.random.uniform(k_s, (real.shape[0], 1, 1, 1), real.dtype, 0.0, models.restyle_noise)
+  return free + sigma * jax.random.normal(k_n, real.shape, real.dtype)
+
+
+def _direction_context(models, g_params, d_params, x, real, gen, back, disc, target, key_needs, key=None):
   fake = generate(models, g_params[gen], x)
   cond = x if models.paired else None
   fake_logits, fake_feats = discriminate(models, d_params[disc], fake, cond)
   rec = generate(models, g_params[back], fake) if "rec" in key_needs else None
   idt = generate(models, g_params[gen], real) if "idt" in key_needs else None
+  restyled = None
+  if "restyled" in key_needs and gen == "ab":   # the style direction only
+    restyled = generate(models, g_params[gen], restyle_input(models, real, key))
   real_feats = None
   if "features" in key_needs:
     real_feats = discriminate(models, d_params[disc], real, cond)[1]
   return losses.LossContext(x=x, real=real, fake=fake, fake_logits=fake_logits,
                             adversarial_g=models.adv_g, rec=rec, idt=idt, target=target,
-                            fake_features=fake_feats, real_features=real_feats)
+                            fake_features=fake_feats, real_features=real_feats, restyled=restyled)
 
 
 def _needs(models: Models) -> set[str]:
@@ -131,21 +148,21 @@ def _needs(models: Models) -> set[str]:
 
 
 def g_step(models: Models, state: TrainState, batch: dict, key: jax.Array):
-  """One generator update. batch: {"a", "b"} (unpaired) or {"a", "target", "b"} (paired)."""
-  del key  # the generator step is deterministic given the batch
+  """One generator update. batch: {"a", "b"} (unpaired) or {"a", "target", "b"} (paired).
+  `key` draws the `restyle` term's noise only: without it the step is deterministic."""
   needs = _needs(models)
 
   def loss_fn(g_params):
     metrics = {}
     if models.paired:
       ctx = _direction_context(models, g_params, state.d_params, batch["a"], batch["b"], "ab",
-                               None, "b", batch["target"], needs)
+                               None, "b", batch["target"], needs, key)
       total, terms = losses.generator_objective(dict(models.g_weights), ctx)
       metrics.update({f"g/{k}": v for k, v in terms.items()})
       fakes = {"b": ctx.fake}
     else:
       ab = _direction_context(models, g_params, state.d_params, batch["a"], batch["b"], "ab", "ba", "b",
-                              batch.get("target"), needs)
+                              batch.get("target"), needs, key)
       ba = _direction_context(models, g_params, state.d_params, batch["b"], batch["a"], "ba", "ab", "a",
                               None, needs)
       t_ab, terms_ab = losses.generator_objective(dict(models.g_weights), ab)
