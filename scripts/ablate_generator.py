@@ -95,6 +95,14 @@ ROWS = {
     # the same as a squared error (the lines are a few percent of a style image's pixels)
     "unpaired_restyle_l2_1000_lowpass16_noadv": {**UNPAIRED_UNET, "losses.restyle_noise": 0.1,
                                                  "losses.generator": {"lowpass16": 20.0, "restyle_l2": 1000.0}},
+    # the same, the line-free style images blurred first (soft gradients where the palette has steps)
+    "unpaired_restyle_l2_1000_blur1_lowpass16_noadv": {**UNPAIRED_UNET, "losses.restyle_noise": 0.1,
+                                                       "losses.restyle_blur": 1.0,
+                                                       "losses.generator": {"lowpass16": 20.0, "restyle_l2": 1000.0}},
+    "unpaired_restyle_l2_1000_blur1_lowpass16": {**UNPAIRED_UNET, "losses.restyle_noise": 0.1,
+                                                 "losses.restyle_blur": 1.0,
+                                                 "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0,
+                                                                      "restyle_l2": 1000.0}},
     "unpaired_restyle100_lowpass16": {**UNPAIRED_UNET,
                                       "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0, "restyle": 100.0}},
 }

@@ -64,6 +64,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.losses.edge_promoting = False  # unpaired: D_b also learns that style images with blurred edges are fake
   c.losses.restyle_noise = 0.0    # the `restyle` term's input: line-free style images plus Gaussian
                                   # noise of this standard deviation at most (each image its own, in [-1, 1] units)
+  c.losses.restyle_blur = 0.0     # ... blurred first by a Gaussian of this many pixels (0: not blurred)
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 500
@@ -205,7 +206,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     group, name = key.split(".")
     if config[group][name] < 0:
       raise ConfigError(f"config key {key}: must be >= 0, got {config[group][name]}")
-  for key in ("r1", "restyle_noise"):
+  for key in ("r1", "restyle_noise", "restyle_blur"):
     value = config.losses.get(key, 0.0)
     if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
       raise ConfigError(f"config key losses.{key}: must be a finite number >= 0, got {value!r}")

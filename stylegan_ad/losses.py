@@ -167,31 +167,37 @@ register("lowpass")(_block_mean_hold(4))
 register("lowpass16")(_block_mean_hold(16))
 
 
+def _filter1d(v: jax.Array, taps, axis: int) -> jax.Array:
+  """A 1-D filter along H (axis 1) or W (axis 2) of [N, H, W, C], reflected borders."""
+  r, n = len(taps) // 2, v.shape[axis]
+  widths = [(0, 0)] * 4
+  widths[axis] = (r, r)
+  p = jnp.pad(v, widths, mode="reflect")
+  return sum(t * jax.lax.slice_in_dim(p, i, i + n, axis=axis) for i, t in enumerate(taps))
+
+
+def gaussian_blur(images: jax.Array, sigma: float) -> jax.Array:
+  """[N, H, W, C] blurred by a Gaussian of `sigma` pixels (taps to 2 sigma), reflected borders."""
+  r = int(math.ceil(2 * sigma))
+  taps = [math.exp(-(i * i) / (2 * sigma * sigma)) for i in range(-r, r + 1)]
+  taps = tuple(t / sum(taps) for t in taps)
+  return _filter1d(_filter1d(images, taps, 1), taps, 2)
+
+
 def edge_smoothed(images: jax.Array, threshold: float = 1.0, dilate: int = 3, sigma: float = 1.5) -> jax.Array:
   """Style images [N, H, W, 3] in [-1, 1] with their edges blurred: where the Sobel
   magnitude of the luma (in [0, 1] units) exceeds `threshold`, dilated over `dilate` x
   `dilate` pixels, the pixels are replaced by a Gaussian blur (`sigma`) of the image.
   CartoonGAN's (Chen et al., 2018) extra negatives for D: a style image without its
   sharp edges is fake, so D's verdict turns on the ink lines, and G learns to draw them."""
-  def filt(v, taps, axis):   # a 1-D filter along H (axis 1) or W (axis 2), reflected borders
-    r, n = len(taps) // 2, v.shape[axis]
-    widths = [(0, 0)] * 4
-    widths[axis] = (r, r)
-    p = jnp.pad(v, widths, mode="reflect")
-    return sum(t * jax.lax.slice_in_dim(p, i, i + n, axis=axis) for i, t in enumerate(taps))
-
   unit = (images + 1.0) / 2.0
   luma = (unit @ jnp.asarray([0.299, 0.587, 0.114], unit.dtype))[..., None]
-  gx = filt(filt(luma, (1.0, 2.0, 1.0), 1), (-1.0, 0.0, 1.0), 2)
-  gy = filt(filt(luma, (1.0, 2.0, 1.0), 2), (-1.0, 0.0, 1.0), 1)
+  gx = _filter1d(_filter1d(luma, (1.0, 2.0, 1.0), 1), (-1.0, 0.0, 1.0), 2)
+  gy = _filter1d(_filter1d(luma, (1.0, 2.0, 1.0), 2), (-1.0, 0.0, 1.0), 1)
   edge = (jnp.sqrt(gx * gx + gy * gy) > threshold).astype(images.dtype)
   window = (1, dilate, dilate, 1)
   edge = jax.lax.reduce_window(edge, 0.0, jax.lax.max, window, (1, 1, 1, 1), "SAME")
-  r = int(math.ceil(2 * sigma))
-  taps = [math.exp(-(i * i) / (2 * sigma * sigma)) for i in range(-r, r + 1)]
-  taps = tuple(t / sum(taps) for t in taps)
-  blurred = filt(filt(images, taps, 1), taps, 2)
-  return edge * blurred + (1.0 - edge) * images
+  return edge * gaussian_blur(images, sigma) + (1.0 - edge) * images
 
 
 def line_free(images: jax.Array, size: int = 3, lift: float = 0.1) -> jax.Array:

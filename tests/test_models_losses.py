@@ -253,6 +253,16 @@ def test_line_free_removes_thin_dark_strokes_and_keeps_steps():
   np.testing.assert_allclose(losses.line_free(dot), dot)
 
 
+def test_gaussian_blur_keeps_flat_images_and_spreads_an_impulse_symmetrically():
+  flat = jnp.full((1, 9, 9, 3), 0.3, jnp.float32)
+  np.testing.assert_allclose(losses.gaussian_blur(flat, 1.0), flat, rtol=1e-6)
+  out = np.asarray(losses.gaussian_blur(jnp.zeros((1, 9, 9, 1)).at[0, 4, 4, 0].set(1.0), 1.0))[0, :, :, 0]
+  assert np.isclose(out.sum(), 1.0, rtol=1e-5) and out[4, 4] == out.max()
+  np.testing.assert_allclose(out, out.T, atol=1e-7)
+  np.testing.assert_allclose(out, out[::-1, ::-1], atol=1e-7)
+  assert np.isclose(out[4, 5] / out[4, 4], np.exp(-0.5), rtol=1e-5)   # sigma 1 pixel
+
+
 def test_restyle_is_the_l1_of_the_line_free_input_restyled_and_zero_without_it():
   real = jnp.full((2, 8, 8, 3), 0.5, jnp.float32)
   ctx = _ctx(real=real, fake=real)

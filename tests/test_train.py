@@ -91,6 +91,13 @@ def test_restyle_term_runs_the_style_generator_on_line_free_style_images(data_di
   restyled = steps.generate(models, state.g_params["ab"], losses.line_free(batch["b"]))
   np.testing.assert_allclose(m["g_ab/restyle"], jnp.mean(jnp.abs(restyled - batch["b"])), rtol=1e-5)
   assert float(m["g_ba/restyle"]) == 0.0         # F (style -> photo) has no lines to draw
+  blurred = steps.make_models(tiny_config(data_dir, **{"losses.restyle_blur": 1.0}))
+  np.testing.assert_allclose(steps.restyle_input(blurred, batch["b"], jax.random.key(0)),
+                             losses.gaussian_blur(losses.line_free(batch["b"]), 1.0))
+  noisy = steps.make_models(tiny_config(data_dir, **{"losses.restyle_noise": 0.1}))
+  noise = np.asarray(steps.restyle_input(noisy, batch["b"], jax.random.key(0)) - losses.line_free(batch["b"]))
+  sd = noise.reshape(len(noise), -1).std(axis=1)
+  assert np.all(sd < 0.11) and len(set(np.round(sd, 4))) == len(sd)   # each image its own, at most 0.1
 
 
 @pytest.mark.parametrize("every", [1, 100])

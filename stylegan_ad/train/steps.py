@@ -65,6 +65,7 @@ class Models:
   dtype: str = "float32"   # compute dtype of G and D (`model.dtype`; parameters stay float32)
   edge_promoting: bool = False   # `losses.edge_promoting`: D_b's fakes include edge-blurred style images
   restyle_noise: float = 0.0     # `losses.restyle_noise`: noise on the `restyle` term's input
+  restyle_blur: float = 0.0      # `losses.restyle_blur`: its blur
 
 
 def make_models(config: ml_collections.ConfigDict) -> Models:
@@ -82,7 +83,7 @@ def make_models(config: ml_collections.ConfigDict) -> Models:
                 tuple(sorted((k, float(v)) for k, v in config.losses.generator.items())), adv_d, adv_g,
                 float(config.losses.r1), float(t.ema_decay), int(t.pool_size),
                 configs.train_crop(config), str(m.dtype), bool(config.losses.get("edge_promoting", False)),
-                float(config.losses.get("restyle_noise", 0.0)))
+                float(config.losses.get("restyle_noise", 0.0)), float(config.losses.get("restyle_blur", 0.0)))
 
 
 def init_state(models: Models, key: jax.Array) -> TrainState:
@@ -115,10 +116,13 @@ def discriminate(models: Models, params: PyTree, y: jax.Array, x: jax.Array | No
 
 
 def restyle_input(models: Models, real: jax.Array, key: jax.Array) -> jax.Array:
-  """The `restyle` term's input: style images without their lines, plus Gaussian noise of a
+  """The `restyle` term's input: style images without their lines, blurred by `restyle_blur`
+  (a photo's soft gradients where the palette has steps), plus Gaussian noise of a
   standard deviation drawn per image up to `restyle_noise` (the texture a photo has and
   a style image has not, which G learns to leave out while it draws the lines)."""
   free = losses.line_free(real)
+  if models.restyle_blur:
+    free = losses.gaussian_blur(free, models.restyle_blur)
   if not models.restyle_noise:
     return free
   k_s, k_n = jax.random.split(key)
