@@ -24,14 +24,13 @@ def _smooth(x):
   return styles._bilateral(styles._bilateral(x))
 
 
-def _ink(x):
-  s = _smooth(x)
-  return np.clip((styles._edges(styles._luma(s)) - 0.6) / 0.4, 0.0, 1.0)[..., None]
-
-
 def _ink_raw(x):
   """S's ink rule on x's own luma, unsmoothed: what a local operator could draw from x alone."""
   return np.clip((styles._edges(styles._luma(x)) - 0.6) / 0.4, 0.0, 1.0)[..., None]
+
+
+def _ink(x):
+  return _ink_raw(_smooth(x))
 
 
 def _palette(x):

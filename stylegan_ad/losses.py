@@ -101,7 +101,7 @@ class LossContext:
   target: jax.Array | None = None  # the true or paired target of x
   fake_features: list | None = None
   real_features: list | None = None
-  restyled: jax.Array | None = None   # G(line_free(real)): the style direction only (see `restyle`)
+  restyled: jax.Array | None = None   # G(line_free(real), + blur/noise): the style direction only (`restyle`)
 
 
 GENERATOR_LOSSES: dict[str, Callable[[LossContext], jax.Array]] = {}
