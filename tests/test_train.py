@@ -97,7 +97,7 @@ def test_restyle_term_runs_the_style_generator_on_line_free_style_images(data_di
   noisy = steps.make_models(tiny_config(data_dir, **{"losses.restyle_noise": 0.1}))
   noise = np.asarray(steps.restyle_input(noisy, batch["b"], jax.random.key(0)) - losses.line_free(batch["b"]))
   sd = noise.reshape(len(noise), -1).std(axis=1)
-  assert np.all(sd < 0.11) and len(set(np.round(sd, 4))) == len(sd)   # each image its own, at most 0.1
+  assert np.all(sd < 0.11) and sd.max() > 2 * sd.min()   # each image its own noise level, at most 0.1
 
 
 @pytest.mark.parametrize("every", [1, 100])
