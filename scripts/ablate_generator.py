@@ -29,6 +29,12 @@ ROWS = {
     # the default before its 48 px training crops: 64 px crops (the test crops and photos are the same)
     "crop64": {"data.train_crop": 0},
     "steps3400": {"train.num_steps": 3400},
+    # the default's learning rate, EMA and seed (how far a row moves by the seed alone)
+    "lr1.5e-3": {"train.lr": 1.5e-3},
+    "lr2e-3": {"train.lr": 2e-3},
+    "ema0.999": {"train.ema_decay": 0.999},
+    "seed1": {"seed": 1},
+    "lr1.5e-3_seed1": {"train.lr": 1.5e-3, "seed": 1},
     "steps2400_no_ssim": {"data.train_crop": 0, "train.num_steps": 2400, "losses.generator": PREV["losses.generator"]},
     # the earliest default: pix2pix U-Net (instance norm, 5 levels), horizontal flips only
     "old_default": {**PREV, "model.generator": "unet", "model.ngf": 16, "model.depth": 5, "data.symmetries": 2,
@@ -105,6 +111,12 @@ ROWS = {
                                                                       "restyle_l2": 1000.0}},
     "unpaired_restyle100_lowpass16": {**UNPAIRED_UNET,
                                       "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0, "restyle": 100.0}},
+    # back-translation: each G learns from the pseudo-pairs the other makes (the cycle term
+    # with the gradient into the second map only), with the coarse hold
+    "unpaired_backtranslate10_lowpass16": {**UNPAIRED_UNET, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0,
+                                                                              "backtranslate": 10.0}},
+    "unpaired_backtranslate100_lowpass16": {**UNPAIRED_UNET, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0,
+                                                                               "backtranslate": 100.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 
@@ -119,8 +131,11 @@ def _config(row: str, style: str):
   c = embedded.get_config(arg)
   c.data.source = f"embedded:{style}"
   for key, value in ROWS[row].items():
-    group, name = key.split(".")
-    c[group][name] = value
+    if "." in key:
+      group, name = key.split(".")
+      c[group][name] = value
+    else:
+      c[key] = value
   return c
 
 

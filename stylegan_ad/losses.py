@@ -102,6 +102,7 @@ class LossContext:
   fake_features: list | None = None
   real_features: list | None = None
   restyled: jax.Array | None = None   # G(line_free(real), + blur/noise): the style direction only (`restyle`)
+  backtranslated: jax.Array | None = None   # G(stop_gradient(F(real))), unpaired mode (`backtranslate`)
 
 
 GENERATOR_LOSSES: dict[str, Callable[[LossContext], jax.Array]] = {}
@@ -230,6 +231,16 @@ def restyle_l2(ctx: LossContext) -> jax.Array:
   if ctx.restyled is None:
     return jnp.zeros((), ctx.fake.dtype)
   return jnp.mean((ctx.restyled - ctx.real) ** 2)
+
+
+@register("backtranslate", needs=("backtranslated",))
+def backtranslate(ctx: LossContext) -> jax.Array:
+  """|G(F(y)) - y| with F(y) held fixed: each generator learns its direction from the
+  pseudo-pairs (F(y), y) the other one makes (back-translation). CycleGAN's cycle term
+  with the gradient into the second map only, so the first cannot hide in F(y) what G
+  needs to rebuild y: F must make a real-looking photo (its adversarial term), and G
+  must draw the style on it."""
+  return jnp.mean(jnp.abs(ctx.backtranslated - ctx.real))
 
 
 @register("style_mse", needs=("target",))

@@ -49,3 +49,20 @@ def test_pipeline_and_peak(tmp_path, data_dir):
   r = _bench(tmp_path, "--what=pipeline", "--size=64", "--batch=2", f"--data_dir={data_dir}")
   assert r["examples_per_sec"] == pytest.approx(2 / r["sec_per_batch"])
   assert _bench(tmp_path, "--what=peak")["gflops_per_sec"] > 0
+
+
+def test_every_generator_ablation_row_is_a_valid_config():
+  """scripts/ablate_generator.py: each row's changes name real config keys and validate
+  (a misspelt key would train the default and report it as the row)."""
+  code = ("import sys; sys.path.insert(0, 'scripts'); import ablate_generator as ab\n"
+          "from stylegan_ad import configs\n"
+          "for row in ab.ROWS:\n"
+          "  c = ab._config(row, 'cartoon'); configs.validate(c)\n"
+          "  for key, value in ab.ROWS[row].items():\n"
+          "    got = c[key] if '.' not in key else c[key.split('.')[0]][key.split('.')[1]]\n"
+          "    got = got.to_dict() if hasattr(got, 'to_dict') else got\n"
+          "    assert got == value, (row, key, got, value)\n"
+          "print(len(ab.ROWS))")
+  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert int(out.stdout.split()[-1]) >= 40

@@ -100,6 +100,26 @@ def test_restyle_term_runs_the_style_generator_on_line_free_style_images(data_di
   assert np.all(sd < 0.11) and sd.max() > 2 * sd.min()   # each image its own noise level, at most 0.1
 
 
+def test_backtranslate_trains_each_generator_on_the_other_ones_pseudo_pairs(data_dir, dataset):
+  config = tiny_config(data_dir, **{"losses.generator": {"backtranslate": 1.0}})
+  models = steps.make_models(config)
+  state = skeleton.run_init(functools.partial(steps.init_state, models), jax.random.key(0), None)
+  batch = {k: jnp.asarray(v) for k, v in loop.make_pipeline(config, dataset).next_local().items()}
+  _, m, _, _ = steps.g_step(models, state, batch, jax.random.key(1))
+  g = lambda name, v: steps.generate(models, state.g_params[name], v)
+  np.testing.assert_allclose(m["g_ab/backtranslate"], jnp.mean(jnp.abs(g("ab", g("ba", batch["b"])) - batch["b"])),
+                             rtol=1e-5)
+  np.testing.assert_allclose(m["g_ba/backtranslate"], jnp.mean(jnp.abs(g("ba", g("ab", batch["a"])) - batch["a"])),
+                             rtol=1e-5)
+  # the gradient reaches the second map only: G's through |G(F(y)) - y|, not F's through F(y)
+  # (a cycle term would train both)
+  term = lambda p: losses.backtranslate(steps._direction_context(
+      models, p, state.d_params, batch["a"], batch["b"], "ab", "ba", "b", None, {"backtranslated"}))
+  grads = jax.grad(term)(state.g_params)
+  assert all(float(jnp.abs(v).max()) == 0 for v in jax.tree.leaves(grads["ba"]))
+  assert any(float(jnp.abs(v).max()) > 0 for v in jax.tree.leaves(grads["ab"]))
+
+
 @pytest.mark.parametrize("every", [1, 100])
 def test_diverging_run_stops_with_clear_message(data_dir, tmp_path, monkeypatch, every):
   """every=1: each step is read before its checkpoint; every=100: a step's skip counter is

@@ -139,12 +139,16 @@ def _direction_context(models, g_params, d_params, x, real, gen, back, disc, tar
   restyled = None
   if "restyled" in key_needs and gen == "ab":   # the style direction only
     restyled = generate(models, g_params[gen], restyle_input(models, real, key))
+  backtranslated = None
+  if "backtranslated" in key_needs:
+    backtranslated = generate(models, g_params[gen], jax.lax.stop_gradient(generate(models, g_params[back], real)))
   real_feats = None
   if "features" in key_needs:
     real_feats = discriminate(models, d_params[disc], real, cond)[1]
   return losses.LossContext(x=x, real=real, fake=fake, fake_logits=fake_logits,
                             adversarial_g=models.adv_g, rec=rec, idt=idt, target=target,
-                            fake_features=fake_feats, real_features=real_feats, restyled=restyled)
+                            fake_features=fake_feats, real_features=real_feats, restyled=restyled,
+                            backtranslated=backtranslated)
 
 
 def _needs(models: Models) -> set[str]:
