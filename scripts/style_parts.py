@@ -7,17 +7,33 @@ smoothing alone; smoothing and palette (no ink); x with S's ink lines alone; x i
 S's rule on its own unsmoothed luma; smoothing with the ink (no palette); and x's block
 means with S's detail above them (what a generator held to x at coarse scale could
 reach at best) over 4, 8 and 16 px blocks. Then, on the train style crops (domain B): the
-line-free images of `losses.restyle`, and the same inked again by S's rule.
+line-free images of `losses.restyle`, and the same inked again by S's rule; and the share
+of ink-stroke pixels in the style crops and in the test crops' S(x).
+
+  python scripts/style_parts.py --d_row=unpaired_lowpass16 --out=runs/ablation
+
+also asks an unpaired ablation row's style discriminator D_b (the row of
+`scripts/ablate_generator.py` in OUT, trained there first if it is not) which of these it
+takes for a style image: its mean logit (LSGAN: 1 real, 0 fake) on the train style
+crops, the test crops x, their true S(x), and x with S's ink or palette alone.
 """
 from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from absl import app
+import os
+import sys
+
+from absl import app, flags
 from scipy import ndimage
 
 from stylegan_ad import losses, metrics
 from stylegan_ad.data import sources, styles
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ablate_generator  # noqa: E402  (its --out and --style flags name the row's folder)
+
+_D_ROW = flags.DEFINE_string("d_row", None, "an unpaired row of scripts/ablate_generator.py whose D_b to ask")
 
 
 def _smooth(x):
@@ -74,6 +90,28 @@ def main(argv):
   print("\n| train style crops y | PSNR to y (dB) |\n|---|---|")
   print(f"| line_free(y) | {float(np.mean(metrics.psnr_np(free, ys))):.2f} |")
   print(f"| line_free(y) inked by S's rule on its own luma | {float(np.mean(metrics.psnr_np(inked, ys))):.2f} |")
+  lifted = lambda v: float(np.mean(np.asarray(losses.line_free(jnp.asarray(v))) != v))
+  print(f"\nshare of pixels that are ink strokes (`losses.line_free` lifts them): "
+        f"train style crops {lifted(ys):.1%}, test crops' S(x) {lifted(t):.1%}")
+  if _D_ROW.value:
+    _ask_discriminator(_D_ROW.value, ys, np.stack(xs) * 2 - 1, t)
+
+
+def _ask_discriminator(row: str, ys: np.ndarray, xs: np.ndarray, t: np.ndarray) -> None:
+  from stylegan_ad.train import loop, steps
+  style = ablate_generator._STYLE.value
+  run = loop.train(ablate_generator._config(row, style), os.path.join(ablate_generator._OUT.value, style, row))
+  if run.models.paired:
+    raise app.UsageError(f"--d_row={row}: a paired row's D is conditioned on x; name an unpaired row")
+  part = lambda name: np.stack([PARTS[name](u) for u in (xs + 1) / 2]) * 2 - 1
+  sets = {"train style crops y (domain B)": ys, "test crops x": xs, "their S(x)": t,
+          "x with S's ink alone": part("x with S's ink alone"),
+          "x smoothed and quantised, no ink": part("smoothing and palette, no ink"),
+          "G(x), the row's generator": loop.stylize(run.models, run.state.ema["ab"], xs)}
+  print(f"\n| images, to D_b of `{row}` | mean logit (1: style image, 0: G's output) |\n|---|---|")
+  for name, v in sets.items():
+    logits = steps.discriminate(run.models, run.state.d_params["b"], jnp.asarray(v, jnp.float32))[0]
+    print(f"| {name} | {np.mean([float(jnp.mean(l)) for l in logits]):+.3f} |")
 
 
 if __name__ == "__main__":
