@@ -111,6 +111,12 @@ ROWS = {
                                                                       "restyle_l2": 1000.0}},
     "unpaired_restyle100_lowpass16": {**UNPAIRED_UNET,
                                       "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0, "restyle": 100.0}},
+    # a discriminator of small receptive field (1 or 2 stride-2 layers instead of 3: ~16 or
+    # ~34 px), which sees an edge and its ink but not the subject of the photo around it
+    "unpaired_d1_lowpass16": {**UNPAIRED_UNET, "model.d_layers": 1,
+                              "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_d2_lowpass16": {**UNPAIRED_UNET, "model.d_layers": 2,
+                              "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
     # back-translation: each G learns from the pseudo-pairs the other makes (the cycle term
     # with the gradient into the second map only), with the coarse hold
     "unpaired_backtranslate10_lowpass16": {**UNPAIRED_UNET, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0,

@@ -334,6 +334,12 @@ def test_registry_one_function_one_line_and_validation():
     losses.check_weights({"cycle": 1.0}, {"target"})
   with pytest.raises(ConfigError, match="adversarial must be one of"):
     losses.adversarial("wgan")
+  from experiments.configs import embedded
+  from stylegan_ad import configs
+  paired = embedded.get_config("")
+  paired.losses.generator = {"adversarial": 1.0, "backtranslate": 10.0}   # no reverse generator
+  with pytest.raises(ConfigError, match="backtranslate needs 'backtranslated'"):
+    configs.validate(paired)
 
 
 def test_import_opts_out_of_ynnpack_convolutions_unless_the_user_chose():
