@@ -19,11 +19,11 @@ crops, the test crops x, their true S(x), and x with S's ink or palette alone.
 """
 from __future__ import annotations
 
-import jax.numpy as jnp
-import numpy as np
 import os
 import sys
 
+import jax.numpy as jnp
+import numpy as np
 from absl import app, flags
 from scipy import ndimage
 
