@@ -15,7 +15,8 @@ of ink-stroke pixels in the style crops and in the test crops' S(x).
 also asks an unpaired ablation row's style discriminator D_b (the row of
 `scripts/ablate_generator.py` in OUT, trained there first if it is not) which of these it
 takes for a style image: its mean logit (LSGAN: 1 real, 0 fake) on the train style
-crops, the test crops x, their true S(x), and x with S's ink or palette alone.
+crops, the test crops x, their true S(x), and x with S's ink or palette alone; and how far
+the row's reverse generator F moves the style crops (PSNR of F(y) to y).
 """
 from __future__ import annotations
 
@@ -108,6 +109,9 @@ def _ask_discriminator(row: str, ys: np.ndarray, xs: np.ndarray, t: np.ndarray) 
           "x with S's ink alone": part("x with S's ink alone"),
           "x smoothed and quantised, no ink": part("smoothing and palette, no ink"),
           "G(x), the row's generator": loop.stylize(run.models, run.state.ema["ab"], xs)}
+  back = loop.stylize(run.models, run.state.ema["ba"], ys)
+  print(f"\nthe row's reverse generator F on the train style crops: F(y) is "
+        f"{float(np.mean(metrics.psnr_np(back, ys))):.2f} dB from y")
   print(f"\n| images, to D_b of `{row}` | mean logit (1: style image, 0: G's output) |\n|---|---|")
   for name, v in sets.items():
     logits = steps.discriminate(run.models, run.state.d_params["b"], jnp.asarray(v, jnp.float32))[0]
