@@ -91,7 +91,7 @@ def main(argv):
   print("\n| train style crops y | PSNR to y (dB) |\n|---|---|")
   print(f"| line_free(y) | {float(np.mean(metrics.psnr_np(free, ys))):.2f} |")
   print(f"| line_free(y) inked by S's rule on its own luma | {float(np.mean(metrics.psnr_np(inked, ys))):.2f} |")
-  lifted = lambda v: float(np.mean(np.asarray(losses.line_free(jnp.asarray(v))) != v))
+  lifted = lambda v: float(np.mean(np.any(np.asarray(losses.line_free(jnp.asarray(v))) != v, axis=-1)))
   print(f"\nshare of pixels that are ink strokes (`losses.line_free` lifts them): "
         f"train style crops {lifted(ys):.1%}, test crops' S(x) {lifted(t):.1%}")
   if _D_ROW.value:
