@@ -123,6 +123,25 @@ ROWS = {
                                                                               "backtranslate": 10.0}},
     "unpaired_backtranslate100_lowpass16": {**UNPAIRED_UNET, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0,
                                                                                "backtranslate": 100.0}},
+    # every train photo on both sides, x and S(x) drawn apart (`data.unpaired_split=shuffled`,
+    # CycleGAN's protocol for paired sets): D can no longer tell the domains by their subjects
+    "unpaired_shuffled_lowpass16": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled",
+                                    "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_d1_lowpass16": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled", "model.d_layers": 1,
+                                       "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_lowpass16_w5": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled",
+                                       "losses.generator": {"adversarial": 1.0, "lowpass16": 5.0}},
+    "unpaired_shuffled_lowpass": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled",
+                                  "losses.generator": {"adversarial": 1.0, "lowpass": 20.0}},
+    "unpaired_shuffled_residual_unet": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled"},
+    "unpaired_shuffled_idt_lowpass16_w5": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled",
+                                           "losses.generator": {"adversarial": 1.0, "identity": 5.0, "lowpass16": 5.0}},
+    "unpaired_shuffled_backtranslate10_lowpass16": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled",
+                                                    "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0,
+                                                                         "backtranslate": 10.0}},
+    "unpaired_shuffled_lowpass16_steps2700": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled",
+                                              "train.num_steps": 2700,
+                                              "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 

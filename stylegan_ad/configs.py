@@ -26,6 +26,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.data_dir = ""            # default: $STYLEGAN_AD_DATA or ~/.stylegan_ad/data
   c.data.batch_size = 1           # global, over all devices and processes
   c.data.symmetries = 2           # augmentation: 2 = horizontal flips, 8 = flips and quarter turns
+  c.data.unpaired_split = "photos"  # unpaired mode's domains: "photos" (A and B from different photos) |
+                                  # "shuffled" (every train photo on both sides, x and S(x) drawn apart:
+                                  # CycleGAN's protocol for paired sets such as Cityscapes; needs targets)
 
   c.model = ml_collections.ConfigDict()
   c.model.generator = "resnet"    # a name in registry.GENERATORS: resnet | unet | residual_unet | reference_unet
@@ -260,6 +263,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
   _choice("model.upsample", config.model.upsample, layers.UPSAMPLE_MODES)
   _choice("model.dtype", config.model.dtype, layers.COMPUTE_DTYPES)
   _choice("train.mode", config.train.mode, ("unpaired", "paired"))
+  _choice("data.unpaired_split", config.data.get("unpaired_split", "photos"), ("photos", "shuffled"))
   _choice("losses.adversarial", config.losses.adversarial, tuple(losses.ADVERSARIAL))
   if not 0.0 <= config.train.ema_decay < 1.0:
     raise ConfigError(f"config key train.ema_decay: must be in [0, 1), got {config.train.ema_decay}")

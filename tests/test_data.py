@@ -153,6 +153,38 @@ def test_pipeline_restored_position_continues_exactly(dataset):
     _pipe(dataset, 4).set_state(state)
 
 
+def test_shuffled_unpaired_split_draws_x_and_s_of_every_train_photo_apart(dataset):
+  import dataclasses
+
+  from experiments.configs import embedded as embedded_config
+  from stylegan_ad import configs
+  from stylegan_ad.train import loop
+  c = embedded_config.get_config("unpaired")
+  c.data.crop_size, c.data.train_crop = 64, 0
+  assert loop.make_pipeline(c, dataset).streams["b"]["b"] is dataset.train_b.images  # default: other photos
+  c.data.unpaired_split = "shuffled"
+  configs.validate(c)
+  pipe = loop.make_pipeline(c, dataset)
+  pairs = dataset.train_pairs
+  assert pipe.streams["a"]["a"] is pairs.images and pipe.streams["b"]["b"] is pairs.targets
+  src = pairs.images._source
+  photo = lambda i: embedded.PHOTOS[int(src[int(pairs.images._indices[i])]["photo_id"])].name  # noqa: E731
+  n = len(pairs)
+  a_idx = np.concatenate([pipe.indices(s, 0, n)[0] for s in range(n // 4)])
+  b_idx = np.concatenate([pipe.indices(s, 1, n)[0] for s in range(n // 4)])
+  # one epoch of each side covers every train photo; the sides are drawn in their own orders
+  assert {photo(i) for i in a_idx} == {photo(i) for i in b_idx} == {
+      p.name for p in embedded.PHOTOS if p.split == "train"}
+  assert np.mean(a_idx == b_idx) < 0.02
+  batch = pipe.local_arrays(0)
+  assert not np.array_equal(batch["b"], batch["target"])  # never S of the crop beside it
+  with pytest.raises(ConfigError, match="data.unpaired_split: 'shuffled' needs targets"):
+    loop.make_pipeline(c, dataclasses.replace(dataset, train_pairs=None))
+  c.data.unpaired_split = "pairs"
+  with pytest.raises(ConfigError, match="data.unpaired_split: must be one of"):
+    configs.validate(c)
+
+
 def test_pipeline_epochs_cover_every_record(dataset):
   p = _pipe(dataset, 0)
   n = len(dataset.train_a)

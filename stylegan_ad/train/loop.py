@@ -61,16 +61,24 @@ def enable_compilation_cache(workdir: str) -> None:
 
 
 def make_pipeline(config: ml_collections.ConfigDict, dataset: sources.Dataset) -> pipeline_lib.Pipeline:
-  """Unpaired: A (with targets where known) and B shuffled apart; paired: every train pair."""
-  source = dataset.train_a
-  if config.train.mode == "paired":
+  """Unpaired: A (with targets where known) and B shuffled apart; paired: every train pair.
+
+  Unpaired with `data.unpaired_split="shuffled"`: A is every train photo x and B every
+  S(x), each stream with its own order, crops and symmetries (no pair is seen aligned).
+  """
+  source, style = dataset.train_a, dataset.train_b.images
+  shuffled = config.train.mode == "unpaired" and config.data.get("unpaired_split", "photos") == "shuffled"
+  if config.train.mode == "paired" or shuffled:
     source = dataset.train_pairs
     if source is None or source.targets is None:
-      raise ConfigError(f"config key train.mode: 'paired' needs targets, and {dataset.name} has none")
+      key = "data.unpaired_split: 'shuffled'" if shuffled else "train.mode: 'paired'"
+      raise ConfigError(f"config key {key} needs targets, and {dataset.name} has none")
+    if shuffled:
+      style = source.targets
   stream_a = {"a": source.images}
   if source.targets is not None:
     stream_a["target"] = source.targets
-  return pipeline_lib.Pipeline({"a": stream_a, "b": {"b": dataset.train_b.images}},
+  return pipeline_lib.Pipeline({"a": stream_a, "b": {"b": style}},
                                global_batch=config.data.batch_size, crop=configs.train_crop(config),
                                seed=config.seed, symmetries=config.data.symmetries)
 
