@@ -23,6 +23,7 @@ PREV = {"data.train_crop": 0, "data.batch_size": 8, "model.depth": 3, "train.num
 # CycleGAN mode (the config's "unpaired" argument) with two residual U-Nets like the paired G
 UNPAIRED_UNET = {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2, "data.symmetries": 8,
                  "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5}
+SHUFFLED_D1 = {**UNPAIRED_UNET, "data.unpaired_split": "shuffled", "model.d_layers": 1}
 ROWS = {
     "default": {},
     "steps2400": {"data.train_crop": 0, "train.num_steps": 2400},
@@ -141,6 +142,21 @@ ROWS = {
                                                                          "backtranslate": 10.0}},
     "unpaired_shuffled_lowpass16_steps2700": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled",
                                               "train.num_steps": 2700,
+                                              "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # the earlier unpaired signals again, on the shuffled split with the ~16 px D
+    "unpaired_shuffled_d1_lowpass2": {**SHUFFLED_D1, "losses.generator": {"adversarial": 1.0, "lowpass": 2.0}},
+    "unpaired_shuffled_d1_adv5_lowpass16": {**SHUFFLED_D1, "losses.generator": {"adversarial": 5.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_d1_hinge_lowpass16": {**SHUFFLED_D1, "losses.adversarial": "hinge",
+                                             "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_d1_edge_lowpass16": {**SHUFFLED_D1, "losses.edge_promoting": True,
+                                            "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_d1_restyle100_lowpass16": {**SHUFFLED_D1, "losses.generator": {
+        "adversarial": 1.0, "lowpass16": 20.0, "restyle": 100.0}},
+    "unpaired_shuffled_d1_highpass_lowpass16": {**SHUFFLED_D1, "model.d_highpass": 7,
+                                                "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_d1_gram3e4_lowpass16": {**SHUFFLED_D1, "losses.generator": {
+        "adversarial": 1.0, "lowpass16": 20.0, "gram_style": 3e4}},
+    "unpaired_shuffled_d1_lr3e-4_lowpass16": {**SHUFFLED_D1, "train.lr": 3e-4,
                                               "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}

@@ -194,7 +194,7 @@ def summary_markdown(summary: dict, plots: Sequence[str] = ()) -> str:
 
 
 def environment() -> dict[str, Any]:
-  """What a reader needs to reproduce a run: commit, CPU, Python and package versions."""
+  """What a reader needs to reproduce a run: commit, CPU, JAX's backend and devices, Python and package versions."""
   import platform
   import subprocess
   from importlib import metadata
@@ -218,7 +218,10 @@ def environment() -> dict[str, Any]:
       versions[name] = metadata.version(name)
     except metadata.PackageNotFoundError:
       versions[name] = "not installed"
+  import jax
+  kinds = sorted({d.device_kind for d in jax.devices()})
   return {"commit": commit, "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+          "backend": jax.default_backend(), "devices": f"{jax.device_count()} x {', '.join(kinds)}",
           "packages": versions}
 
 
@@ -231,7 +234,9 @@ def _reproduce_section(summary: dict) -> list[str]:
   return ["## Reproduce", "",
           f"Command: `{env.get('command', 'python -m experiments.run --config=... --workdir=...')}` "
           "(the full config is `config.json` in the run's `gan/` folder).",
-          "", f"Commit {env['commit']}; CPU {env['cpu']}, {env['cores']} cores; Python {env['python']}; "
+          "", f"Commit {env['commit']}; CPU {env['cpu']}, {env['cores']} cores; "
+          f"JAX backend {env.get('backend', 'not recorded')} ({env.get('devices', 'devices not recorded')}); "
+          f"Python {env['python']}; "
           f"{packages}.", "", f"Seconds per stage: {stages}.", ""]
 
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -60,6 +61,9 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   regen = on_disk["correct"]["regeneration_psnr_to_clean"]
   assert set(regen) == {"tta_average", "perturbed_input"} and all(v > 0 for v in regen.values())
   assert on_disk["seconds"] > 0
+  # where it ran: the CPU and JAX's backend and devices (4 forced host devices here)
+  env = on_disk["environment"]
+  assert env["backend"] == "cpu" and env["devices"] == f"{jax.device_count()} x cpu"
   scorers = {"discriminator", "detector", "feature_distance", "style_statistics", "tta_variance", "raw_vs_ema",
              "palette", "cycle"}  # cycle: the tiny run is unpaired
   assert set(on_disk["detect_all_scorers"]) == scorers
@@ -78,6 +82,7 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   assert {"summary.json", "report.md", "index.html", "samples.png", "correction.png"} <= set(os.listdir(report))
   md = open(os.path.join(report, "report.md")).read()
   assert "| seen types | detector |" in md and "PSNR corrupted" in md
+  assert f"JAX backend cpu ({jax.device_count()} x cpu)" in md
   # the sample grid's caption names its columns; F(G(x)) only because this run is unpaired
   assert "Columns: input x | G(x) | F(G(x)) | true S(x)" in md and on_disk["mode"] == "unpaired"
   # the plots: drawn from this run's figures and logs, and shown on the page
