@@ -158,6 +158,9 @@ ROWS = {
         "adversarial": 1.0, "lowpass16": 20.0, "gram_style": 3e4}},
     "unpaired_shuffled_d1_lr3e-4_lowpass16": {**SHUFFLED_D1, "train.lr": 3e-4,
                                               "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # a stronger D that still sees only ~16 px: four times as wide
+    "unpaired_shuffled_d1_ndf64_lowpass16": {**SHUFFLED_D1, "model.ndf": 64,
+                                             "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 
