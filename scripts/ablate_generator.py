@@ -161,6 +161,9 @@ ROWS = {
     # a stronger D that still sees only ~16 px: four times as wide
     "unpaired_shuffled_d1_ndf64_lowpass16": {**SHUFFLED_D1, "model.ndf": 64,
                                              "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # ... or one that learns four times as fast as G (the two time-scale rule)
+    "unpaired_shuffled_d1_dlr4_lowpass16": {**SHUFFLED_D1, "train.d_lr_scale": 4.0,
+                                            "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 

@@ -51,6 +51,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.mode = "unpaired"       # unpaired (CycleGAN) | paired (pix2pix)
   c.train.num_steps = 1000
   c.train.lr = 2e-4
+  c.train.d_lr_scale = 1.0        # D's learning rate over G's (the two time-scale rule: 4 = D learns 4x as fast)
   c.train.b1 = 0.5
   c.train.b2 = 0.999
   c.train.decay_start = 0.5       # fraction of steps after which lr decays linearly to 0
@@ -193,7 +194,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
   from stylegan_ad.models import layers
   _check_schema(config, default_config(), "")
   _positive(config, "data.crop_size", "data.batch_size", "model.ngf", "model.ndf", "model.d_layers",
-            "model.d_scales", "train.num_steps", "train.lr", "checkpoint.every", "checkpoint.keep",
+            "model.d_scales", "train.num_steps", "train.lr", "train.d_lr_scale", "checkpoint.every", "checkpoint.keep",
             "log.every", "log.sample_every", "eval.batch_size", "distributed.num_processes",
             "train.max_bad_steps", "detect.features", "detect.depth", "detect.steps",
             "detect.batch_size", "detect.lr", "correct.features", "correct.depth", "correct.steps",

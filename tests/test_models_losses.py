@@ -356,6 +356,34 @@ def test_import_opts_out_of_ynnpack_convolutions_unless_the_user_chose():
   assert run(chosen) == [chosen]
 
 
+def test_d_lr_scale_scales_only_the_discriminators_steps():
+  """`train.d_lr_scale`: D's Adam steps are that many times G's, along the whole schedule;
+  at 1 both use the one schedule."""
+  from experiments.configs import embedded
+  from stylegan_ad import configs
+  from stylegan_ad.train import steps
+  c = embedded.get_config("tiny")
+  c.train.num_steps, c.train.decay_start = 10, 0.5
+  c.train.d_lr_scale = 4.0
+  configs.validate(c)
+  m = steps.make_models(c)
+  params = {"w": jnp.zeros(3)}
+  grads = {"w": jnp.array([1.0, -2.0, 0.5])}
+  g_state, d_state = m.g_tx.init(params), m.d_tx.init(params)
+  for step in range(8):  # past the decay's start
+    g_up, g_state = m.g_tx.update(grads, g_state, params)
+    d_up, d_state = m.d_tx.update(grads, d_state, params)
+    np.testing.assert_allclose(d_up["w"], 4.0 * g_up["w"], rtol=1e-6)
+    assert float(jnp.abs(g_up["w"]).max()) > 0
+  c.train.d_lr_scale = 1.0
+  m1 = steps.make_models(c)
+  s = m1.d_tx.init(params)
+  np.testing.assert_array_equal(m1.d_tx.update(grads, s, params)[0]["w"], m1.g_tx.update(grads, s, params)[0]["w"])
+  c.train.d_lr_scale = 0.0
+  with pytest.raises(ConfigError, match="train.d_lr_scale: must be a finite number > 0"):
+    configs.validate(c)
+
+
 def test_bfloat16_compute_keeps_float32_parameters():
   """`model.dtype="bfloat16"`: G and D compute in bfloat16 (the compiled program's
   convolutions are bf16), outputs, parameters, gradients and the optimizer's state stay

@@ -77,9 +77,11 @@ def make_models(config: ml_collections.ConfigDict) -> Models:
   schedule = optax.join_schedules(
       [optax.constant_schedule(t.lr),
        optax.linear_schedule(t.lr, 0.0, max(t.num_steps - decay_start, 1))], [decay_start])
-  tx = lambda: optax.adam(schedule, b1=t.b1, b2=t.b2)
+  d_scale = float(t.get("d_lr_scale", 1.0))
+  d_schedule = schedule if d_scale == 1.0 else (lambda step: d_scale * schedule(step))
   adv_d, adv_g = losses.adversarial(config.losses.adversarial)
-  return Models(generator, discriminator, tx(), tx(), t.mode == "paired",
+  return Models(generator, discriminator, optax.adam(schedule, b1=t.b1, b2=t.b2),
+                optax.adam(d_schedule, b1=t.b1, b2=t.b2), t.mode == "paired",
                 tuple(sorted((k, float(v)) for k, v in config.losses.generator.items())), adv_d, adv_g,
                 float(config.losses.r1), float(t.ema_decay), int(t.pool_size),
                 configs.train_crop(config), str(m.dtype), bool(config.losses.get("edge_promoting", False)),
