@@ -23,7 +23,9 @@ PREV = {"data.train_crop": 0, "data.batch_size": 8, "model.depth": 3, "train.num
 # CycleGAN mode (the config's "unpaired" argument) with two residual U-Nets like the paired G
 UNPAIRED_UNET = {"model.generator": "residual_unet", "model.ngf": 32, "model.depth": 2, "data.symmetries": 8,
                  "train.num_steps": 1000, "train.lr": 1e-3, "train.decay_start": 0.5}
-SHUFFLED_D1 = {**UNPAIRED_UNET, "data.unpaired_split": "shuffled", "model.d_layers": 1}
+# the same on the shuffled split (every train photo on both sides), and with the ~16 px D
+SHUFFLED = {**UNPAIRED_UNET, "data.unpaired_split": "shuffled"}
+SHUFFLED_D1 = {**SHUFFLED, "model.d_layers": 1}
 ROWS = {
     "default": {},
     "steps2400": {"data.train_crop": 0, "train.num_steps": 2400},
@@ -126,22 +128,16 @@ ROWS = {
                                                                                "backtranslate": 100.0}},
     # every train photo on both sides, x and S(x) drawn apart (`data.unpaired_split=shuffled`,
     # CycleGAN's protocol for paired sets): D can no longer tell the domains by their subjects
-    "unpaired_shuffled_lowpass16": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled",
-                                    "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
-    "unpaired_shuffled_d1_lowpass16": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled", "model.d_layers": 1,
-                                       "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
-    "unpaired_shuffled_lowpass16_w5": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled",
-                                       "losses.generator": {"adversarial": 1.0, "lowpass16": 5.0}},
-    "unpaired_shuffled_lowpass": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled",
-                                  "losses.generator": {"adversarial": 1.0, "lowpass": 20.0}},
-    "unpaired_shuffled_residual_unet": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled"},
-    "unpaired_shuffled_idt_lowpass16_w5": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled",
-                                           "losses.generator": {"adversarial": 1.0, "identity": 5.0, "lowpass16": 5.0}},
-    "unpaired_shuffled_backtranslate10_lowpass16": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled",
-                                                    "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0,
-                                                                         "backtranslate": 10.0}},
-    "unpaired_shuffled_lowpass16_steps2700": {**UNPAIRED_UNET, "data.unpaired_split": "shuffled",
-                                              "train.num_steps": 2700,
+    "unpaired_shuffled_lowpass16": {**SHUFFLED, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_d1_lowpass16": {**SHUFFLED_D1, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_lowpass16_w5": {**SHUFFLED, "losses.generator": {"adversarial": 1.0, "lowpass16": 5.0}},
+    "unpaired_shuffled_lowpass": {**SHUFFLED, "losses.generator": {"adversarial": 1.0, "lowpass": 20.0}},
+    "unpaired_shuffled_residual_unet": SHUFFLED,
+    "unpaired_shuffled_idt_lowpass16_w5": {**SHUFFLED, "losses.generator": {"adversarial": 1.0, "identity": 5.0,
+                                                                            "lowpass16": 5.0}},
+    "unpaired_shuffled_backtranslate10_lowpass16": {**SHUFFLED, "losses.generator": {
+        "adversarial": 1.0, "lowpass16": 20.0, "backtranslate": 10.0}},
+    "unpaired_shuffled_lowpass16_steps2700": {**SHUFFLED, "train.num_steps": 2700,
                                               "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
     # the earlier unpaired signals again, on the shuffled split with the ~16 px D
     "unpaired_shuffled_d1_lowpass2": {**SHUFFLED_D1, "losses.generator": {"adversarial": 1.0, "lowpass": 2.0}},

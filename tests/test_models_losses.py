@@ -370,7 +370,7 @@ def test_d_lr_scale_scales_only_the_discriminators_steps():
   params = {"w": jnp.zeros(3)}
   grads = {"w": jnp.array([1.0, -2.0, 0.5])}
   g_state, d_state = m.g_tx.init(params), m.d_tx.init(params)
-  for step in range(8):  # past the decay's start
+  for _ in range(8):  # past the decay's start
     g_up, g_state = m.g_tx.update(grads, g_state, params)
     d_up, d_state = m.d_tx.update(grads, d_state, params)
     np.testing.assert_allclose(d_up["w"], 4.0 * g_up["w"], rtol=1e-6)
