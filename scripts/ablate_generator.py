@@ -160,6 +160,11 @@ ROWS = {
     # ... or one that learns four times as fast as G (the two time-scale rule)
     "unpaired_shuffled_d1_dlr4_lowpass16": {**SHUFFLED_D1, "train.d_lr_scale": 4.0,
                                             "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # a D that has learnt photo from style before G's first step: 3000 D-only steps (`train.d_warmup`;
+    # alone, a D of width 32 needs thousands of steps to tell them apart), then the GAN's 1000
+    "unpaired_shuffled_d1_ndf32_warmup3000_lowpass16": {**SHUFFLED_D1, "model.ndf": 32, "train.d_warmup": 3000,
+                                                        "train.num_steps": 4000,
+                                                        "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 

@@ -52,6 +52,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.num_steps = 1000
   c.train.lr = 2e-4
   c.train.d_lr_scale = 1.0        # D's learning rate over G's (the two time-scale rule: 4 = D learns 4x as fast)
+  c.train.d_warmup = 0            # first steps in which only D learns, each domain's own images its fakes
+                                  # (a D that tells photo from style before G's first step); G's schedule
+                                  # spans the remaining steps
   c.train.b1 = 0.5
   c.train.b2 = 0.999
   c.train.decay_start = 0.5       # fraction of steps after which lr decays linearly to 0
@@ -206,6 +209,9 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     value = config.train[key.split(".")[1]]
     if not 0.0 <= value < 1.0:   # (a NaN fails too)
       raise ConfigError(f"config key {key}: Adam's decay must be in [0, 1), got {value!r}")
+  if not 0 <= config.train.d_warmup < config.train.num_steps:
+    raise ConfigError(f"config key train.d_warmup: must be >= 0 and below train.num_steps "
+                      f"({config.train.num_steps}), got {config.train.d_warmup}")
   for key in ("correct.attempts", "model.d_highpass"):
     group, name = key.split(".")
     if config[group][name] < 0:

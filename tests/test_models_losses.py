@@ -384,6 +384,51 @@ def test_d_lr_scale_scales_only_the_discriminators_steps():
     configs.validate(c)
 
 
+def test_d_warmup_trains_only_the_discriminators_first(tmp_path):
+  """`train.d_warmup`: in its steps D learns (each domain's own images its fakes, the pool
+  left empty), G, G's optimizer and the EMA stay as initialised and G's metrics read 0;
+  then G learns at its full rate (its schedule spans the GAN's steps). The GAN step's
+  metrics keep their names throughout, and the loop runs the warm-up's program for
+  exactly the first d_warmup steps (through a resume)."""
+  import json
+  from experiments.configs import embedded
+  from stylegan_ad import configs
+  from stylegan_ad.train import loop, steps
+  c = embedded.get_config("tiny")
+  c.train.num_steps, c.train.d_warmup = 6, 3
+  configs.validate(c)
+  m = steps.make_models(c)
+  state = steps.init_state(m, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  batch = {k: jnp.asarray(rng.uniform(-1, 1, (4, m.crop, m.crop, 3)), jnp.float32) for k in ("a", "b")}
+  warm = jax.jit(lambda s, b: steps.train_step(m, s, b, d_only=True))
+  same = lambda x, y: all(bool(jnp.array_equal(u, v)) for u, v in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+  s1, m1 = warm(state, batch)
+  s2, _ = warm(s1, batch)
+  for s_ in (s1, s2):
+    assert same(s_.g_params, state.g_params) and same(s_.ema, state.ema) and same(s_.g_opt, state.g_opt)
+    assert int(s_.pool_count) == 0
+  assert not same(s1.d_params, state.d_params) and not same(s2.d_params, s1.d_params)
+  assert int(s2.step) == 2 and float(m1["g/loss"]) == 0.0 and float(m1["d/loss"]) > 0
+  s3, m3 = jax.jit(lambda s, b: steps.train_step(m, s, b))(s2, batch)
+  assert not same(s3.g_params, s2.g_params) and int(s3.pool_count) == 4
+  assert set(m1) == set(m3) and float(m3["g/loss"]) > 0
+  # G's first update is at the full learning rate, not one decayed by the warm-up's steps
+  one = m.g_tx.update({"w": jnp.ones(1)}, m.g_tx.init({"w": jnp.zeros(1)}))[0]["w"][0]
+  assert float(one) == pytest.approx(-c.train.lr, rel=1e-4)
+  # the loop: steps 1-3 D only (G's loss 0 on the log line of step 2), then the GAN's
+  # program (step 4 on), also when a resume lands inside the warm-up
+  c.log.every, c.checkpoint.every, c.log.sample_every = 2, 2, 100
+  loop.train(c, str(tmp_path), stop_after=2)
+  run = loop.train(c, str(tmp_path), stop_after=4)
+  lines = {r["step"]: r for r in map(json.loads, open(tmp_path / "metrics.jsonl"))}
+  assert lines[2]["g/loss"] == 0.0 and lines[4]["g/loss"] > 0 and lines[4]["train_step_compiles"] == 2
+  assert int(run.state.pool_count) == 4   # the one GAN step (step 4) put its 4 fakes in the pool
+  c.train.d_warmup = 6
+  with pytest.raises(ConfigError, match="train.d_warmup: must be >= 0 and below train.num_steps"):
+    configs.validate(c)
+
+
 def test_bfloat16_compute_keeps_float32_parameters():
   """`model.dtype="bfloat16"`: G and D compute in bfloat16 (the compiled program's
   convolutions are bf16), outputs, parameters, gradients and the optimizer's state stay

@@ -116,18 +116,30 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Checkpo
   return Run(config, workdir, mesh, dataset, models, state, pipe), ckpt
 
 
-def compile_train_step(run: Run):
-  """The jitted train step. Each trace (a new program: a shape, dtype or sharding that
-  changed between steps) adds one to `run.train_step_compiles`, which every log line
-  records: it stays 1 for the whole run, or the loop is recompiling."""
+def compile_train_step(run: Run, start: int):
+  """The jitted train step, for steps start+1 on. Each trace (a new program: a shape, dtype
+  or sharding that changed between steps) adds one to `run.train_step_compiles`, which
+  every log line records: it stays 1 for the whole run (2 with a D-only warm-up,
+  `train.d_warmup`, whose steps are a program of their own), or the loop is recompiling."""
   rep = parallel.replicated(run.mesh)
   data = parallel.data_sharding(run.mesh)
 
-  def step(state, batch):
-    run.train_step_compiles += 1
-    return steps.train_step(run.models, state, batch)
+  def program(d_only):
+    def step(state, batch):
+      run.train_step_compiles += 1
+      return steps.train_step(run.models, state, batch, d_only)
+    return jax.jit(step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,))
 
-  return jax.jit(step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,))
+  gan = program(False)
+  if not run.models.d_warmup or start >= run.models.d_warmup:
+    return gan
+  warmup, position = program(True), [start]
+
+  def step(state, batch):   # called once per step, in order, from step start+1
+    position[0] += 1
+    return (warmup if position[0] <= run.models.d_warmup else gan)(state, batch)
+
+  return step
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, stop_after: int | None = None) -> Run:
@@ -160,7 +172,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | No
 
   try:
     out = skeleton.run_steps(
-        "GAN", compile_train_step(run), run.state, start=start, end=end,
+        "GAN", compile_train_step(run, start), run.state, start=start, end=end,
         schedule=skeleton.Schedule(config.log.every, config.checkpoint.every, config.train.max_bad_steps),
         next_batch=lambda step: run.pipeline.next_global(run.mesh),
         data_state=lambda step: run.pipeline.get_state(), ckpt=ckpt, log=log,

@@ -66,6 +66,7 @@ class Models:
   edge_promoting: bool = False   # `losses.edge_promoting`: D_b's fakes include edge-blurred style images
   restyle_noise: float = 0.0     # `losses.restyle_noise`: noise on the `restyle` term's input
   restyle_blur: float = 0.0      # `losses.restyle_blur`: its blur
+  d_warmup: int = 0              # `train.d_warmup`: first steps in which only the discriminators learn
 
 
 def make_models(config: ml_collections.ConfigDict) -> Models:
@@ -73,19 +74,27 @@ def make_models(config: ml_collections.ConfigDict) -> Models:
   generator = make_generator(m.generator, ngf=m.ngf, n_blocks=m.n_blocks, depth=m.depth, upsample=m.upsample)
   discriminator = DISCRIMINATORS.make(m.discriminator, ndf=m.ndf, n_layers=m.d_layers, num_scales=m.d_scales,
                                       spectral_norm=m.spectral_norm, highpass=m.d_highpass)
-  decay_start = int(t.num_steps * t.decay_start)
+  # G's Adam counts its own updates, which begin after the D-only warm-up: its schedule
+  # spans the GAN's steps; D's (counting every step) is flat through the warm-up, then G's
+  warmup = int(t.get("d_warmup", 0))
+  gan_steps = t.num_steps - warmup
+  decay_start = int(gan_steps * t.decay_start)
   schedule = optax.join_schedules(
       [optax.constant_schedule(t.lr),
-       optax.linear_schedule(t.lr, 0.0, max(t.num_steps - decay_start, 1))], [decay_start])
+       optax.linear_schedule(t.lr, 0.0, max(gan_steps - decay_start, 1))], [decay_start])
   d_scale = float(t.get("d_lr_scale", 1.0))
-  d_schedule = schedule if d_scale == 1.0 else (lambda step: d_scale * schedule(step))
+  if warmup:
+    d_schedule = lambda count: d_scale * schedule(jnp.maximum(count - warmup, 0))
+  else:
+    d_schedule = schedule if d_scale == 1.0 else (lambda step: d_scale * schedule(step))
   adv_d, adv_g = losses.adversarial(config.losses.adversarial)
   return Models(generator, discriminator, optax.adam(schedule, b1=t.b1, b2=t.b2),
                 optax.adam(d_schedule, b1=t.b1, b2=t.b2), t.mode == "paired",
                 tuple(sorted((k, float(v)) for k, v in config.losses.generator.items())), adv_d, adv_g,
                 float(config.losses.r1), float(t.ema_decay), int(t.pool_size),
                 configs.train_crop(config), str(m.dtype), bool(config.losses.get("edge_promoting", False)),
-                float(config.losses.get("restyle_noise", 0.0)), float(config.losses.get("restyle_blur", 0.0)))
+                float(config.losses.get("restyle_noise", 0.0)), float(config.losses.get("restyle_blur", 0.0)),
+                warmup)
 
 
 def init_state(models: Models, key: jax.Array) -> TrainState:
@@ -223,14 +232,16 @@ def _query_pool(pool: jax.Array, count: jax.Array, fakes: jax.Array, key: jax.Ar
   return out, pool, count
 
 
-def d_step(models: Models, state: TrainState, batch: dict, fakes: dict, key: jax.Array):
+def d_step(models: Models, state: TrainState, batch: dict, fakes: dict, key: jax.Array, use_pool: bool = True):
   """One discriminator update on real images and (pooled) fakes."""
   pool, count = dict(state.pool), state.pool_count
   used = {}
   for i, name in enumerate(sorted(fakes)):
-    used[name], pool[name], new_count = _query_pool(pool[name], state.pool_count, fakes[name],
-                                                    jax.random.fold_in(key, i))
-  count = new_count
+    if not use_pool:
+      used[name] = fakes[name]
+      continue
+    used[name], pool[name], count = _query_pool(pool[name], state.pool_count, fakes[name],
+                                                jax.random.fold_in(key, i))
 
   def loss_fn(d_params):
     metrics, total = {}, 0.0
@@ -264,14 +275,34 @@ def d_step(models: Models, state: TrainState, batch: dict, fakes: dict, key: jax
   return new, metrics, ok
 
 
-def train_step(models: Models, state: TrainState, batch: dict):
-  """G step then D step, one compiled program; advances `step` (also on a skipped update)."""
+def warmup_fakes(models: Models, batch: dict) -> dict:
+  """The discriminators' fakes in the D-only warm-up (`train.d_warmup`): each domain's own
+  images stand for the other's translation, so D_b learns to tell a photo from a style
+  image (its ink and palette) before G's first step, and D_a the reverse; the image pool
+  is left empty for G's outputs."""
+  return {"b": batch["a"]} if models.paired else {"b": batch["a"], "a": batch["b"]}
+
+
+def train_step(models: Models, state: TrainState, batch: dict, d_only: bool = False):
+  """G step then D step, one compiled program; advances `step` (also on a skipped update).
+  `d_only` (the first `train.d_warmup` steps; a program of its own: XLA:CPU ran a
+  conditional of the two at twice the GAN step's time): only D learns, its fakes
+  `warmup_fakes`; G, its optimizer and its EMA stay as they are, and G's metrics read 0."""
   key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
   k_g, k_d = jax.random.split(key)
-  state, g_metrics, fakes, g_ok = g_step(models, state, batch, k_g)
-  state, d_metrics, d_ok = d_step(models, state, batch, fakes, k_d)
-  ok = g_ok & d_ok
+
+  def gan(state):
+    state, g_metrics, fakes, g_ok = g_step(models, state, batch, k_g)
+    state, d_metrics, d_ok = d_step(models, state, batch, fakes, k_d)
+    return state, {**g_metrics, **d_metrics}, g_ok & d_ok
+
+  if d_only:
+    shapes = jax.eval_shape(gan, state)[1]
+    state, d_metrics, ok = d_step(models, state, batch, warmup_fakes(models, batch), k_d, use_pool=False)
+    metrics = {k: d_metrics.get(k, jnp.zeros(v.shape, v.dtype)) for k, v in shapes.items()}
+  else:
+    state, metrics, ok = gan(state)
   bad = jnp.where(ok, 0, state.bad_steps + 1)
   state = state.replace(step=state.step + 1, bad_steps=bad,
                         skipped=state.skipped + (~ok).astype(jnp.int32))
-  return state, {**g_metrics, **d_metrics, "bad_steps": bad, "finite": ok}
+  return state, {**metrics, "bad_steps": bad, "finite": ok}
