@@ -165,6 +165,15 @@ ROWS = {
     "unpaired_shuffled_d1_ndf32_warmup3000_lowpass16": {**SHUFFLED_D1, "model.ndf": 32, "train.d_warmup": 3000,
                                                         "train.num_steps": 4000,
                                                         "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # the same with the adversarial term at 0.3, with the 4x4 hold, and with the default D width
+    "unpaired_shuffled_d1_ndf32_warmup3000_adv0.3_lowpass16": {
+        **SHUFFLED_D1, "model.ndf": 32, "train.d_warmup": 3000, "train.num_steps": 4000,
+        "losses.generator": {"adversarial": 0.3, "lowpass16": 20.0}},
+    "unpaired_shuffled_d1_ndf32_warmup3000_lowpass": {
+        **SHUFFLED_D1, "model.ndf": 32, "train.d_warmup": 3000, "train.num_steps": 4000,
+        "losses.generator": {"adversarial": 1.0, "lowpass": 20.0}},
+    "unpaired_shuffled_d1_warmup3000_lowpass16": {**SHUFFLED_D1, "train.d_warmup": 3000, "train.num_steps": 4000,
+                                                  "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 

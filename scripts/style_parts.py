@@ -17,6 +17,11 @@ also asks an unpaired ablation row's style discriminator D_b (the row of
 takes for a style image: its mean logit (LSGAN: 1 real, 0 fake) on the train style
 crops, the test crops x, their true S(x), and x with S's ink or palette alone; and how far
 the row's reverse generator F moves the style crops (PSNR of F(y) to y).
+
+  python scripts/style_parts.py --fit_d=3000 --fit_d_ndf=32
+
+fits that discriminator alone for 3000 steps (no G: the photos are its fakes, as in
+`train.d_warmup`) and asks it the same of the test crops.
 """
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ablate_generator  # noqa: E402  (its --out and --style flags name the row's folder)
 
 _D_ROW = flags.DEFINE_string("d_row", None, "an unpaired row of scripts/ablate_generator.py whose D_b to ask")
+_FIT_D = flags.DEFINE_integer("fit_d", 0, "steps of a style discriminator fitted alone (no G: the photos are its fakes)")
+_FIT_D_NDF = flags.DEFINE_integer("fit_d_ndf", 16, "its width (model.ndf)")
 
 
 def _smooth(x):
@@ -96,6 +103,43 @@ def main(argv):
         f"train style crops {lifted(ys):.1%}, test crops' S(x) {lifted(t):.1%}")
   if _D_ROW.value:
     _ask_discriminator(_D_ROW.value, ys, np.stack(xs) * 2 - 1, t)
+  if _FIT_D.value:
+    _fit_discriminator(ds, np.stack(xs) * 2 - 1, t)
+
+
+def _fit_discriminator(ds, xs: np.ndarray, t: np.ndarray) -> None:
+  """The unpaired rows' style discriminator (PatchGAN of one stride-2 layer, instance norm,
+  LSGAN, Adam 1e-3 b1 0.5) fitted alone on the shuffled split's 48 px crops in batches of
+  4, the photos x as its fakes and S(x) as its reals (what `train.d_warmup` does): how
+  many steps it needs to tell them apart, as the mean logits on the test crops say."""
+  import jax
+  import optax
+  from stylegan_ad.data import pipeline as pipeline_lib
+  from stylegan_ad.models.discriminator import PatchGAN
+  pairs = ds.train_pairs
+  pipe = pipeline_lib.Pipeline({"a": {"a": pairs.images}, "b": {"b": pairs.targets}}, global_batch=4, crop=48,
+                               seed=0, symmetries=8)
+  d = PatchGAN(ndf=_FIT_D_NDF.value, n_layers=1)
+  params = d.init(jax.random.key(0), jnp.zeros((1, 48, 48, 3)))["params"]
+  tx = optax.adam(1e-3, b1=0.5, b2=0.999)
+  opt = tx.init(params)
+  logit = lambda p, v: d.apply({"params": p}, v)[0]
+
+  @jax.jit
+  def step(p, o, a, b):
+    g = jax.grad(lambda p: jnp.mean((logit(p, b) - 1) ** 2) + jnp.mean(logit(p, a) ** 2))(p)
+    u, o = tx.update(g, o, p)
+    return optax.apply_updates(p, u), o
+
+  for _ in range(_FIT_D.value):
+    batch = pipe.next_local()
+    params, opt = step(params, opt, jnp.asarray(batch["a"]), jnp.asarray(batch["b"]))
+  part = lambda name: np.stack([PARTS[name](u) for u in (xs + 1) / 2]) * 2 - 1
+  print(f"\n| test crops, to a D of width {_FIT_D_NDF.value} fitted alone for {_FIT_D.value} steps "
+        f"| mean logit (1: style image, 0: photo) |\n|---|---|")
+  for name, v in {"x": xs, "S(x)": t, "x with S's ink alone": part("x with S's ink alone"),
+                  "x smoothed and quantised, no ink": part("smoothing and palette, no ink")}.items():
+    print(f"| {name} | {float(jnp.mean(logit(params, jnp.asarray(v, jnp.float32)))):+.3f} |")
 
 
 def _ask_discriminator(row: str, ys: np.ndarray, xs: np.ndarray, t: np.ndarray) -> None:
