@@ -83,10 +83,8 @@ def make_models(config: ml_collections.ConfigDict) -> Models:
       [optax.constant_schedule(t.lr),
        optax.linear_schedule(t.lr, 0.0, max(gan_steps - decay_start, 1))], [decay_start])
   d_scale = float(t.get("d_lr_scale", 1.0))
-  if warmup:
-    d_schedule = lambda count: d_scale * schedule(jnp.maximum(count - warmup, 0))
-  else:
-    d_schedule = schedule if d_scale == 1.0 else (lambda step: d_scale * schedule(step))
+  d_schedule = schedule if d_scale == 1.0 and not warmup else (
+      lambda count: d_scale * schedule(jnp.maximum(count - warmup, 0)))
   adv_d, adv_g = losses.adversarial(config.losses.adversarial)
   return Models(generator, discriminator, optax.adam(schedule, b1=t.b1, b2=t.b2),
                 optax.adam(d_schedule, b1=t.b1, b2=t.b2), t.mode == "paired",
@@ -286,7 +284,7 @@ def warmup_fakes(models: Models, batch: dict) -> dict:
 def train_step(models: Models, state: TrainState, batch: dict, d_only: bool = False):
   """G step then D step, one compiled program; advances `step` (also on a skipped update).
   `d_only` (the first `train.d_warmup` steps; a program of its own: XLA:CPU ran a
-  conditional of the two at twice the GAN step's time): only D learns, its fakes
+  conditional of the two at nearly twice the GAN step's time): only D learns, its fakes
   `warmup_fakes`; G, its optimizer and its EMA stay as they are, and G's metrics read 0."""
   key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
   k_g, k_d = jax.random.split(key)
