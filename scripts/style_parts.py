@@ -20,8 +20,8 @@ the row's reverse generator F moves the style crops (PSNR of F(y) to y).
 
   python scripts/style_parts.py --fit_d=3000 --fit_d_ndf=32
 
-fits that discriminator alone for 3000 steps (no G: the photos are its fakes, as in
-`train.d_warmup`) and asks it the same of the test crops.
+trains that row's discriminator alone for 3000 steps (the warm-up's step of
+`train.d_warmup`: no G, the photos its fakes) and asks it the same of the test crops.
 """
 from __future__ import annotations
 
@@ -108,38 +108,27 @@ def main(argv):
 
 
 def _fit_discriminator(ds, xs: np.ndarray, t: np.ndarray) -> None:
-  """The unpaired rows' style discriminator (PatchGAN of one stride-2 layer, instance norm,
-  LSGAN, Adam 1e-3 b1 0.5) fitted alone on the shuffled split's 48 px crops in batches of
-  4, the photos x as its fakes and S(x) as its reals (what `train.d_warmup` does): how
-  many steps it needs to tell them apart, as the mean logits on the test crops say."""
+  """The style discriminator of `unpaired_shuffled_d1_lowpass16` (one stride-2 layer, of
+  width --fit_d_ndf) trained by the warm-up's own step (`train.d_warmup`: the photos its
+  fakes) on that row's data for --fit_d steps: how many it needs to tell a photo from a
+  style image, as its mean logits on the test crops say."""
   import jax
-  import optax
-  from stylegan_ad.data import pipeline as pipeline_lib
-  from stylegan_ad.models.discriminator import PatchGAN
-  pairs = ds.train_pairs
-  pipe = pipeline_lib.Pipeline({"a": {"a": pairs.images}, "b": {"b": pairs.targets}}, global_batch=4, crop=48,
-                               seed=0, symmetries=8)
-  d = PatchGAN(ndf=_FIT_D_NDF.value, n_layers=1)
-  params = d.init(jax.random.key(0), jnp.zeros((1, 48, 48, 3)))["params"]
-  tx = optax.adam(1e-3, b1=0.5, b2=0.999)
-  opt = tx.init(params)
-  logit = lambda p, v: d.apply({"params": p}, v)[0]
-
-  @jax.jit
-  def step(p, o, a, b):
-    g = jax.grad(lambda p: jnp.mean((logit(p, b) - 1) ** 2) + jnp.mean(logit(p, a) ** 2))(p)
-    u, o = tx.update(g, o, p)
-    return optax.apply_updates(p, u), o
-
+  from stylegan_ad.train import loop, steps
+  c = ablate_generator._config("unpaired_shuffled_d1_lowpass16", "cartoon")
+  c.model.ndf, c.train.d_warmup, c.train.num_steps = _FIT_D_NDF.value, _FIT_D.value, _FIT_D.value + 1
+  m = steps.make_models(c)
+  state = steps.init_state(m, jax.random.key(c.seed))
+  pipe = loop.make_pipeline(c, ds)
+  step = jax.jit(lambda s, b: steps.train_step(m, s, b, d_only=True)[0])
   for _ in range(_FIT_D.value):
-    batch = pipe.next_local()
-    params, opt = step(params, opt, jnp.asarray(batch["a"]), jnp.asarray(batch["b"]))
+    state = step(state, {k: jnp.asarray(v) for k, v in pipe.next_local().items()})
   part = lambda name: np.stack([PARTS[name](u) for u in (xs + 1) / 2]) * 2 - 1
-  print(f"\n| test crops, to a D of width {_FIT_D_NDF.value} fitted alone for {_FIT_D.value} steps "
+  print(f"\n| test crops, to a D_b of width {_FIT_D_NDF.value} after {_FIT_D.value} warm-up steps "
         f"| mean logit (1: style image, 0: photo) |\n|---|---|")
   for name, v in {"x": xs, "S(x)": t, "x with S's ink alone": part("x with S's ink alone"),
                   "x smoothed and quantised, no ink": part("smoothing and palette, no ink")}.items():
-    print(f"| {name} | {float(jnp.mean(logit(params, jnp.asarray(v, jnp.float32)))):+.3f} |")
+    logits = steps.discriminate(m, state.d_params["b"], jnp.asarray(v, jnp.float32))[0]
+    print(f"| {name} | {np.mean([float(jnp.mean(l)) for l in logits]):+.3f} |")
 
 
 def _ask_discriminator(row: str, ys: np.ndarray, xs: np.ndarray, t: np.ndarray) -> None:
