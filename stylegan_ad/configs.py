@@ -99,7 +99,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.detect.fpr = 0.01             # calibration target false-positive rate
   c.detect.calibration_fraction = 0.25  # of the clean train outputs, held out for calibration
   c.detect.sees_input = True      # the detector judges [x, G(x)], not G(x) alone
-  c.detect.sees_tta = True        # ... and the spread of G(x) and G's flipped/shifted views of x
+  c.detect.sees_tta = True        # ... and the spread of G(x) and G on x turned half a turn
   c.detect.spread_weight = 2.0    # image score + this x log(G's mean spread over the image); with sees_tta
   c.detect.fuse = True            # where a reference split with targets exists: the detector's map fused
                                   # with the style-statistics and G-spread maps (detect.Fusion; needs sees_tta)

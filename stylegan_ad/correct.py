@@ -72,12 +72,12 @@ class Corrector:
 
 
 # Inside the path, `x` is the input's *context*: the photo x itself, followed (with
-# `sees_tta`) by G's alternate views of it (`detect.tta_alternates`, 9 more channels).
+# `sees_tta`) by G's alternate view of it (`detect.tta_alternates`, 3 more channels).
 # They depend on x alone, so they are computed once per image and reused by every
 # look of the detector and by the TTA-average regeneration.
 
 def context(c: Corrector, g_params, x):
-  """x, or [x, G's alternate views of x] for a detector that sees the TTA spread (an x
+  """x, or [x, G's alternate view of x] for a detector that sees the TTA spread (an x
   that is a context already, `detect.context`, is kept as it is)."""
   if not c.sees_tta:
     return x
@@ -125,9 +125,9 @@ def _restore(c: Corrector, det_params, res_params, x, y, prob, score=_judge):
 
 
 def tta_average(generator_fn, x, gx=None, alts=None):
-  """The mean of G over x, its mirror, its flip and a (3, 5)-pixel shift, each mapped
-  back: G's own errors that depend on orientation or alignment average out.
-  `gx` is G(x) and `alts` the alternate views where the caller has them."""
+  """The mean of G over x, its mirror, its flip and its half turn, each mapped back:
+  G's own errors that depend on orientation average out. `gx` is G(x) and `alts` the
+  alternate view (the half turn) where the caller has them."""
   views = detect.tta_views(generator_fn, x, gx, alts)
   return sum(views) / len(views)
 

@@ -182,7 +182,7 @@ def fusion_feature_fn(detector: detect.DetectorScorer, style: detect.StyleStatis
   def fn(v):
     y, ctx = v[..., -3:], failures.context(v)
     prob = net._fn(y, ctx)[1]
-    return {"f": detect.fusion_features(prob, style._fn(y, ctx)[1], detect.tta_spread_map(y, ctx[..., 3:12]),
+    return {"f": detect.fusion_features(prob, style._fn(y, ctx)[1], detect.tta_spread_map(y, ctx[..., 3:]),
                                         None if palette is None else palette.map(y))}
   return fn
 
@@ -292,6 +292,8 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[
   if real is None:
     console.say(f"real-failure benchmark skipped: {skipped}")
   clock.done("real-failure pools")
+  if config.detect.sees_tta:  # a detector of an older build would be resumed with other inputs
+    detect.check_alternate_view(os.path.join(workdir, "detector", "calibration.json"))
   try:
     det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh,
                                        stages.artifact_ids(config), crops, fit.alts)
@@ -395,9 +397,11 @@ def real_correction_benchmark(config: ml_collections.ConfigDict, stage: Detector
   det_params, g = stage.det_params, stage.ema
   gen = lambda v: steps_lib.generate(stage.gan.models, g, v)
 
-  def fn(v):  # v: [x, G's alternate views of x, y, true mask]
-    x, alts, y, true_mask = v[..., :3], v[..., 3:12], v[..., 12:15], v[..., 15]
-    ctx = v[..., :12] if corrector.sees_tta else x
+  n = detect.CONTEXT_CHANNELS
+
+  def fn(v):  # v: [x, G's alternate view of x, y, true mask]
+    x, alts, y, true_mask = v[..., :3], v[..., 3:n], v[..., n:n + 3], v[..., n + 3]
+    ctx = v[..., :n] if corrector.sees_tta else x
     out = correct.run_batched(corrector, det_params, res_params, g, ctx, y, batch=1)
     return {"output": out["output"], "verdict": out["verdict"], "attempt": out["attempt"], "map": out["map"],
             "everywhere": _restore_everywhere(corrector, res_params, x, y, out["map"]),

@@ -8,6 +8,7 @@ import pytest
 
 from stylegan_ad import artifacts, configs, correct, detect, report
 from stylegan_ad.data import pipeline as pipeline_lib
+from stylegan_ad.errors import CheckpointError
 from stylegan_ad.models import detector as detector_lib
 from stylegan_ad.models.detector import Detector
 from stylegan_ad.models.discriminator import Discriminator
@@ -142,20 +143,24 @@ def corrector():
   return c, detp, resp, g, x, y, scores
 
 
-def test_tta_context_is_x_and_g_alternate_views(corrector):
-  """The detector's context: x, then G on the mirrored, flipped and shifted x mapped back;
-  the TTA average regeneration is the mean of G(x) and those views."""
+def test_tta_context_is_x_and_g_on_its_half_turn(corrector):
+  """The detector's context: x, then G on x turned half a turn (mirrored and flipped),
+  turned back: one generator pass; the TTA average regeneration is the mean of G over
+  the four flips of x, the context's view reused."""
   c, _, _, g, x, y, _ = corrector
   ctx = np.asarray(correct.context(c, g, jnp.asarray(x)))
-  assert ctx.shape == x.shape[:3] + (12,)
+  assert ctx.shape == x.shape[:3] + (detect.CONTEXT_CHANNELS,) == x.shape[:3] + (6,)
   np.testing.assert_array_equal(ctx[..., :3], x)
   gen = lambda v: np.asarray(steps.generate(c.models, g, jnp.asarray(v)))
-  np.testing.assert_allclose(ctx[..., 3:6], gen(x[:, :, ::-1])[:, :, ::-1], atol=1e-5)
-  np.testing.assert_allclose(ctx[..., 6:9], gen(x[:, ::-1])[:, ::-1], atol=1e-5)
-  avg = correct.tta_average(lambda v: steps.generate(c.models, g, v), jnp.asarray(x))
-  np.testing.assert_allclose(np.asarray(avg), (y + ctx[..., 3:6] + ctx[..., 6:9] + ctx[..., 9:12]) / 4, atol=1e-5)
-  # the spread the detector sees is zero where every view agrees with the output
-  spread = detector_lib.tta_spread(jnp.asarray(y), jnp.asarray(np.concatenate([y, y, y], -1)))
+  np.testing.assert_allclose(ctx[..., 3:6], gen(x[:, ::-1, ::-1])[:, ::-1, ::-1], atol=1e-5)
+  assert np.abs(ctx[..., 3:6] - y).max() > 1e-3   # G is not symmetric: the view differs
+  four = (y + gen(x[:, :, ::-1])[:, :, ::-1] + gen(x[:, ::-1])[:, ::-1] + ctx[..., 3:6]) / 4
+  g_fn = lambda v: steps.generate(c.models, g, v)
+  np.testing.assert_allclose(np.asarray(correct.tta_average(g_fn, jnp.asarray(x))), four, atol=1e-5)
+  reused = correct.tta_average(g_fn, jnp.asarray(x), jnp.asarray(y), jnp.asarray(ctx[..., 3:6]))
+  np.testing.assert_allclose(np.asarray(reused), four, atol=1e-5)
+  # the spread the detector sees is zero where the view agrees with the output
+  spread = detector_lib.tta_spread(jnp.asarray(y), jnp.asarray(y))
   assert float(jnp.abs(spread).max()) == 0.0
 
 
@@ -259,7 +264,7 @@ def test_calibration_split_keeps_every_view_of_an_image_on_one_side():
   g = models.generator.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
   photos = [np.random.default_rng(i).integers(0, 256, (36, 40, 3), dtype=np.uint8) for i in range(8)]
   out = stages.generator_outputs(models, g, photos, None, 32, corners=True, alternates=True)
-  assert out.clean.shape == (40, 32, 32, 3) and out.alts.shape == (40, 32, 32, 9)
+  assert out.clean.shape == (40, 32, 32, 3) and out.alts.shape == (40, 32, 32, 3)
   # G ran on the whole photo (reflect-padded to 64x64), and its crops were kept
   whole = np.pad(pipeline_lib.to_float(photos[1])[None], ((0, 0), (0, 28), (0, 24), (0, 0)), mode="reflect")
   gen = lambda v: steps.generate(models, g, v)
@@ -401,6 +406,11 @@ def test_the_image_score_adds_g_spread_and_the_weight_travels_with_the_threshold
   json.dump(data, open(path, "w"))
   detect.load_calibration(path, [loaded])
   assert loaded.spread_weight == 0.0
+  # a calibration of an older build, whose detector saw three alternate views, is refused
+  del data["alternate_view"]
+  json.dump(data, open(path, "w"))
+  with pytest.raises(CheckpointError, match="mirrored, flipped and shifted views.*run the main job on a new"):
+    detect.load_calibration(path, [loaded])
   assert correct.Corrector.build(configs.default_config(), c.models, scorer).spread_weight == 2.0
 
 

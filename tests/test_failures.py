@@ -244,7 +244,7 @@ def test_every_scorer_runs_on_whole_photos_without_targets():
   pool.alts = main_job.pool_alternates(gan, pool)
   run = jax.jit(lambda v: {"alts": detect.tta_alternates(lambda u: steps.generate(models, g, u), v)})
   for x, a in zip(pool.inputs, pool.alts):
-    assert a.shape == x.shape[:2] + (9,)
+    assert a.shape == x.shape[:2] + (3,)
     np.testing.assert_array_equal(a, fullres.apply(run, x, fullres.run_tiling(c))["alts"])
   first = failures.unique_inputs(pool)
   assert len(set(first)) < len(pool) and all(pool.alts[i] is pool.alts[f] for i, f in enumerate(first))
@@ -253,7 +253,8 @@ def test_every_scorer_runs_on_whole_photos_without_targets():
     for m, p in zip(maps, plain[s.name]):
       inner = (slice(8, -8), slice(8, -8))
       # the TTA spread is per pixel: equal; the detector's wider field sees the border too
-      np.testing.assert_allclose(m[inner], p[inner], atol=1e-4 if s.name == "tta_variance" else 2e-2,
+      # (the half-turned view's, which lies on the other side: one pixel in 576 moves 0.023)
+      np.testing.assert_allclose(m[inner], p[inner], atol=1e-4 if s.name == "tta_variance" else 3e-2,
                                  err_msg=s.name)
 
 

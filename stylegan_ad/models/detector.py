@@ -2,8 +2,8 @@
 
 Its input is the output y; [x, y] (6 channels) for a detector that sees the photo x
 the output was made from; and, for one that sees G's test-time disagreement, one more
-channel: the per-pixel spread of y and G's alternate views of x (`detect.tta_alternates`:
-G on the mirrored, flipped and shifted x, mapped back), where G is unsure of itself. Outputs per image: pixel logits (H, W) for "this pixel is an artifact", an image
+channel: the per-pixel spread of y and G's alternate view of x (`detect.tta_alternates`:
+G on x turned half a turn, turned back), where G is unsure of itself. Outputs per image: pixel logits (H, W) for "this pixel is an artifact", an image
 logit, and artifact-type logits. No normalisation layers: instance or group norm
 would erase exactly the global colour statistics a colour cast changes.
 """
