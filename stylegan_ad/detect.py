@@ -86,7 +86,7 @@ def photo(x: jax.Array) -> jax.Array:
 
 
 def alternates(g, x: jax.Array) -> jax.Array:
-  """G's alternate views of x: from its context where it has them, else computed."""
+  """G's alternate view of x: from its context where it has it, else computed."""
   return x[..., 3:] if x.shape[-1] == CONTEXT_CHANNELS else tta_alternates(g, photo(x))
 
 
@@ -450,11 +450,10 @@ def _smooth(amap: jax.Array, size: int = 5) -> jax.Array:
 # G's alternate view of x: one generator pass. G on x turned half a turn (mirrored and
 # flipped) and turned back disagrees with G(x) where G is unsure of itself: its spread
 # around G(x) finds G's real failures as well as the spread over three views (mirrored,
-# flipped and (3, 5)-shifted) did, at a third of the cost (pixel AUROC 0.750 / AUPRO
-# 0.724 against 0.742 / 0.732 on the main job's test pool; docs/performance.md).
+# flipped and (3, 5)-shifted) did, at a third of the cost (`scripts/views_probe.py`;
+# docs/performance.md).
 ALTERNATE_VIEW = "half_turn"   # stamped in a run's calibration: its detector saw this view
-ALTERNATE_CHANNELS = 3
-CONTEXT_CHANNELS = 3 + ALTERNATE_CHANNELS   # [x, G's alternate view of x]
+CONTEXT_CHANNELS = 6           # [x, G's alternate view of x]
 
 
 def tta_alternates(g, x: jax.Array) -> jax.Array:
@@ -594,12 +593,15 @@ def save_calibration(path: str, scorers: Sequence[Scorer], fpr: float, stages: d
   files.write_json(path, data | {"alternate_view": ALTERNATE_VIEW})
 
 
-def check_alternate_view(path: str) -> None:
-  """Refuses a run whose detector (calibrated in `path`, where it exists) saw other
-  alternate views of G than this build computes: its spread input would change meaning."""
-  if not files.exists(path):
-    return
-  view = files.read_json(path).get("alternate_view", "mirrored, flipped and shifted")
+def check_alternate_view(path: str, data: dict | None = None) -> None:
+  """Refuses a run whose detector (calibrated in `path`, where it exists; `data`: the
+  file, where the caller has read it) saw other alternate views of G than this build
+  computes: its spread input would change meaning."""
+  if data is None:
+    if not files.exists(path):
+      return
+    data = files.read_json(path)
+  view = data.get("alternate_view", "mirrored, flipped and shifted")
   if view != ALTERNATE_VIEW:
     raise CheckpointError(f"{path}: this run's detector saw G's {view} views of each photo (an older build), "
                           f"this build computes one ({ALTERNATE_VIEW}): run the main job on a new --workdir")
@@ -610,7 +612,7 @@ def load_calibration(path: str, scorers: Sequence[Scorer], style: "StyleStatisti
   run's discriminator, needed where the file has one) from `save_calibration`'s file."""
   data = files.read_json(path)
   if any(isinstance(s, DetectorScorer) and s.sees_tta for s in scorers):
-    check_alternate_view(path)
+    check_alternate_view(path, data)
   for s in scorers:
     if isinstance(s, DetectorScorer):  # absent: calibrated before the image score had the term
       s.spread_weight = float(data.get("spread_weights", {}).get(s.name, 0.0))
