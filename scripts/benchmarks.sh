@@ -26,6 +26,8 @@ $py scripts/benchmark.py --what=torch_photo --photo=1024x768 --iters=3 --out="$o
 run="${STYLEGAN_AD_RUN:-runs/embedded}"
 if [ -f "$run/detector/calibration.json" ]; then
   $py scripts/benchmark.py --what=photo --workdir="$run" --photo=1024x768 --out="$out/photo_1024x768.json"
+  $py scripts/benchmark.py --what=photo --workdir="$run" --photo=1024x768 --force_flagged --iters=3 \
+    --out="$out/photo_1024x768_flagged.json"
   $py scripts/benchmark.py --what=photo --workdir="$run" --photo=4000x3000 --max_side=4000 --iters=1 \
     --out="$out/photo_4000x3000_tiled.json"
   $py scripts/benchmark.py --what=video --workdir="$run" --photo=256x256 --out="$out/video_256x256.json"
