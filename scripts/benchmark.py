@@ -302,10 +302,21 @@ def bench_photo():
     out.update(inference.correct_photo(trained, photo, max_side=_MAX_SIDE.value))
 
   compile_sec, sec = _timed(one, _ITERS.value)
+  # G alone, one pass on the photo as the path runs it (`fullres.apply`: padded, tiled
+  # where large); the path runs it twice (G(x) and the detector's half-turned view), and
+  # twice more where a photo is flagged (the TTA average)
+  import jax
+  from stylegan_ad import fullres
+  from stylegan_ad.data.pipeline import to_float
+  from stylegan_ad.train import steps
+  small = to_float(fullres.fit_max_side(photo, _MAX_SIDE.value)[0])
+  g = jax.jit(lambda v: {"y": steps.generate(trained.corrector.models, trained.g_params, v)})
+  _, g_sec = _timed(lambda: fullres.apply(g, small, fullres.run_tiling(trained.config)), _ITERS.value)
   return {"what": "photo", "photo": _PHOTO.value, "photo_name": _PHOTO_NAME.value, "max_side": _MAX_SIDE.value,
           "processed": f"{out['stylized'].shape[1]}x{out['stylized'].shape[0]}", "tiles": out["tiles"],
           "verdict": out["verdict"], "force_flagged": _FORCE_FLAGGED.value, "first_call_sec": compile_sec,
-          "sec_per_photo": sec, "peak_rss_mb": _peak_rss_mb(), "iters": _ITERS.value}
+          "sec_per_photo": sec, "g_pass_sec": g_sec, "g_us_per_pixel": 1e6 * g_sec / (small.shape[0] * small.shape[1]),
+          "peak_rss_mb": _peak_rss_mb(), "iters": _ITERS.value}
 
 
 def bench_torch_photo():

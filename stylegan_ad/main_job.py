@@ -274,6 +274,8 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[
                    ) -> DetectorStage | None:
   """GAN (trained or resumed), its outputs, the real-failure pools, the detector, and the
   calibrated scorers; `plan`: the stages the caller will run (console banners)."""
+  if config.detect.sees_tta:  # a detector of an older build would be resumed with other inputs
+    detect.check_alternate_view(os.path.join(workdir, "detector", "calibration.json"))
   clock = StageClock(plan)
   gan = loop.train(config, os.path.join(workdir, "gan"))
   if gan.preempted:
@@ -292,8 +294,6 @@ def detector_stage(config: ml_collections.ConfigDict, workdir: str, plan: tuple[
   if real is None:
     console.say(f"real-failure benchmark skipped: {skipped}")
   clock.done("real-failure pools")
-  if config.detect.sees_tta:  # a detector of an older build would be resumed with other inputs
-    detect.check_alternate_view(os.path.join(workdir, "detector", "calibration.json"))
   try:
     det_params = stages.train_detector(config, os.path.join(workdir, "detector"), fit, gan.mesh,
                                        stages.artifact_ids(config), crops, fit.alts)

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -411,6 +412,15 @@ def test_the_image_score_adds_g_spread_and_the_weight_travels_with_the_threshold
   json.dump(data, open(path, "w"))
   with pytest.raises(CheckpointError, match="mirrored, flipped and shifted views.*run the main job on a new"):
     detect.load_calibration(path, [loaded])
+  # ... and so is its folder, before the main job resumes anything (no file: a new run)
+  from stylegan_ad import main_job
+  os.makedirs(tmp_path / "run" / "detector")
+  os.replace(path, tmp_path / "run" / "detector" / "calibration.json")
+  with pytest.raises(CheckpointError, match="calibration.json: this run's detector saw"):
+    main_job.detector_stage(configs.default_config(), str(tmp_path / "run"))
+  detect.check_alternate_view(str(tmp_path / "missing.json"))
+  detect.save_calibration(path, [scorer], 0.25)
+  detect.check_alternate_view(path)
   assert correct.Corrector.build(configs.default_config(), c.models, scorer).spread_weight == 2.0
 
 
