@@ -304,7 +304,7 @@ def bench_photo():
   compile_sec, sec = _timed(one, _ITERS.value)
   # G alone, one pass on the photo as the path runs it (`fullres.apply`: padded, tiled
   # where large); the path runs it twice (G(x) and the detector's half-turned view), and
-  # twice more where a photo is flagged (the TTA average)
+  # a flagged photo's TTA average reuses both
   import jax
   from stylegan_ad import fullres
   from stylegan_ad.data.pipeline import to_float

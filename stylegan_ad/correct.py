@@ -125,9 +125,9 @@ def _restore(c: Corrector, det_params, res_params, x, y, prob, score=_judge):
 
 
 def tta_average(generator_fn, x, gx=None, alts=None):
-  """The mean of G over x, its mirror, its flip and its half turn, each mapped back:
-  G's own errors that depend on orientation average out. `gx` is G(x) and `alts` the
-  alternate view (the half turn) where the caller has them."""
+  """The mean of G over x and its half turn, mapped back (`detect.tta_views`): G's own
+  errors that depend on orientation average out. `gx` is G(x) and `alts` the alternate
+  view (the half turn) where the caller has them."""
   views = detect.tta_views(generator_fn, x, gx, alts)
   return sum(views) / len(views)
 
@@ -137,7 +137,7 @@ def _regenerate(c: Corrector, det_params, g_params, x, k: int, key, gx=None, sco
   of G, G on a slightly perturbed input (one noise image for the whole batch, so a
   result does not depend on how images are batched), G on the mirrored input.
   `gx` is G(x) where the caller has it (it stylized x itself): the average then needs
-  one generator pass fewer."""
+  no generator pass."""
   g = lambda v: steps.generate(c.models, g_params, v)
   p = _photo(x)
   if k % 3 == 0:
