@@ -291,6 +291,6 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
   if device_count is not None and config.data.batch_size % device_count:
     raise ConfigError(f"config key data.batch_size: {config.data.batch_size} is not divisible by "
                       f"the {device_count} devices")
-  available = ({"rec", "idt", "features", "restyled", "backtranslated"} if config.train.mode == "unpaired"
-               else {"target", "features", "restyled"})
+  available = ({"rec", "idt", "features", "restyled", "backtranslated", "key"} if config.train.mode == "unpaired"
+               else {"target", "features", "restyled", "key"})
   losses.check_weights(dict(config.losses.generator), available)

@@ -103,6 +103,7 @@ class LossContext:
   real_features: list | None = None
   restyled: jax.Array | None = None   # G(line_free(real), + blur/noise): the style direction only (`restyle`)
   backtranslated: jax.Array | None = None   # G(stop_gradient(F(real))), unpaired mode (`backtranslate`)
+  key: jax.Array | None = None     # the step's randomness (`patch_swd`'s projections)
 
 
 GENERATOR_LOSSES: dict[str, Callable[[LossContext], jax.Array]] = {}
@@ -241,6 +242,45 @@ def backtranslate(ctx: LossContext) -> jax.Array:
   needs to rebuild y: F must make a real-looking photo (its adversarial term), and G
   must draw the style on it."""
   return jnp.mean(jnp.abs(ctx.backtranslated - ctx.real))
+
+
+def sliced_wasserstein(a: jax.Array, b: jax.Array, key: jax.Array, patch: int = 5, projections: int = 32,
+                       stride: int = 2, zero_mean: bool = False) -> jax.Array:
+  """Sliced Wasserstein distance between the distributions of `patch`x`patch` patches of
+  image batches `a` and `b` (Heitz et al. 2021): every patch (every `stride`-th position)
+  is projected on `projections` random unit directions (a convolution), each projection's
+  values sorted, and the sorted values of `a` and `b` compared (squared). `b` is held
+  fixed (the style images). `zero_mean`: directions with no component along a channel's
+  patch mean, so the distance sees the patches' structure (edges, lines, flat areas)
+  and not their colour. (XLA's sort is the cost on a CPU: 5x5 patches of 4 crops of 64
+  px, 64 directions at every position, 0.5 s a step with the gradient; at stride 2 with
+  32 directions, 0.05 s.)"""
+  c = a.shape[-1]
+  w = jax.random.normal(key, (patch, patch, c, projections), a.dtype)
+  if zero_mean:
+    w = w - jnp.mean(w, axis=(0, 1), keepdims=True)
+  w = w / jnp.sqrt(jnp.sum(w ** 2, axis=(0, 1, 2), keepdims=True))
+  proj = lambda v: jax.lax.conv_general_dilated(v, w, (stride, stride), "VALID",
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC")).reshape(-1, projections)
+  pa, pb = jnp.sort(proj(a), axis=0), jnp.sort(jax.lax.stop_gradient(proj(b)), axis=0)
+  if pa.shape[0] != pb.shape[0]:   # batches of other sizes: compare at the same quantiles
+    pb = pb[jnp.round(jnp.linspace(0, pb.shape[0] - 1, pa.shape[0])).astype(jnp.int32)]
+  return jnp.mean((pa - pb) ** 2)
+
+
+@register("patch_swd", needs=("key",))
+def patch_swd(ctx: LossContext) -> jax.Array:
+  """The sliced Wasserstein distance between G(x)'s 5x5 patches and the style images'
+  (`sliced_wasserstein`), fresh random projections each step: the unpaired style signal
+  without a discriminator."""
+  return sliced_wasserstein(ctx.fake, ctx.real, ctx.key)
+
+
+@register("patch_swd_structure", needs=("key",))
+def patch_swd_structure(ctx: LossContext) -> jax.Array:
+  """`patch_swd` on the patches' structure only (`zero_mean` directions): colour is left
+  to the other terms (a coarse hold keeps x's)."""
+  return sliced_wasserstein(ctx.fake, ctx.real, ctx.key, zero_mean=True)
 
 
 @register("style_mse", needs=("target",))

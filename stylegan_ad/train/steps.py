@@ -157,7 +157,7 @@ def _direction_context(models, g_params, d_params, x, real, gen, back, disc, tar
   return losses.LossContext(x=x, real=real, fake=fake, fake_logits=fake_logits,
                             adversarial_g=models.adv_g, rec=rec, idt=idt, target=target,
                             fake_features=fake_feats, real_features=real_feats, restyled=restyled,
-                            backtranslated=backtranslated)
+                            backtranslated=backtranslated, key=key)
 
 
 def _needs(models: Models) -> set[str]:
@@ -166,7 +166,8 @@ def _needs(models: Models) -> set[str]:
 
 def g_step(models: Models, state: TrainState, batch: dict, key: jax.Array):
   """One generator update. batch: {"a", "b"} (unpaired) or {"a", "target", "b"} (paired).
-  `key` draws the `restyle` term's noise only: without it the step is deterministic."""
+  `key` draws the `restyle` term's noise and `patch_swd`'s projections only: without
+  them the step is deterministic."""
   needs = _needs(models)
 
   def loss_fn(g_params):
@@ -181,7 +182,7 @@ def g_step(models: Models, state: TrainState, batch: dict, key: jax.Array):
       ab = _direction_context(models, g_params, state.d_params, batch["a"], batch["b"], "ab", "ba", "b",
                               batch.get("target"), needs, key)
       ba = _direction_context(models, g_params, state.d_params, batch["b"], batch["a"], "ba", "ab", "a",
-                              None, needs)
+                              None, needs, jax.random.fold_in(key, 1))
       t_ab, terms_ab = losses.generator_objective(dict(models.g_weights), ab)
       t_ba, terms_ba = losses.generator_objective(dict(models.g_weights), ba)
       total = t_ab + t_ba
