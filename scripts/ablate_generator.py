@@ -126,8 +126,6 @@ ROWS = {
                                                                               "backtranslate": 10.0}},
     "unpaired_backtranslate100_lowpass16": {**UNPAIRED_UNET, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0,
                                                                                "backtranslate": 100.0}},
-    # every train photo on both sides, x and S(x) drawn apart (`data.unpaired_split=shuffled`,
-    # CycleGAN's protocol for paired sets): D can no longer tell the domains by their subjects
     # no discriminator: G's 5x5 patches matched in distribution to the style images' (sliced
     # Wasserstein, `patch_swd`), held to x over 16x16 block means
     "unpaired_shuffled_swd100_lowpass16": {**SHUFFLED, "losses.generator": {"patch_swd": 100.0, "lowpass16": 20.0}},
@@ -139,6 +137,8 @@ ROWS = {
                                                                             "lowpass16": 20.0}},
     "unpaired_shuffled_swds1000_lowpass16": {**SHUFFLED, "losses.generator": {"patch_swd_structure": 1000.0,
                                                                              "lowpass16": 20.0}},
+    # every train photo on both sides, x and S(x) drawn apart (`data.unpaired_split=shuffled`,
+    # CycleGAN's protocol for paired sets): D can no longer tell the domains by their subjects
     "unpaired_shuffled_lowpass16": {**SHUFFLED, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
     "unpaired_shuffled_d1_lowpass16": {**SHUFFLED_D1, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
     "unpaired_shuffled_lowpass16_w5": {**SHUFFLED, "losses.generator": {"adversarial": 1.0, "lowpass16": 5.0}},
