@@ -310,12 +310,27 @@ def bench_photo():
   from stylegan_ad.data.pipeline import to_float
   from stylegan_ad.train import steps
   small = to_float(fullres.fit_max_side(photo, _MAX_SIDE.value)[0])
+  tiling = fullres.run_tiling(trained.config)
   g = jax.jit(lambda v: {"y": steps.generate(trained.corrector.models, trained.g_params, v)})
-  _, g_sec = _timed(lambda: fullres.apply(g, small, fullres.run_tiling(trained.config)), _ITERS.value)
+  _, g_sec = _timed(lambda: fullres.apply(g, small, tiling), _ITERS.value)
+  # one look of the detector (the first, and one per candidate of a flagged photo) and the
+  # restorer, each alone on [G(x), context, map] as the path makes them
+  import numpy as np
+  from stylegan_ad import correct, stages
+  c = trained.corrector
+  made = fullres.apply(jax.jit(lambda v: correct._stylize_and_score_jit(c, trained.det_params, trained.g_params, v)),
+                       small, tiling)
+  given = np.concatenate([made["stylized"], made["context"], made["map"][..., None]], axis=-1)
+  n = made["context"].shape[-1]
+  look = jax.jit(lambda v: {"map": correct._first_look(c, trained.det_params, v[..., :3], v[..., 3:3 + n])[1]})
+  restore = jax.jit(lambda v: {"y": c.restorer.apply({"params": trained.res_params}, v[..., :3],
+                                                     stages.soft_map(v[..., -1], c.dilate), v[..., 3:6])})
+  _, look_sec = _timed(lambda: fullres.apply(look, given, tiling), _ITERS.value)
+  _, restore_sec = _timed(lambda: fullres.apply(restore, given, tiling), _ITERS.value)
   return {"what": "photo", "photo": _PHOTO.value, "photo_name": _PHOTO_NAME.value, "max_side": _MAX_SIDE.value,
           "processed": f"{out['stylized'].shape[1]}x{out['stylized'].shape[0]}", "tiles": out["tiles"],
           "verdict": out["verdict"], "force_flagged": _FORCE_FLAGGED.value, "first_call_sec": compile_sec,
-          "sec_per_photo": sec, "g_pass_sec": g_sec, "g_us_per_pixel": 1e6 * g_sec / (small.shape[0] * small.shape[1]),
+          "sec_per_photo": sec, "g_pass_sec": g_sec, "detector_look_sec": look_sec, "restorer_sec": restore_sec, "g_us_per_pixel": 1e6 * g_sec / (small.shape[0] * small.shape[1]),
           "peak_rss_mb": _peak_rss_mb(), "iters": _ITERS.value}
 
 

@@ -136,8 +136,8 @@ def _regenerate(c: Corrector, det_params, g_params, x, k: int, key, gx=None, sco
   """Attempt k's new generation of x, and its score: the test-time-augmentation average
   of G, G on a slightly perturbed input (one noise image for the whole batch, so a
   result does not depend on how images are batched), G on the mirrored input.
-  `gx` is G(x) where the caller has it (it stylized x itself): the average then needs
-  no generator pass."""
+  `gx` is G(x) where the caller has it (it stylized x itself): with the context's
+  half-turned view (`sees_tta`) the average then needs no generator pass."""
   g = lambda v: steps.generate(c.models, g_params, v)
   p = _photo(x)
   if k % 3 == 0:
