@@ -129,10 +129,6 @@ ROWS = {
     # no discriminator: G's 5x5 patches matched in distribution to the style images' (sliced
     # Wasserstein, `patch_swd`), held to x over 16x16 block means
     "unpaired_shuffled_swd100_lowpass16": {**SHUFFLED, "losses.generator": {"patch_swd": 100.0, "lowpass16": 20.0}},
-    "unpaired_shuffled_swd1000_lowpass16": {**SHUFFLED, "losses.generator": {"patch_swd": 1000.0, "lowpass16": 20.0}},
-    "unpaired_shuffled_swd1000_adv_lowpass16": {**SHUFFLED_D1, "losses.generator": {"adversarial": 1.0, "patch_swd": 1000.0,
-                                                                                  "lowpass16": 20.0}},
-    "unpaired_swd1000_lowpass16": {**UNPAIRED_UNET, "losses.generator": {"patch_swd": 1000.0, "lowpass16": 20.0}},
     "unpaired_shuffled_swds100_lowpass16": {**SHUFFLED, "losses.generator": {"patch_swd_structure": 100.0,
                                                                             "lowpass16": 20.0}},
     "unpaired_shuffled_swds1000_lowpass16": {**SHUFFLED, "losses.generator": {"patch_swd_structure": 1000.0,

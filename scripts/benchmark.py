@@ -330,7 +330,8 @@ def bench_photo():
   return {"what": "photo", "photo": _PHOTO.value, "photo_name": _PHOTO_NAME.value, "max_side": _MAX_SIDE.value,
           "processed": f"{out['stylized'].shape[1]}x{out['stylized'].shape[0]}", "tiles": out["tiles"],
           "verdict": out["verdict"], "force_flagged": _FORCE_FLAGGED.value, "first_call_sec": compile_sec,
-          "sec_per_photo": sec, "g_pass_sec": g_sec, "detector_look_sec": look_sec, "restorer_sec": restore_sec, "g_us_per_pixel": 1e6 * g_sec / (small.shape[0] * small.shape[1]),
+          "sec_per_photo": sec, "g_pass_sec": g_sec, "detector_look_sec": look_sec, "restorer_sec": restore_sec,
+          "g_us_per_pixel": 1e6 * g_sec / (small.shape[0] * small.shape[1]),
           "peak_rss_mb": _peak_rss_mb(), "iters": _ITERS.value}
 
 
