@@ -313,8 +313,8 @@ def bench_photo():
   tiling = fullres.run_tiling(trained.config)
   g = jax.jit(lambda v: {"y": steps.generate(trained.corrector.models, trained.g_params, v)})
   _, g_sec = _timed(lambda: fullres.apply(g, small, tiling), _ITERS.value)
-  # one look of the detector (the first, and one per candidate of a flagged photo) and the
-  # restorer, each alone on [G(x), context, map] as the path makes them
+  # one look of the detector, its map and score (the first, and one per candidate of a
+  # flagged photo), and the restorer, each alone on [G(x), context, map] as the path makes them
   import numpy as np
   from stylegan_ad import correct, stages
   c = trained.corrector
@@ -322,7 +322,8 @@ def bench_photo():
                        small, tiling)
   given = np.concatenate([made["stylized"], made["context"], made["map"][..., None]], axis=-1)
   n = made["context"].shape[-1]
-  look = jax.jit(lambda v: {"map": correct._first_look(c, trained.det_params, v[..., :3], v[..., 3:3 + n])[1]})
+  look = jax.jit(lambda v: dict(zip(("score", "map"),
+                                    correct._first_look(c, trained.det_params, v[..., :3], v[..., 3:3 + n]))))
   restore = jax.jit(lambda v: {"y": c.restorer.apply({"params": trained.res_params}, v[..., :3],
                                                      stages.soft_map(v[..., -1], c.dilate), v[..., 3:6])})
   _, look_sec = _timed(lambda: fullres.apply(look, given, tiling), _ITERS.value)

@@ -289,7 +289,7 @@ class Fusion:
     amap = jax.nn.sigmoid(f[..., :3] @ jnp.asarray(self.weights, jnp.float32) + self.bias)
     if self.palette_fit is not None:
       amap = jnp.maximum(amap, jax.nn.sigmoid(self.palette_fit[0] * f[..., 3] + self.palette_fit[1]))
-    return jnp.quantile(amap.reshape(amap.shape[0], -1), self.quantile, axis=-1), amap
+    return metrics.row_quantile(amap.reshape(amap.shape[0], -1), self.quantile), amap
 
   def to_json(self) -> dict[str, Any]:
     out = {"features": list(FUSION_FEATURES), "weights": list(self.weights), "bias": self.bias,
@@ -406,8 +406,9 @@ class StyleStatisticsScorer(Scorer):
   def _patch_stats(self, y, x):
     _, feats = self.discriminator.apply({"params": self.d_params}, _d_input(y, x, self.conditional))
     f = feats[0]
-    pool = lambda a: jax.lax.reduce_window(a, 0.0, jax.lax.add, (1, self.patch, self.patch, 1),
-                                           (1, 1, 1, 1), "SAME") / self.patch ** 2
+    # the patch x patch box sum as two 1-D sums (rows, then columns): 4x fewer adds
+    box = lambda a, window: jax.lax.reduce_window(a, 0.0, jax.lax.add, window, (1, 1, 1, 1), "SAME")
+    pool = lambda a: box(box(a, (1, self.patch, 1, 1)), (1, 1, self.patch, 1)) / self.patch ** 2
     mean = pool(f)
     return jnp.concatenate([mean, jnp.sqrt(jnp.maximum(pool(f * f) - mean ** 2, 1e-8))], axis=-1)
 

@@ -95,6 +95,47 @@ def ssim_np(x: np.ndarray, y: np.ndarray) -> np.ndarray:
   return _ssim((np.asarray(x, np.float64) + 1.0) / 2.0, (np.asarray(y, np.float64) + 1.0) / 2.0, _filter_np, np.mean)
 
 
+def _ordered_keys(a: jax.Array) -> jax.Array:
+  """float32 -> uint32 keys in the same order (negatives below positives)."""
+  u = jax.lax.bitcast_convert_type(a.astype(jnp.float32), jnp.uint32)
+  return jnp.where(u >> 31 == 1, ~u, u | jnp.uint32(0x80000000))
+
+
+def _from_keys(k: jax.Array) -> jax.Array:
+  return jax.lax.bitcast_convert_type(jnp.where(k >> 31 == 1, k ^ jnp.uint32(0x80000000), ~k), jnp.float32)
+
+
+def _kth_key(keys: jax.Array, k: int) -> jax.Array:
+  """[N] the k-th smallest (0-based) of each row of `keys` [N, M]: a bitwise search,
+  32 counting passes over the row instead of a sort."""
+  def bit(i, ans):
+    trial = ans | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
+    below = jnp.sum(keys < trial[:, None], axis=-1, dtype=jnp.int32)
+    return jnp.where(below <= k, trial, ans)
+  return jax.lax.fori_loop(0, 32, bit, jnp.zeros(keys.shape[:1], jnp.uint32))
+
+
+def row_quantile(a: jax.Array, q: float) -> jax.Array:
+  """[N]: `jnp.quantile(a, q, axis=-1)` ("linear") of a [N, M] float32 array, by
+  selection instead of a sort (a 1024x768 map: about 10x faster on a CPU). The two
+  order statistics are exact; the interpolation is jnp.quantile's (float32)."""
+  n = a.shape[-1]
+  pos = np.float32(q) * np.float32(n - 1)
+  low = int(np.clip(np.floor(pos), 0, n - 1))
+  high = int(np.clip(np.ceil(pos), 0, n - 1))
+  w = np.float32(pos - np.floor(pos))
+  keys = _ordered_keys(a)
+  low_key = _kth_key(keys, low)
+  if high == low:
+    high_key = low_key
+  else:   # the next order statistic: the same key, or the smallest one above it
+    at_most = jnp.sum(keys <= low_key[:, None], axis=-1, dtype=jnp.int32)
+    above = jnp.min(jnp.where(keys > low_key[:, None], keys, jnp.uint32(0xFFFFFFFF)), axis=-1)
+    high_key = jnp.where(at_most > high, low_key, above)
+  result = _from_keys(low_key) * (np.float32(1) - w) + _from_keys(high_key) * w
+  return jnp.where(jnp.isnan(a).any(axis=-1), jnp.nan, result)
+
+
 # -- detection metrics (NumPy) ------------------------------------------------------
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -87,6 +87,30 @@ def test_numpy_psnr_ssim_match_jax_and_skimage():
   assert metrics.ssim_np(a, a) == pytest.approx([1.0, 1.0])
 
 
+@pytest.mark.parametrize("kind", ["normal", "ties", "signed_zeros"])
+def test_row_quantile_is_jnp_quantile(kind):
+  """The fused detector's image score (a quantile of its map) by selection, not a sort:
+  the order statistics exact, the interpolation jnp.quantile's."""
+  rng = np.random.default_rng(3)
+  a = rng.normal(size=(3, 1001)).astype(np.float32)
+  if kind == "ties":
+    a = np.round(a * 2) / 2
+  if kind == "signed_zeros":
+    a = np.abs(a)
+    a[:, ::7] = 0.0
+    a[:, ::11] = -0.0
+  for q in (0.0, 0.25, 0.5, 0.9761029411764706, 0.999, 1.0):
+    got = np.asarray(jax.jit(lambda v: metrics.row_quantile(v, q))(a))
+    np.testing.assert_allclose(got, np.quantile(a, q, axis=-1), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got, np.asarray(jnp.quantile(a, q, axis=-1)), rtol=1e-6, atol=1e-7)
+  for k in (0, 1, 500, 999, 1000):   # q on an element: the order statistic itself, bit for bit
+    np.testing.assert_array_equal(np.asarray(metrics.row_quantile(jnp.asarray(a), k / 1000)), np.sort(a, -1)[:, k])
+  single = np.array([[2.5]], np.float32)
+  assert float(metrics.row_quantile(jnp.asarray(single), 0.3)[0]) == 2.5
+  a[1, 17] = np.nan
+  assert np.isnan(np.asarray(metrics.row_quantile(jnp.asarray(a), 0.5))).tolist() == [False, True, False]
+
+
 def test_auroc_ap_hand_computed_and_against_sklearn():
   scores = np.array([0.1, 0.4, 0.35, 0.8])
   labels = np.array([0, 0, 1, 1])
