@@ -182,6 +182,10 @@ ROWS = {
     "unpaired_shuffled_d2_ndf32_warmup3000_lowpass16": {   # a ~34 px judge: sees where the ink sits
         **SHUFFLED, "model.d_layers": 2, "model.ndf": 32, "train.d_warmup": 3000, "train.num_steps": 4000,
         "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # x's strong edges held (`edge_hold`): G can no longer meet D by smoothing them away, so
+    # at a strong edge it must look like the style's (an ink line keeps the edge)
+    "unpaired_shuffled_d1_edgehold20_lowpass16": {**SHUFFLED_D1, "losses.generator": {
+        "adversarial": 1.0, "lowpass16": 20.0, "edge_hold": 20.0}},
     "unpaired_shuffled_d1_warmup3000_lowpass16": {**SHUFFLED_D1, "train.d_warmup": 3000, "train.num_steps": 4000,
                                                   "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
 }

@@ -192,15 +192,33 @@ def edge_smoothed(images: jax.Array, threshold: float = 1.0, dilate: int = 3, si
   `dilate` pixels, the pixels are replaced by a Gaussian blur (`sigma`) of the image.
   CartoonGAN's (Chen et al., 2018) extra negatives for D: a style image without its
   sharp edges is fake, so D's verdict turns on the ink lines, and G learns to draw them."""
-  unit = (images + 1.0) / 2.0
-  luma = (unit @ jnp.asarray([0.299, 0.587, 0.114], unit.dtype))[..., None]
-  gx = _filter1d(_filter1d(luma, (1.0, 2.0, 1.0), 1), (-1.0, 0.0, 1.0), 2)
-  gy = _filter1d(_filter1d(luma, (1.0, 2.0, 1.0), 2), (-1.0, 0.0, 1.0), 1)
-  edge = (jnp.sqrt(gx * gx + gy * gy) > threshold).astype(images.dtype)
+  edge = (luma_edges(images) > threshold).astype(images.dtype)
   window = (1, dilate, dilate, 1)
   edge = jax.lax.reduce_window(edge, 0.0, jax.lax.max, window, (1, 1, 1, 1), "SAME")
   return edge * gaussian_blur(images, sigma) + (1.0 - edge) * images
 
+
+
+def luma_edges(images: jax.Array) -> jax.Array:
+  """[N, H, W, 1]: the Sobel magnitude of the luma of images in [-1, 1], in [0, 1] units
+  (the styles' own edge measure: `data.styles._edges`), reflected borders."""
+  unit = (images + 1.0) / 2.0
+  luma = (unit @ jnp.asarray([0.299, 0.587, 0.114], unit.dtype))[..., None]
+  gx = _filter1d(_filter1d(luma, (1.0, 2.0, 1.0), 1), (-1.0, 0.0, 1.0), 2)
+  gy = _filter1d(_filter1d(luma, (1.0, 2.0, 1.0), 2), (-1.0, 0.0, 1.0), 1)
+  return jnp.sqrt(gx * gx + gy * gy + 1e-12)
+
+
+@register("edge_hold")
+def edge_hold(ctx: LossContext) -> jax.Array:
+  """G keeps x's strong edges: where the Sobel magnitude of x's luma (blurred by 1 px)
+  exceeds 0.5, G(x)'s largest magnitude within 3x3 pixels must reach it (a hinge). No
+  target needed. An unpaired G otherwise meets its discriminator by smoothing the
+  photo's edges away; with them held, the way left to look like the style at a strong
+  edge is what the style has there (an ink line darkens the edge, which keeps it)."""
+  ex = luma_edges(gaussian_blur(ctx.x, 1.0))
+  eg = jax.lax.reduce_window(luma_edges(ctx.fake), -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 1, 1, 1), "SAME")
+  return jnp.mean(jnp.where(ex > 0.5, jax.nn.relu(ex - eg), 0.0))
 
 def line_free(images: jax.Array, size: int = 3, lift: float = 0.1) -> jax.Array:
   """Style images [N, H, W, 3] in [-1, 1] without their line work: a greyscale closing

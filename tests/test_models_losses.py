@@ -213,6 +213,22 @@ def test_lowpass_losses_see_coarse_colour_and_not_fine_detail():
     assert np.isclose(loss(_ctx(x=x, fake=fake)), 0.48 / (2 * blocks * 3) * 2, rtol=1e-4)
 
 
+def test_edge_hold_keeps_strong_edges_and_lets_ink_darken_them():
+  # a vertical step of 0.5 in [0, 1] units (a strong edge) in a 32x32 image
+  x = jnp.asarray(np.where(np.arange(32) < 16, -0.5, 0.5)[None, None, :, None].repeat(32, 1).repeat(3, 3),
+                  jnp.float32)
+  hold = lambda fake: float(losses.edge_hold(_ctx(x=x, fake=fake)))
+  assert hold(x) == 0.0 and hold(losses.gaussian_blur(x, 1.0)) == 0.0   # the edge kept
+  assert hold(losses.gaussian_blur(x, 3.0)) > 0.01 and hold(jnp.zeros_like(x)) > hold(losses.gaussian_blur(x, 3.0))
+  inked = x.at[:, :, 15:17].set(-0.9)   # a 2-px dark line on the edge: still an edge
+  assert hold(inked) == 0.0
+  assert hold(x.at[:, 8:24].set(0.0)) > 0.0   # half the edge flattened
+  flat = jnp.zeros_like(x) + 0.2   # no strong edge in x: nothing held
+  assert float(losses.edge_hold(_ctx(x=flat, fake=flat + 0.1 * jnp.sin(jnp.arange(32.0))[None, :, None, None]))) == 0.0
+  # edge_smoothed (the edge-promoting negatives) blurs exactly where the same measure is strong
+  assert np.array_equal(np.asarray(losses.edge_smoothed(flat)), np.asarray(flat))
+
+
 def test_patch_sliced_wasserstein_compares_patch_distributions():
   rng = np.random.default_rng(0)
   a = jnp.asarray(rng.uniform(-0.5, 0.5, (2, 24, 24, 3)), jnp.float32)
