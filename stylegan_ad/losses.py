@@ -198,7 +198,6 @@ def edge_smoothed(images: jax.Array, threshold: float = 1.0, dilate: int = 3, si
   return edge * gaussian_blur(images, sigma) + (1.0 - edge) * images
 
 
-
 def luma_edges(images: jax.Array) -> jax.Array:
   """[N, H, W, 1]: the Sobel magnitude of the luma of images in [-1, 1], in [0, 1] units
   (the styles' own edge measure: `data.styles._edges`), reflected borders."""
@@ -219,6 +218,7 @@ def edge_hold(ctx: LossContext) -> jax.Array:
   ex = luma_edges(gaussian_blur(ctx.x, 1.0))
   eg = jax.lax.reduce_window(luma_edges(ctx.fake), -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 1, 1, 1), "SAME")
   return jnp.mean(jnp.where(ex > 0.5, jax.nn.relu(ex - eg), 0.0))
+
 
 def line_free(images: jax.Array, size: int = 3, lift: float = 0.1) -> jax.Array:
   """Style images [N, H, W, 3] in [-1, 1] without their line work: a greyscale closing

@@ -117,7 +117,7 @@ def _kth_key(keys: jax.Array, k: int) -> jax.Array:
 
 def row_quantile(a: jax.Array, q: float) -> jax.Array:
   """[N]: `jnp.quantile(a, q, axis=-1)` ("linear") of a [N, M] float32 array, by
-  selection instead of a sort (a 1024x768 map: about 10x faster on a CPU). The two
+  selection instead of a sort (a 1024x768 map on 2 CPU cores: 6 ms against 0.21 s). The two
   order statistics are exact; the interpolation is jnp.quantile's (float32)."""
   n = a.shape[-1]
   pos = np.float32(q) * np.float32(n - 1)
