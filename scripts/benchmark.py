@@ -329,10 +329,20 @@ def bench_photo():
                                                      stages.soft_map(v[..., -1], c.dilate), v[..., 3:6])})
   _, look_sec = _timed(lambda: fullres.apply(look, given, tiling), _ITERS.value)
   _, restore_sec = _timed(lambda: fullres.apply(restore, given, tiling), _ITERS.value)
+  # the image score's percentile of the photo's map: selection (the path's) against a sort
+  import jax.numpy as jnp
+  from stylegan_ad import metrics
+  q = c.fusion.quantile if c.fusion is not None else 0.99
+  flat = jnp.asarray(made["map"].reshape(1, -1))
+  select = jax.jit(lambda v: metrics.row_quantile(v, q))
+  sort = jax.jit(lambda v: jnp.quantile(v, q, axis=-1))
+  _, select_sec = _timed(lambda: select(flat).block_until_ready(), _ITERS.value)
+  _, sort_sec = _timed(lambda: sort(flat).block_until_ready(), _ITERS.value)
   return {"what": "photo", "photo": _PHOTO.value, "photo_name": _PHOTO_NAME.value, "max_side": _MAX_SIDE.value,
           "processed": f"{out['stylized'].shape[1]}x{out['stylized'].shape[0]}", "tiles": out["tiles"],
           "verdict": out["verdict"], "force_flagged": _FORCE_FLAGGED.value, "first_call_sec": compile_sec,
           "sec_per_photo": sec, "g_pass_sec": g_sec, "detector_look_sec": look_sec, "restorer_sec": restore_sec,
+          "percentile_select_sec": select_sec, "percentile_sort_sec": sort_sec,
           "g_us_per_pixel": 1e6 * g_sec / (small.shape[0] * small.shape[1]),
           "peak_rss_mb": path_rss, "peak_rss_mb_with_split": _peak_rss_mb(), "iters": _ITERS.value}
 
