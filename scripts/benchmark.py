@@ -329,15 +329,17 @@ def bench_photo():
                                                      stages.soft_map(v[..., -1], c.dilate), v[..., 3:6])})
   _, look_sec = _timed(lambda: fullres.apply(look, given, tiling), _ITERS.value)
   _, restore_sec = _timed(lambda: fullres.apply(restore, given, tiling), _ITERS.value)
-  # the image score's percentile of the photo's map: selection (the path's) against a sort
-  import jax.numpy as jnp
-  from stylegan_ad import metrics
-  q = c.fusion.quantile if c.fusion is not None else 0.99
-  flat = jnp.asarray(made["map"].reshape(1, -1))
-  select = jax.jit(lambda v: metrics.row_quantile(v, q))
-  sort = jax.jit(lambda v: jnp.quantile(v, q, axis=-1))
-  _, select_sec = _timed(lambda: select(flat).block_until_ready(), _ITERS.value)
-  _, sort_sec = _timed(lambda: sort(flat).block_until_ready(), _ITERS.value)
+  # the fused score's percentile of the photo's map: selection (the path's) against a sort
+  # (None: a detector without the fusion takes no percentile)
+  select_sec = sort_sec = None
+  if c.fusion is not None:
+    import jax.numpy as jnp
+    from stylegan_ad import metrics
+    q, flat = c.fusion.quantile, jnp.asarray(made["map"].reshape(1, -1))
+    select = jax.jit(lambda v: metrics.row_quantile(v, q))
+    sort = jax.jit(lambda v: jnp.quantile(v, q, axis=-1))
+    _, select_sec = _timed(lambda: select(flat).block_until_ready(), _ITERS.value)
+    _, sort_sec = _timed(lambda: sort(flat).block_until_ready(), _ITERS.value)
   return {"what": "photo", "photo": _PHOTO.value, "photo_name": _PHOTO_NAME.value, "max_side": _MAX_SIDE.value,
           "processed": f"{out['stylized'].shape[1]}x{out['stylized'].shape[0]}", "tiles": out["tiles"],
           "verdict": out["verdict"], "force_flagged": _FORCE_FLAGGED.value, "first_call_sec": compile_sec,
