@@ -26,6 +26,7 @@ UNPAIRED_UNET = {"model.generator": "residual_unet", "model.ngf": 32, "model.dep
 # the same on the shuffled split (every train photo on both sides), and with the ~16 px D
 SHUFFLED = {**UNPAIRED_UNET, "data.unpaired_split": "shuffled"}
 SHUFFLED_D1 = {**SHUFFLED, "model.d_layers": 1}
+SHUFFLED_CONVNET = {**SHUFFLED, "model.discriminator": "convnet", "model.ndf": 32}
 ROWS = {
     "default": {},
     "steps2400": {"data.train_crop": 0, "train.num_steps": 2400},
@@ -188,6 +189,13 @@ ROWS = {
         "adversarial": 1.0, "lowpass16": 20.0, "edge_hold": 20.0}},
     "unpaired_shuffled_d1_warmup3000_lowpass16": {**SHUFFLED_D1, "train.d_warmup": 3000, "train.num_steps": 4000,
                                                   "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # the plain 3x3 conv D without normalization (models/discriminator.py ConvNet, width 32, ~31 px)
+    "unpaired_shuffled_convnet_lowpass16": {**SHUFFLED_CONVNET, "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # DiffAugment on every image D sees (losses.diff_augment)
+    "unpaired_shuffled_convnet_diffaug_lowpass16": {**SHUFFLED_CONVNET, "losses.diff_augment": "translation,cutout",
+                                                    "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_d1_diffaug_lowpass16": {**SHUFFLED_D1, "losses.diff_augment": "translation,cutout",
+                                               "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 

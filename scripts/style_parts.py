@@ -19,9 +19,17 @@ crops, the test crops x, their true S(x), and x with S's ink or palette alone; a
 the row's reverse generator F moves the style crops (PSNR of F(y) to y).
 
   python scripts/style_parts.py --fit_d=3000 --fit_d_ndf=32
+  python scripts/style_parts.py --fit_d=2000 --fit_d_row=unpaired_shuffled_convnet_lowpass16
 
-trains that row's discriminator alone for 3000 steps (the warm-up's step of
-`train.d_warmup`: no G, the photos its fakes) and asks it the same of the test crops.
+trains a row's style discriminator alone (`unpaired_shuffled_d1_lowpass16`'s unless
+--fit_d_row names another) for that many steps (the warm-up's step of `train.d_warmup`:
+no G, the photos its fakes) and asks it the same of the test crops: their mean logits,
+how many it classes right (threshold halfway between the two targets) and how often it
+ranks S(x) above x. Then whether its gradient points to the style: the test crops
+themselves are optimised as G's would be (Adam on the pixels, `--ascent` steps, against
+G's adversarial term and the row's `lowpass16` hold), and the PSNR to S(x) and the cosine
+of the change with S(x) - x are reported (what a G could reach whose only style signal is
+D's gradient). Writes the figures to --fit_d_json if given.
 """
 from __future__ import annotations
 
@@ -41,7 +49,10 @@ import ablate_generator  # noqa: E402  (its --out and --style flags name the row
 
 _D_ROW = flags.DEFINE_string("d_row", None, "an unpaired row of scripts/ablate_generator.py whose D_b to ask")
 _FIT_D = flags.DEFINE_integer("fit_d", 0, "steps of a style discriminator fitted alone (no G: the photos are its fakes)")
-_FIT_D_NDF = flags.DEFINE_integer("fit_d_ndf", 16, "its width (model.ndf)")
+_FIT_D_NDF = flags.DEFINE_integer("fit_d_ndf", None, "its width (model.ndf; default the row's)")
+_FIT_D_ROW = flags.DEFINE_string("fit_d_row", "unpaired_shuffled_d1_lowpass16", "the unpaired row whose D to fit")
+_ASCENT = flags.DEFINE_integer("ascent", 300, "Adam steps on the test crops' pixels against the fitted D")
+_FIT_D_JSON = flags.DEFINE_string("fit_d_json", None, "write the fitted D's figures here (JSON)")
 
 
 def _smooth(x):
@@ -108,27 +119,72 @@ def main(argv):
 
 
 def _fit_discriminator(ds, xs: np.ndarray, t: np.ndarray) -> None:
-  """The style discriminator of `unpaired_shuffled_d1_lowpass16` (one stride-2 layer, of
-  width --fit_d_ndf) trained by the warm-up's own step (`train.d_warmup`: the photos its
-  fakes) on that row's data for --fit_d steps: how many it needs to tell a photo from a
-  style image, as its mean logits on the test crops say."""
+  """A row's style discriminator trained by the warm-up's own step (`train.d_warmup`:
+  the photos its fakes, DiffAugment as the row sets it) on that row's data for --fit_d
+  steps: does it tell the unseen test crops from their S(x), and does its gradient, the
+  only style signal an unpaired G gets, point from x toward S(x)?"""
+  import json
+
   import jax
+  import optax
   from stylegan_ad.train import loop, steps
-  c = ablate_generator._config("unpaired_shuffled_d1_lowpass16", "cartoon")
-  c.model.ndf, c.train.d_warmup, c.train.num_steps = _FIT_D_NDF.value, _FIT_D.value, _FIT_D.value + 1
+  row = _FIT_D_ROW.value
+  c = ablate_generator._config(row, "cartoon")
+  if c.train.mode == "paired":
+    raise app.UsageError(f"--fit_d_row={row}: a paired row's D is conditioned on x; name an unpaired row")
+  if _FIT_D_NDF.value:
+    c.model.ndf = _FIT_D_NDF.value
+  c.train.d_warmup, c.train.num_steps = _FIT_D.value, _FIT_D.value + 1
   m = steps.make_models(c)
   state = steps.init_state(m, jax.random.key(c.seed))
   pipe = loop.make_pipeline(c, ds)
   step = jax.jit(lambda s, b: steps.train_step(m, s, b, d_only=True)[0])
   for _ in range(_FIT_D.value):
     state = step(state, {k: jnp.asarray(v) for k, v in pipe.next_local().items()})
+  d = jax.jit(lambda v: jnp.mean(jnp.stack([l.mean(axis=(1, 2, 3)) for l in
+                                            steps.discriminate(m, state.d_params["b"], v)[0]]), axis=0))
   part = lambda name: np.stack([PARTS[name](u) for u in (xs + 1) / 2]) * 2 - 1
-  print(f"\n| test crops, to a D_b of width {_FIT_D_NDF.value} after {_FIT_D.value} warm-up steps "
-        f"| mean logit (1: style image, 0: photo) |\n|---|---|")
+  mid = 0.5 if c.losses.adversarial == "lsgan" else 0.0   # LSGAN's targets 1 and 0; the others' sign
+  print(f"\n| test crops, to `{row}`'s D_b (width {c.model.ndf}) after {_FIT_D.value} warm-up steps "
+        f"| mean logit (above {mid:g}: style image) |\n|---|---|")
+  out = {"row": row, "ndf": c.model.ndf, "steps": _FIT_D.value, "mean_logit": {}}
   for name, v in {"x": xs, "S(x)": t, "x with S's ink alone": part("x with S's ink alone"),
                   "x smoothed and quantised, no ink": part("smoothing and palette, no ink")}.items():
-    logits = steps.discriminate(m, state.d_params["b"], jnp.asarray(v, jnp.float32))[0]
-    print(f"| {name} | {np.mean([float(jnp.mean(l)) for l in logits]):+.3f} |")
+    out["mean_logit"][name] = float(jnp.mean(d(jnp.asarray(v, jnp.float32))))
+    print(f"| {name} | {out['mean_logit'][name]:+.3f} |")
+  lx, lt = np.asarray(d(jnp.asarray(xs, jnp.float32))), np.asarray(d(jnp.asarray(t, jnp.float32)))
+  out["accuracy"] = float(((lx < mid).mean() + (lt > mid).mean()) / 2)
+  out["s_ranked_above_x"] = float((lt > lx).mean())
+  print(f"\nclassed right: {out['accuracy']:.0%} of the test crops and their S(x); "
+        f"S(x) ranked above x: {out['s_ranked_above_x']:.0%}")
+  # G's view: the test crops' pixels optimised against D_b, held to x's 16x16 block means
+  x0, target = jnp.asarray(xs, jnp.float32), jnp.asarray(t, jnp.float32)
+  hold = dict(c.losses.generator).get("lowpass16", 0.0)
+  blocks = lambda v: v.reshape(v.shape[0], v.shape[1] // 16, 16, v.shape[2] // 16, 16, 3).mean((2, 4))
+
+  def objective(v, key):   # D sees v DiffAugmented where the row sets it, as G's output would be
+    logits = steps.discriminate(m, state.d_params["b"], v, augment_key=key)[0]
+    return m.adv_g(logits) + hold * jnp.mean(jnp.abs(blocks(v) - blocks(x0)))
+
+  grad = jax.jit(jax.grad(objective))
+  tx = optax.adam(0.01)
+  v, opt = x0, tx.init(x0)
+  for i in range(_ASCENT.value):
+    updates, opt = tx.update(grad(v, jax.random.key(i)), opt, v)
+    v = jnp.clip(optax.apply_updates(v, updates), -1.0, 1.0)
+  change, wanted = np.asarray(v - x0).ravel(), np.asarray(target - x0).ravel()
+  out["ascent"] = {"steps": _ASCENT.value, "lowpass16": hold,
+                   "psnr_before": float(np.mean(metrics.psnr_np(np.asarray(x0), t))),
+                   "psnr_after": float(np.mean(metrics.psnr_np(np.asarray(v), t))),
+                   "cosine_with_s_minus_x": float(change @ wanted / (np.linalg.norm(change) * np.linalg.norm(wanted) + 1e-12)),
+                   "mean_logit_after": float(jnp.mean(d(v)))}
+  a = out["ascent"]
+  print(f"test crops optimised against D_b for {a['steps']} steps (lowpass16 {hold:g}): PSNR to S(x) "
+        f"{a['psnr_before']:.2f} -> {a['psnr_after']:.2f} dB, cosine of the change with S(x) - x "
+        f"{a['cosine_with_s_minus_x']:+.3f}, mean logit {a['mean_logit_after']:+.3f}")
+  if _FIT_D_JSON.value:
+    with open(_FIT_D_JSON.value, "w") as f:
+      json.dump(out, f, indent=2)
 
 
 def _ask_discriminator(row: str, ys: np.ndarray, xs: np.ndarray, t: np.ndarray) -> None:

@@ -36,7 +36,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.n_blocks = 9            # resnet: residual blocks
   c.model.depth = 5               # unet, residual_unet: levels (downsamplings)
   c.model.upsample = "resize_conv"  # resize_conv | subpixel | transpose
-  c.model.discriminator = "patchgan"  # a name in registry.DISCRIMINATORS (multi-scale PatchGAN)
+  c.model.discriminator = "patchgan"  # a name in registry.DISCRIMINATORS: "patchgan" or "convnet"
   c.model.ndf = 64
   c.model.d_layers = 3            # 3 -> 70x70 PatchGAN
   c.model.d_scales = 1
@@ -72,6 +72,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.losses.restyle_noise = 0.0    # the `restyle` term's input: line-free style images plus Gaussian
                                   # noise of this standard deviation at most (each image its own, in [-1, 1] units)
   c.losses.restyle_blur = 0.0     # ... blurred first by a Gaussian of this many pixels (0: not blurred)
+  c.losses.diff_augment = ""      # DiffAugment ops on every image D sees (real and fake, D's and G's
+                                  # step): comma-separated of translation, cutout, color; "" for none
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 500
@@ -175,18 +177,19 @@ def train_crop(config: ml_collections.ConfigDict) -> int:
   return int(config.data.get("train_crop", 0) or config.data.crop_size)
 
 
-def patch_sizes(crop: int, n_layers: int, num_scales: int) -> list[int]:
+def patch_sizes(crop: int, n_layers: int, num_scales: int, discriminator: str = "patchgan") -> list[int]:
   """The discriminator's patch-logit map side at each scale for `crop` x `crop` inputs
-  (models/discriminator.py: 4x4 convs, stride 2 with padding 1, then two of stride 1;
-  each further scale average-pools by 2 first)."""
+  (models/discriminator.py: the PatchGAN's 4x4 convs, stride 2 with padding 1, then two of
+  stride 1; the convnet's 3x3 convs of stride 2 with padding 1, then sizes kept; each further
+  scale average-pools by 2 first)."""
   out, n = [], crop
   for s in range(num_scales):
     if s:
       n = (n - 1) // 2 + 1
     m = n
     for _ in range(n_layers):
-      m = (m - 2) // 2 + 1
-    out.append(m - 2)
+      m = (m - 2) // 2 + 1 if discriminator == "patchgan" else (m - 1) // 2 + 1
+    out.append(m - 2 if discriminator == "patchgan" else m)
   return out
 
 
@@ -220,6 +223,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     value = config.losses.get(key, 0.0)
     if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
       raise ConfigError(f"config key losses.{key}: must be a finite number >= 0, got {value!r}")
+  losses.diff_augment_policy(config.losses.get("diff_augment", ""))
   crop = train_crop(config)
   if not 0 <= config.data.train_crop <= config.data.crop_size:
     raise ConfigError(f"config key data.train_crop: must be in [0, data.crop_size={config.data.crop_size}] "
@@ -227,7 +231,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
   multiple = 4 if config.model.generator == "resnet" or config.model.imported else max(4, 2 ** config.model.depth)
   if crop % multiple:
     raise ConfigError(f"config key data.train_crop: must be a multiple of {multiple} for this generator, got {crop}")
-  patches = patch_sizes(crop, config.model.d_layers, config.model.d_scales)
+  patches = patch_sizes(crop, config.model.d_layers, config.model.d_scales, config.model.discriminator)
   if min(patches) < 1:
     raise ConfigError(f"config key model.d_layers: a {config.model.d_layers}-layer discriminator at "
                       f"{config.model.d_scales} scale(s) needs crops larger than "

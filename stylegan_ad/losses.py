@@ -79,6 +79,60 @@ def r1_penalty(d_fn: Callable[[jax.Array], Logits], real: jax.Array) -> jax.Arra
   return jnp.mean(jnp.sum(grad ** 2, axis=(1, 2, 3)))
 
 
+DIFF_AUGMENT_OPS = ("translation", "cutout", "color")
+
+
+def diff_augment_policy(spec: str) -> tuple[str, ...]:
+  """`losses.diff_augment` ("translation,cutout", "" for none) as a tuple of op names."""
+  ops = tuple(op.strip() for op in str(spec).split(",") if op.strip())
+  unknown = [op for op in ops if op not in DIFF_AUGMENT_OPS]
+  if unknown or len(set(ops)) < len(ops):
+    raise ConfigError(f"config key losses.diff_augment: comma-separated ops of {list(DIFF_AUGMENT_OPS)}, "
+                      f"each once, got {spec!r}")
+  return ops
+
+
+def diff_augment(images: jax.Array, key: jax.Array, policy: tuple[str, ...]) -> jax.Array:
+  """DiffAugment (Zhao et al., 2020): random, differentiable augmentations applied to
+  every image D sees, real and generated alike, in D's step and in G's, so that a
+  discriminator fitted on a few photos cannot memorise them and G's gradient passes
+  through the augmentation. Each image draws its own:
+  - translation: a shift of up to 1/8 of the side, zero-filled;
+  - cutout: a zeroed square of half the side, anywhere (partly outside allowed);
+  - color: brightness + U(-0.5, 0.5), saturation x U(0, 2), contrast x U(0.5, 1.5).
+  Images in [-1, 1], NHWC (any channel count: a paired D's [x, y] pair moves together)."""
+  n, h, w, _ = images.shape
+  out = images
+  keys = dict(zip(DIFF_AUGMENT_OPS, jax.random.split(key, len(DIFF_AUGMENT_OPS))))
+  rows = jnp.arange(h)[None, :, None]
+  cols = jnp.arange(w)[None, None, :]
+  if "color" in policy:
+    kb, ks, kc = jax.random.split(keys["color"], 3)
+    u = lambda k, lo, hi: jax.random.uniform(k, (n, 1, 1, 1), out.dtype, lo, hi)
+    out = out + u(kb, -0.5, 0.5)
+    mean = out.mean(axis=-1, keepdims=True)
+    out = (out - mean) * u(ks, 0.0, 2.0) + mean
+    mean = out.mean(axis=(1, 2, 3), keepdims=True)
+    out = (out - mean) * u(kc, 0.5, 1.5) + mean
+  if "translation" in policy:
+    sy, sx = max(h // 8, 1), max(w // 8, 1)
+    ky, kx = jax.random.split(keys["translation"])
+    dy = jax.random.randint(ky, (n, 1, 1), -sy, sy + 1)
+    dx = jax.random.randint(kx, (n, 1, 1), -sx, sx + 1)
+    padded = jnp.pad(out, ((0, 0), (sy, sy), (sx, sx), (0, 0)))
+    r = jnp.clip(rows - dy + sy, 0, h + 2 * sy - 1)
+    c = jnp.clip(cols - dx + sx, 0, w + 2 * sx - 1)
+    out = padded[jnp.arange(n)[:, None, None], r, c]
+  if "cutout" in policy:
+    ky, kx = jax.random.split(keys["cutout"])
+    cy = jax.random.randint(ky, (n, 1, 1), 0, h + 1 - h % 2)
+    cx = jax.random.randint(kx, (n, 1, 1), 0, w + 1 - w % 2)
+    inside = ((rows >= cy - h // 4) & (rows < cy - h // 4 + h // 2) &
+              (cols >= cx - w // 4) & (cols < cx - w // 4 + w // 2))
+    out = jnp.where(inside[..., None], 0.0, out)
+  return out
+
+
 def gram(features: jax.Array) -> jax.Array:
   """Gram matrix per image, normalised by H*W*C."""
   n, h, w, c = features.shape

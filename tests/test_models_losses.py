@@ -56,6 +56,34 @@ def test_patchgan_receptive_field_is_70_empirically():
   assert ys.max() - ys.min() + 1 == 70 and xs.max() - xs.min() + 1 == 70
 
 
+
+@pytest.mark.parametrize("name", ["patchgan", "convnet"])
+@pytest.mark.parametrize("crop,n_layers,scales", [(64, 3, 2), (48, 1, 1), (40, 2, 3)])
+def test_discriminator_patch_maps_have_the_sizes_the_config_checks(name, crop, n_layers, scales):
+  from stylegan_ad import configs
+  from stylegan_ad.registry import DISCRIMINATORS
+  d = DISCRIMINATORS.make(name, ndf=4, n_layers=n_layers, num_scales=scales, spectral_norm=False, highpass=0)
+  x = jnp.zeros((1, crop, crop, 3))
+  logits, _ = jax.eval_shape(lambda x: d.apply(d.init(jax.random.key(0), x), x), x)
+  assert [l.shape[1] for l in logits] == configs.patch_sizes(crop, n_layers, scales, name)
+
+
+def test_convnet_receptive_field_is_31_and_it_has_no_norm():
+  d = disc.ConvNet(ndf=4, n_layers=3)
+  x = jnp.zeros((1, 96, 96, 3))
+  params = d.init(jax.random.key(0), x)
+  grad = jax.grad(lambda x: d.apply(params, x)[0][0, 6, 6, 0])(x)
+  ys, xs = np.nonzero(np.abs(np.asarray(grad[0])).sum(-1))
+  assert ys.max() - ys.min() + 1 == 31 and xs.max() - xs.min() + 1 == 31
+  # no per-image statistics: a crop's logits do not depend on the rest of the batch, and
+  # a crop's contrast and brightness move them (instance norm would cancel both)
+  r = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3), minval=-1, maxval=1)
+  alone = d.apply(params, r[:1])[0]
+  np.testing.assert_allclose(d.apply(params, r)[0][:1], alone, rtol=1e-5, atol=1e-6)
+  moved = d.apply(params, 0.5 * r[:1] + 0.3)[0]
+  assert float(jnp.abs(moved - alone).mean()) > 0.3 * float(jnp.abs(alone).mean())
+
+
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
@@ -524,3 +552,39 @@ def test_every_network_computes_in_bfloat16():
     assert all(h.dtype == jnp.float32 for h in half), type(module).__name__
     err = max(float(jnp.abs(f - h).max()) for f, h in zip(full, half))
     assert 0 < err < 0.1, (type(module).__name__, err)
+
+
+def test_diff_augment_translation_cutout_and_color():
+  n, h, w = 64, 16, 24
+  x = jax.random.uniform(jax.random.key(0), (n, h, w, 6), minval=-1, maxval=1)
+  key = jax.random.key(3)
+  np.testing.assert_array_equal(losses.diff_augment(x, key, ()), x)
+  # translation: each image is itself shifted by at most 1/8 of a side, zero-filled
+  t = np.asarray(losses.diff_augment(x, key, ("translation",)))
+  shifts = set()
+  for i in range(n):
+    found = [(dy, dx) for dy in range(-2, 3) for dx in range(-3, 4)
+             if np.array_equal(t[i], np.asarray(jnp.pad(x[i], ((2, 2), (3, 3), (0, 0))))[2 - dy:2 - dy + h, 3 - dx:3 - dx + w])]
+    assert found, i
+    shifts.add(found[0])
+  assert len(shifts) > 10   # each image draws its own
+  # cutout: a zeroed square of half the side (fewer pixels where it leaves the image); the
+  # six channels of a paired D's (x, y) move together
+  c = np.asarray(losses.diff_augment(jnp.ones((n, h, w, 6)), key, ("cutout",)))
+  zero = c == 0
+  assert (zero.all(-1) == zero.any(-1)).all()
+  areas = zero[..., 0].sum((1, 2))
+  assert areas.max() == (h // 2) * (w // 2) and areas.min() > 0
+  rows, cols = zero[..., 0].any(2), zero[..., 0].any(1)
+  assert (zero[..., 0] == (rows[:, :, None] & cols[:, None, :])).all()    # a rectangle
+  # color: per image brightness, saturation and contrast; a grey image stays grey
+  grey = jnp.broadcast_to(x[..., :1], x[..., :3].shape)
+  g = np.asarray(losses.diff_augment(grey, key, ("color",)))
+  np.testing.assert_allclose(g[..., 0], g[..., 1], atol=1e-6)
+  assert np.std(g.mean((1, 2, 3))) > 0.1
+  # differentiable: G's gradient reaches through it
+  grad = jax.grad(lambda v: losses.diff_augment(v, key, ("translation", "cutout", "color")).sum())(x)
+  assert float(jnp.abs(grad).sum()) > 0
+  assert losses.diff_augment_policy(" translation, cutout") == ("translation", "cutout")
+  with pytest.raises(ConfigError, match="losses.diff_augment"):
+    losses.diff_augment_policy("translation,flip")

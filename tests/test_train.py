@@ -82,6 +82,32 @@ def test_edge_promoting_adds_edge_blurred_style_images_to_the_discriminators_fak
   np.testing.assert_allclose(m0["d_a/adversarial"], m["d_a/adversarial"], rtol=1e-6)   # D_a: unchanged
 
 
+def test_diff_augment_shows_the_discriminators_augmented_images_in_both_steps(data_dir, dataset):
+  config = tiny_config(data_dir, **{"losses.diff_augment": "translation,cutout", "train.pool_size": 0})
+  models = steps.make_models(config)
+  assert models.diff_augment == ("translation", "cutout")
+  plain = steps.make_models(tiny_config(data_dir, **{"train.pool_size": 0}))
+  state = skeleton.run_init(functools.partial(steps.init_state, models), jax.random.key(0), None)
+  batch = {k: jnp.asarray(v) for k, v in loop.make_pipeline(config, dataset).next_local().items()}
+  key = jax.random.key(1)
+  _, m, fakes, _ = steps.g_step(models, state, batch, key)
+  _, m0, fakes0, _ = steps.g_step(plain, state, batch, key)
+  np.testing.assert_array_equal(fakes["b"], fakes0["b"])      # G's output itself is not augmented
+  # G's adversarial term: D_b on its fakes, each drawn its own shift and cutout
+  d = lambda y: steps.discriminate(models, state.d_params["b"], y)[0]
+  seen = losses.diff_augment(fakes["b"], jax.random.fold_in(key, 1000), models.diff_augment)
+  np.testing.assert_allclose(m["g_ab/adversarial"], models.adv_g(d(seen)), rtol=1e-5)
+  assert abs(float(m["g_ab/adversarial"]) - float(m0["g_ab/adversarial"])) > 1e-6
+  # D's step: reals and fakes augmented with keys of their own
+  _, md, _ = steps.d_step(models, state, batch, fakes, jax.random.key(2))
+  k_real, k_fake = jax.random.split(jax.random.fold_in(jax.random.key(2), 100 + ord("b")))
+  expected = models.adv_d(d(losses.diff_augment(batch["b"], k_real, models.diff_augment)),
+                          d(losses.diff_augment(fakes["b"], k_fake, models.diff_augment)))
+  np.testing.assert_allclose(md["d_b/adversarial"], expected, rtol=1e-5)
+  _, md0, _ = steps.d_step(plain, state, batch, fakes, jax.random.key(2))
+  np.testing.assert_allclose(md0["d_b/adversarial"], plain.adv_d(d(batch["b"]), d(fakes["b"])), rtol=1e-5)
+
+
 def test_restyle_term_runs_the_style_generator_on_line_free_style_images(data_dir, dataset):
   config = tiny_config(data_dir, **{"losses.generator": {"adversarial": 1.0, "restyle": 10.0}})
   models = steps.make_models(config)
@@ -223,6 +249,8 @@ def test_train_crop_trains_on_smaller_crops_and_leaves_the_test_crops_alone(data
     (lambda c: c.losses.generator.__setitem__("cycle", float("inf")), "losses.generator.cycle: weight must be a finite"),
     (lambda c: c.losses.__setitem__("restyle_noise", -0.1), "losses.restyle_noise: must be a finite number >= 0"),
     (lambda c: c.losses.__setitem__("r1", float("nan")), "losses.r1: must be a finite number >= 0, got nan"),
+    (lambda c: c.losses.__setitem__("diff_augment", "translation,mirror"), "losses.diff_augment: comma-separated ops"),
+    (lambda c: c.model.__setitem__("discriminator", "resnet"), "model.discriminator"),
     (lambda c: c.model.__setitem__("d_layers", 5), r"model.d_layers: a 5-layer discriminator at 1 scale\(s\) needs "
                                                     r"crops larger than data.crop_size=64 \(its patch maps would be \[0\]"),
     (lambda c: c.data.__setitem__("train_crop", 8), r"model.d_layers: a 2-layer discriminator at 1 scale\(s\) needs "

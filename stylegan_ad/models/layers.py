@@ -105,6 +105,7 @@ class Conv(nn.Module):
   pad: int | None = None    # default: kernel // 2
   spectral_norm: bool = False
   use_bias: bool = True
+  kernel_init: Callable = default_init
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -112,7 +113,7 @@ class Conv(nn.Module):
     if self.padding == "reflect" and pad:
       x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
     conv_pad = ((pad, pad),) * 2 if self.padding == "zero" else ((0, 0),) * 2
-    kernel = self.param("kernel", default_init, (self.kernel, self.kernel, x.shape[-1], self.features))
+    kernel = self.param("kernel", self.kernel_init, (self.kernel, self.kernel, x.shape[-1], self.features))
     if self.spectral_norm:
       kernel = spectral_normalize(kernel)
     y = conv2d(x, kernel.astype(x.dtype), self.stride, conv_pad)

@@ -67,6 +67,7 @@ class Models:
   restyle_noise: float = 0.0     # `losses.restyle_noise`: noise on the `restyle` term's input
   restyle_blur: float = 0.0      # `losses.restyle_blur`: its blur
   d_warmup: int = 0              # `train.d_warmup`: first steps in which only the discriminators learn
+  diff_augment: tuple[str, ...] = ()  # `losses.diff_augment`: DiffAugment ops on every image D sees
 
 
 def make_models(config: ml_collections.ConfigDict) -> Models:
@@ -92,7 +93,7 @@ def make_models(config: ml_collections.ConfigDict) -> Models:
                 float(config.losses.r1), float(t.ema_decay), int(t.pool_size),
                 configs.train_crop(config), str(m.dtype), bool(config.losses.get("edge_promoting", False)),
                 float(config.losses.get("restyle_noise", 0.0)), float(config.losses.get("restyle_blur", 0.0)),
-                warmup)
+                warmup, losses.diff_augment_policy(config.losses.get("diff_augment", "")))
 
 
 def init_state(models: Models, key: jax.Array) -> TrainState:
@@ -118,9 +119,13 @@ def generate(models: Models, params: PyTree, x: jax.Array) -> jax.Array:
   return apply_in(models.generator, params, models.dtype, x)
 
 
-def discriminate(models: Models, params: PyTree, y: jax.Array, x: jax.Array | None = None):
-  """(logits list, features list); paired D is conditioned on the input x."""
+def discriminate(models: Models, params: PyTree, y: jax.Array, x: jax.Array | None = None,
+                 augment_key: jax.Array | None = None):
+  """(logits list, features list); paired D is conditioned on the input x. With
+  `augment_key` and `losses.diff_augment` set, D sees the (x, y) pair DiffAugmented."""
   inp = y if x is None else jnp.concatenate([x, y], axis=-1)
+  if augment_key is not None and models.diff_augment:
+    inp = losses.diff_augment(inp, augment_key, models.diff_augment)
   return apply_in(models.discriminator, params, models.dtype, inp)
 
 
@@ -142,7 +147,8 @@ def restyle_input(models: Models, real: jax.Array, key: jax.Array) -> jax.Array:
 def _direction_context(models, g_params, d_params, x, real, gen, back, disc, target, key_needs, key=None):
   fake = generate(models, g_params[gen], x)
   cond = x if models.paired else None
-  fake_logits, fake_feats = discriminate(models, d_params[disc], fake, cond)
+  aug = (lambda i: None) if key is None else (lambda i: jax.random.fold_in(key, 1000 + i))
+  fake_logits, fake_feats = discriminate(models, d_params[disc], fake, cond, aug(0))
   rec = generate(models, g_params[back], fake) if "rec" in key_needs else None
   idt = generate(models, g_params[gen], real) if "idt" in key_needs else None
   restyled = None
@@ -153,7 +159,7 @@ def _direction_context(models, g_params, d_params, x, real, gen, back, disc, tar
     backtranslated = generate(models, g_params[gen], jax.lax.stop_gradient(generate(models, g_params[back], real)))
   real_feats = None
   if "features" in key_needs:
-    real_feats = discriminate(models, d_params[disc], real, cond)[1]
+    real_feats = discriminate(models, d_params[disc], real, cond, aug(1))[1]
   return losses.LossContext(x=x, real=real, fake=fake, fake_logits=fake_logits,
                             adversarial_g=models.adv_g, rec=rec, idt=idt, target=target,
                             fake_features=fake_feats, real_features=real_feats, restyled=restyled,
@@ -249,8 +255,9 @@ def d_step(models: Models, state: TrainState, batch: dict, fakes: dict, key: jax
     for name, real, fake, cond in pairs:
       if name == "b" and models.edge_promoting and not models.paired:
         fake = jnp.concatenate([fake, losses.edge_smoothed(real)])   # CartoonGAN's edge-promoting term
-      real_logits, _ = discriminate(models, d_params[name], real, cond)
-      fake_logits, _ = discriminate(models, d_params[name], fake, cond)
+      k_real, k_fake = jax.random.split(jax.random.fold_in(key, 100 + ord(name)))
+      real_logits, _ = discriminate(models, d_params[name], real, cond, k_real)
+      fake_logits, _ = discriminate(models, d_params[name], fake, cond, k_fake)
       loss = models.adv_d(real_logits, fake_logits)
       metrics[f"d_{name}/adversarial"] = loss
       if models.r1:
