@@ -289,6 +289,13 @@ def _embedded_photo():
   return np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.LANCZOS))
 
 
+def _gflop(fn, *args) -> float:
+  """Floating-point operations of jit-ted `fn` on `args`, in billions, as XLA counts them."""
+  cost = fn.lower(*args).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  return float(cost["flops"]) / 1e9
+
+
 def bench_photo():
   """One photo through the folder CLI's path: stylized, scored and corrected at its own size."""
   from stylegan_ad import inference
@@ -329,6 +336,12 @@ def bench_photo():
                                                      stages.soft_map(v[..., -1], c.dilate), v[..., 3:6])})
   _, look_sec = _timed(lambda: fullres.apply(look, given, tiling), _ITERS.value)
   _, restore_sec = _timed(lambda: fullres.apply(restore, given, tiling), _ITERS.value)
+  # the arithmetic of a G pass and of a look on the whole photo (XLA's count for the compiled
+  # program; None where the path tiles the photo): the path is compute-bound, so these set its floor
+  g_gflop = look_gflop = None
+  if out["tiles"] == 1:
+    g_gflop = _gflop(g, small[None])
+    look_gflop = _gflop(look, given[None])
   # the fused score's percentile of the photo's map: selection (the path's) against a sort
   # (None: a detector without the fusion takes no percentile)
   select_sec = sort_sec = None
@@ -346,6 +359,7 @@ def bench_photo():
           "sec_per_photo": sec, "g_pass_sec": g_sec, "detector_look_sec": look_sec, "restorer_sec": restore_sec,
           "percentile_select_sec": select_sec, "percentile_sort_sec": sort_sec,
           "g_us_per_pixel": 1e6 * g_sec / (small.shape[0] * small.shape[1]),
+          "g_gflop": g_gflop, "detector_look_gflop": look_gflop,
           "peak_rss_mb": path_rss, "peak_rss_mb_with_split": _peak_rss_mb(), "iters": _ITERS.value}
 
 
