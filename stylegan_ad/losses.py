@@ -100,7 +100,7 @@ def diff_augment(images: jax.Array, key: jax.Array, policy: tuple[str, ...]) -> 
   - translation: a shift of up to 1/8 of the side, zero-filled;
   - cutout: a zeroed square of half the side, anywhere (partly outside allowed);
   - color: brightness + U(-0.5, 0.5), saturation x U(0, 2), contrast x U(0.5, 1.5).
-  Images in [-1, 1], NHWC (any channel count: a paired D's [x, y] pair moves together)."""
+  Images in [-1, 1], NHWC, RGB or RGB triplets (a paired D's [x, y] pair moves together)."""
   n, h, w, _ = images.shape
   out = images
   keys = dict(zip(DIFF_AUGMENT_OPS, jax.random.split(key, len(DIFF_AUGMENT_OPS))))
@@ -110,8 +110,9 @@ def diff_augment(images: jax.Array, key: jax.Array, policy: tuple[str, ...]) -> 
     kb, ks, kc = jax.random.split(keys["color"], 3)
     u = lambda k, lo, hi: jax.random.uniform(k, (n, 1, 1, 1), out.dtype, lo, hi)
     out = out + u(kb, -0.5, 0.5)
-    mean = out.mean(axis=-1, keepdims=True)
-    out = (out - mean) * u(ks, 0.0, 2.0) + mean
+    rgb = out.reshape(*out.shape[:-1], -1, 3)   # a paired D's x and y: each its own grey
+    mean = rgb.mean(axis=-1, keepdims=True)
+    out = ((rgb - mean) * u(ks, 0.0, 2.0)[..., None] + mean).reshape(out.shape)
     mean = out.mean(axis=(1, 2, 3), keepdims=True)
     out = (out - mean) * u(kc, 0.5, 1.5) + mean
   if "translation" in policy:

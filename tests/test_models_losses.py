@@ -578,9 +578,17 @@ def test_diff_augment_translation_cutout_and_color():
   rows, cols = zero[..., 0].any(2), zero[..., 0].any(1)
   assert (zero[..., 0] == (rows[:, :, None] & cols[:, None, :])).all()    # a rectangle
   # color: per image brightness, saturation and contrast; a grey image stays grey
-  grey = jnp.broadcast_to(x[..., :1], x[..., :3].shape)
+  grey = jnp.concatenate([jnp.broadcast_to(x[..., :1], x[..., :3].shape),
+                          jnp.broadcast_to(x[..., 3:4], x[..., :3].shape)], axis=-1)   # a grey (x, y) pair
   g = np.asarray(losses.diff_augment(grey, key, ("color",)))
-  np.testing.assert_allclose(g[..., 0], g[..., 1], atol=1e-6)
+  np.testing.assert_allclose(g[..., 0], g[..., 2], atol=1e-6)
+  np.testing.assert_allclose(g[..., 3], g[..., 5], atol=1e-6)
+  # ... and the two stay the same affine map of their own grey (saturation leaves a grey
+  # triplet alone; it must not pull x toward y's level)
+  gx, gy = np.asarray(grey[..., 0]).reshape(n, -1), np.asarray(grey[..., 3]).reshape(n, -1)
+  for i in range(n):
+    a, b = np.polyfit(gx[i], g[i, ..., 0].ravel(), 1)
+    np.testing.assert_allclose(g[i, ..., 3].ravel(), a * gy[i] + b, atol=1e-4)
   assert np.std(g.mean((1, 2, 3))) > 0.1
   # differentiable: G's gradient reaches through it
   grad = jax.grad(lambda v: losses.diff_augment(v, key, ("translation", "cutout", "color")).sum())(x)
