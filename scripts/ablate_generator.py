@@ -196,6 +196,9 @@ ROWS = {
                                                     "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
     "unpaired_shuffled_d1_diffaug_lowpass16": {**SHUFFLED_D1, "losses.diff_augment": "translation,cutout",
                                                "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_convnet_diffaug_color_lowpass16": {
+        **SHUFFLED_CONVNET, "losses.diff_augment": "translation,cutout,color",
+        "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 
