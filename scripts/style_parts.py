@@ -26,8 +26,9 @@ trains a row's style discriminator alone (`unpaired_shuffled_d1_lowpass16`'s unl
 no G, the photos its fakes) and asks it the same of the test crops: their mean logits,
 how many it classes right (threshold halfway between the two targets) and how often it
 ranks S(x) above x. Then whether its gradient points to the style: the test crops
-themselves are optimised as G's would be (Adam on the pixels, `--ascent` steps, against
-G's adversarial term and the row's `lowpass16` hold), and the PSNR to S(x) and the cosine
+themselves are optimised as G's would be (Adam on the pixels, `--ascent` steps, by the
+row's generator objective: its terms that need only x and D, the adversarial term and
+the holds), and the PSNR to S(x) and the cosine
 of the change with S(x) - x are reported (what a G could reach whose only style signal is
 D's gradient). Writes the figures to --fit_d_json if given.
 """
@@ -157,14 +158,15 @@ def _fit_discriminator(ds, xs: np.ndarray, t: np.ndarray) -> None:
   out["s_ranked_above_x"] = float((lt > lx).mean())
   print(f"\nclassed right: {out['accuracy']:.0%} of the test crops and their S(x); "
         f"S(x) ranked above x: {out['s_ranked_above_x']:.0%}")
-  # G's view: the test crops' pixels optimised against D_b, held to x's 16x16 block means
+  # G's view: the test crops' pixels optimised by the row's own generator objective, its
+  # terms that judge an output by x and D alone (the adversarial term and the holds)
   x0, target = jnp.asarray(xs, jnp.float32), jnp.asarray(t, jnp.float32)
-  hold = dict(c.losses.generator).get("lowpass16", 0.0)
-  blocks = lambda v: v.reshape(v.shape[0], v.shape[1] // 16, 16, v.shape[2] // 16, 16, 3).mean((2, 4))
+  weights = {k: float(w) for k, w in c.losses.generator.items() if w and set(losses.NEEDS[k]) <= {"key"}}
 
   def objective(v, key):   # D sees v DiffAugmented where the row sets it, as G's output would be
     logits = steps.discriminate(m, state.d_params["b"], v, augment_key=key)[0]
-    return m.adv_g(logits) + hold * jnp.mean(jnp.abs(blocks(v) - blocks(x0)))
+    ctx = losses.LossContext(x=x0, real=x0, fake=v, fake_logits=logits, adversarial_g=m.adv_g, key=key)
+    return losses.generator_objective(weights, ctx)[0]
 
   grad = jax.jit(jax.grad(objective))
   tx = optax.adam(0.01)
@@ -173,13 +175,13 @@ def _fit_discriminator(ds, xs: np.ndarray, t: np.ndarray) -> None:
     updates, opt = tx.update(grad(v, jax.random.key(i)), opt, v)
     v = jnp.clip(optax.apply_updates(v, updates), -1.0, 1.0)
   change, wanted = np.asarray(v - x0).ravel(), np.asarray(target - x0).ravel()
-  out["ascent"] = {"steps": _ASCENT.value, "lowpass16": hold,
+  out["ascent"] = {"steps": _ASCENT.value, "objective": weights,
                    "psnr_before": float(np.mean(metrics.psnr_np(np.asarray(x0), t))),
                    "psnr_after": float(np.mean(metrics.psnr_np(np.asarray(v), t))),
                    "cosine_with_s_minus_x": float(change @ wanted / (np.linalg.norm(change) * np.linalg.norm(wanted) + 1e-12)),
                    "mean_logit_after": float(jnp.mean(d(v)))}
   a = out["ascent"]
-  print(f"test crops optimised against D_b for {a['steps']} steps (lowpass16 {hold:g}): PSNR to S(x) "
+  print(f"test crops optimised against D_b for {a['steps']} steps ({weights}): PSNR to S(x) "
         f"{a['psnr_before']:.2f} -> {a['psnr_after']:.2f} dB, cosine of the change with S(x) - x "
         f"{a['cosine_with_s_minus_x']:+.3f}, mean logit {a['mean_logit_after']:+.3f}")
   if _FIT_D_JSON.value:
