@@ -289,11 +289,21 @@ def _embedded_photo():
   return np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.LANCZOS))
 
 
-def _gflop(fn, *args) -> float:
-  """Floating-point operations of jit-ted `fn` on `args`, in billions, as XLA counts them."""
-  cost = fn.lower(*args).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost
-  return float(cost["flops"]) / 1e9
+def _gflop(fn, image, tiling) -> float:
+  """Floating-point operations, in billions as XLA counts them, of jit-ted `fn` run on
+  `image` by `fullres.apply`: on the padded photo or its tiles, as the path runs it."""
+  from stylegan_ad import fullres
+  per_shape, total = {}, [0.0]
+
+  def count(batch):
+    if batch.shape not in per_shape:
+      cost = fn.lower(batch).compile().cost_analysis()
+      per_shape[batch.shape] = float((cost[0] if isinstance(cost, list) else cost)["flops"]) / 1e9
+    total[0] += per_shape[batch.shape]
+    return {}
+
+  fullres.apply(count, image, tiling)
+  return total[0]
 
 
 def bench_photo():
@@ -336,12 +346,8 @@ def bench_photo():
                                                      stages.soft_map(v[..., -1], c.dilate), v[..., 3:6])})
   _, look_sec = _timed(lambda: fullres.apply(look, given, tiling), _ITERS.value)
   _, restore_sec = _timed(lambda: fullres.apply(restore, given, tiling), _ITERS.value)
-  # the arithmetic of a G pass and of a look on the whole photo (XLA's count for the compiled
-  # program; None where the path tiles the photo): the path is compute-bound, so these set its floor
-  g_gflop = look_gflop = None
-  if out["tiles"] == 1:
-    g_gflop = _gflop(g, small[None])
-    look_gflop = _gflop(look, given[None])
+  # the arithmetic of a G pass and of a look (the path is compute-bound, so these set its floor)
+  g_gflop, look_gflop = _gflop(g, small, tiling), _gflop(look, given, tiling)
   # the fused score's percentile of the photo's map: selection (the path's) against a sort
   # (None: a detector without the fusion takes no percentile)
   select_sec = sort_sec = None
