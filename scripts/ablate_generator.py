@@ -199,6 +199,18 @@ ROWS = {
     "unpaired_shuffled_convnet_diffaug_color_lowpass16": {
         **SHUFFLED_CONVNET, "losses.diff_augment": "translation,cutout,color",
         "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # a G of little capacity (width 8, one pooling: ~20 px): D's gradient reaches G only
+    # through a few parameters shared by every pixel, so it cannot write a texture of its own
+    "unpaired_shuffled_convnet_g8_depth1_lowpass16": {
+        **SHUFFLED_CONVNET, "model.ngf": 8, "model.depth": 1,
+        "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_d1_g8_depth1_lowpass16": {
+        **SHUFFLED_D1, "model.ngf": 8, "model.depth": 1,
+        "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # the same small G for 8x the steps (it takes 1/5 of a step of the two-pooling G)
+    "unpaired_shuffled_convnet_diffaug_g8_depth1_steps8000_lowpass16": {
+        **SHUFFLED_CONVNET, "model.ngf": 8, "model.depth": 1, "train.num_steps": 8000,
+        "losses.diff_augment": "translation,cutout", "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 

@@ -31,6 +31,16 @@ row's generator objective: its terms that need only x and D, the adversarial ter
 the holds), and the PSNR to S(x) and the cosine
 of the change with S(x) - x are reported (what a G could reach whose only style signal is
 D's gradient). Writes the figures to --fit_d_json if given.
+
+  python scripts/style_parts.py --nn_patches=5
+
+a patch analogy with no network and no D (about 3 minutes): every test pixel's 5x5 patch
+is replaced by the style patch (of the shuffled split's domain B, every train S(x), at a
+stride of 4) nearest to it by a key, and the overlapping patches averaged: the key is the
+style patch itself, or its `losses.line_free` version with x and it both blurred by 1 px
+(a photo has no ink lines and soft edges). The nearest style patch is what "move x as
+little as the style allows" asks for; its PSNR to S(x) says whether that places the ink,
+and the same output inked by S's rule on its own luma whether it keeps the edges ink needs.
 """
 from __future__ import annotations
 
@@ -54,6 +64,7 @@ _FIT_D_NDF = flags.DEFINE_integer("fit_d_ndf", None, "its width (model.ndf; defa
 _FIT_D_ROW = flags.DEFINE_string("fit_d_row", "unpaired_shuffled_d1_lowpass16", "the unpaired row whose D to fit")
 _ASCENT = flags.DEFINE_integer("ascent", 300, "Adam steps on the test crops' pixels against the fitted D")
 _FIT_D_JSON = flags.DEFINE_string("fit_d_json", None, "write the fitted D's figures here (JSON)")
+_NN_PATCHES = flags.DEFINE_integer("nn_patches", 0, "side of the patches of the nearest-style-patch analogy (0: off)")
 
 
 def _smooth(x):
@@ -117,6 +128,49 @@ def main(argv):
     _ask_discriminator(_D_ROW.value, ys, np.stack(xs) * 2 - 1, t)
   if _FIT_D.value:
     _fit_discriminator(ds, np.stack(xs) * 2 - 1, t)
+  if _NN_PATCHES.value:
+    _nearest_style_patches(ds, np.stack(xs), (t + 1) / 2, _NN_PATCHES.value)
+
+
+def _patches(images: np.ndarray, p: int, stride: int = 1) -> np.ndarray:
+  n, h, w, c = images.shape
+  out = [images[:, i:h - p + 1 + i:stride, j:w - p + 1 + j:stride] for i in range(p) for j in range(p)]
+  return np.stack(out, -2).reshape(n, (h - p) // stride + 1, (w - p) // stride + 1, p * p * c)
+
+
+def _nearest_style_patches(ds, xs: np.ndarray, t: np.ndarray, p: int, stride: int = 4, dims: int = 24) -> None:
+  """x rebuilt from the style domain's patches nearest to its own ([0, 1] images)."""
+  import jax
+  style = np.stack([np.asarray(v, np.float32) / 255 for v in ds.train_pairs.targets])
+  pad = p // 2
+  xp = np.pad(xs, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+  values = _patches(style, p, stride).reshape(-1, p * p * 3)
+  blur = lambda a: ndimage.gaussian_filter(a, (0, 1, 1, 0))
+  free = (np.asarray(losses.line_free(jnp.asarray(style * 2 - 1))) + 1) / 2
+  print(f"\n| {p}x{p} patches of x replaced by the nearest of {len(values)} style patches, by | "
+        f"PSNR to S(x), test crops (dB) | mean error R/G/B | the same inked by S's rule on its own luma (dB) |"
+        f"\n|---|---|---|---|")
+  for name, keys, queries in (("the style patch itself", values, xp),
+                              ("its line-free version, both blurred by 1 px",
+                               _patches(blur(free), p, stride).reshape(-1, p * p * 3), blur(xp))):
+    mean = keys.mean(0)
+    basis = np.linalg.svd(keys[::7] - mean, full_matrices=False)[2][:dims].T   # PCA: 24 of 75 dimensions
+    k = jnp.asarray((keys - mean) @ basis)
+    nearest = jax.jit(lambda q: jnp.argmin(jnp.sum(k * k, -1)[None] - 2 * q @ k.T, axis=-1))
+    q = (_patches(queries, p).reshape(-1, p * p * 3) - mean) @ basis
+    idx = np.concatenate([np.asarray(nearest(jnp.asarray(q[i:i + 1024], jnp.float32)))
+                          for i in range(0, len(q), 1024)])
+    pieces = values[idx].reshape(*xs.shape[:3], p, p, 3)
+    acc, count = np.zeros(xp.shape), np.zeros(xp.shape[:3] + (1,))
+    for i in range(p):
+      for j in range(p):
+        acc[:, i:i + xs.shape[1], j:j + xs.shape[2]] += pieces[:, :, :, i, j]
+        count[:, i:i + xs.shape[1], j:j + xs.shape[2]] += 1
+    y = (acc / count)[:, pad:pad + xs.shape[1], pad:pad + xs.shape[2]]
+    drift = " / ".join(f"{v:+.3f}" for v in 2 * (y - t).mean(axis=(0, 1, 2)))
+    inked = np.stack([u * (1 - 0.85 * _ink_raw(u)) for u in y.astype(np.float32)])
+    psnr = lambda v: float(np.mean(metrics.psnr_np(v * 2 - 1, t * 2 - 1)))
+    print(f"| {name} | {psnr(y):.2f} | {drift} | {psnr(inked):.2f} |")
 
 
 def _fit_discriminator(ds, xs: np.ndarray, t: np.ndarray) -> None:
