@@ -528,7 +528,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "environment": env,
       "train_steps": int(jax.device_get(gan.state.step)),
       "stylize": {k: stylize[k] for k in ("psnr", "ssim", "identity_psnr", "identity_ssim",
-                                          "channel_mean_error", "photos") if k in stylize},
+                                          "channel_mean_error", "identity_channel_mean_error", "photos")
+                   if k in stylize},
       **real_summary(real),
       "detect": {"image_auroc": det["image_auroc"], "image_ap": det["image_ap"],
                  "pixel_auroc": det["pixel_auroc"], "aupro": det["aupro"],

@@ -60,6 +60,10 @@ def stylization_table(s: dict) -> str:
     lines.append("")
     lines.append(f"Mean signed error of G(x) per channel (R / G / B, [-1, 1] units): crops {err(s['channel_mean_error'])}"
                  + (f", whole photos {err(p['channel_mean_error'])}" if p else "") + ".")
+    if "identity_channel_mean_error" in s:
+      lines.append(f"The identity's, for comparison (S darkens where it inks): crops "
+                   f"{err(s['identity_channel_mean_error'])}"
+                   + (f", whole photos {err(p['identity_channel_mean_error'])}" if p else "") + ".")
   return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from experiments.configs import embedded as embedded_config
 from stylegan_ad import correct, main_job, inference
 from stylegan_ad.report import NETWORK_ALONE
-from stylegan_ad.data import images as images_lib
+from stylegan_ad.data import images as images_lib, sources
 from stylegan_ad.errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +30,7 @@ def main_run(data_dir, tmp_path_factory):
   return workdir, summary
 
 
-def test_main_job_writes_summary_report_and_stage_runs(main_run):
+def test_main_job_writes_summary_report_and_stage_runs(main_run, data_dir):
   workdir, summary = main_run
   on_disk = json.load(open(os.path.join(workdir, "report", "summary.json")))
   for key in ("psnr", "ssim", "identity_psnr", "identity_ssim"):
@@ -41,6 +41,14 @@ def test_main_job_writes_summary_report_and_stage_runs(main_run):
   sizes = [(r["height"], r["width"]) for r in on_disk["stylize"]["photos"]["per_photo"]]
   assert sizes == [(300, 451), (427, 640), (500, 741), (500, 741)]
   assert len(on_disk["stylize"]["channel_mean_error"]) == 3
+  # the identity's drift beside G's: the whole test photos' mean of x - S(x) (S darkens where it inks)
+  c = embedded_config.get_config("tiny")
+  photos = sources.load(c.data.source, crop_size=c.data.crop_size, data_dir=data_dir).test_photos
+  want = np.mean([np.mean(photos.images[i] / 127.5 - photos.targets[i] / 127.5, axis=(0, 1))
+                  for i in range(len(photos))], axis=0)
+  assert on_disk["stylize"]["photos"]["identity_channel_mean_error"] == pytest.approx(want, abs=1e-4)
+  assert all(e > 0 for e in want)
+  assert len(on_disk["stylize"]["identity_channel_mean_error"]) == 3
   whole = on_disk["detect"]["whole_photos"]
   assert whole["images"] == 4 and 0 <= whole["fpr"] <= 1 and whole["flagged"] == sum(
       s > whole["threshold"] for s in whole["scores"])

@@ -229,10 +229,14 @@ def evaluate(run: Run) -> dict[str, Any]:
     vals["ssim"] += list(metrics.ssim_np(y, t)[:n])
     vals["identity_psnr"] += list(metrics.psnr_np(x, t)[:n])
     vals["identity_ssim"] += list(metrics.ssim_np(x, t)[:n])
-    # each channel's mean signed error over all pixels: a global colour drift shows here
+    # each channel's mean signed error over all pixels: a global colour drift shows here,
+    # against the identity's (S darkens where it inks, so x itself is brighter than S(x))
     vals.setdefault("channel_mean_error", []).extend(list(np.mean(y[:n] - t[:n], axis=(1, 2))))
-  out = {k: float(np.mean(v)) for k, v in vals.items() if k != "channel_mean_error"}
-  out["channel_mean_error"] = [float(v) for v in np.mean(vals["channel_mean_error"], axis=0)]
+    vals.setdefault("identity_channel_mean_error", []).extend(list(np.mean(x[:n] - t[:n], axis=(1, 2))))
+  drifts = ("channel_mean_error", "identity_channel_mean_error")
+  out = {k: float(np.mean(v)) for k, v in vals.items() if k not in drifts}
+  for k in drifts:
+    out[k] = [float(v) for v in np.mean(vals[k], axis=0)]
   out["num_images"] = len(test)
   out["step"] = int(jax.device_get(run.state.step))
   photos = run.dataset.test_photos
@@ -244,10 +248,12 @@ def evaluate(run: Run) -> dict[str, Any]:
       (p, s), (ip, is_) = _quality(y, t), _quality(x, t)
       rows.append({"height": int(x.shape[0]), "width": int(x.shape[1]), "psnr": p, "ssim": s,
                    "identity_psnr": ip, "identity_ssim": is_,
-                   "channel_mean_error": [float(v) for v in np.mean(y - t, axis=(0, 1))]})
+                   "channel_mean_error": [float(v) for v in np.mean(y - t, axis=(0, 1))],
+                   "identity_channel_mean_error": [float(v) for v in np.mean(x - t, axis=(0, 1))]})
     out["photos"] = {k: float(np.mean([r[k] for r in rows]))
                      for k in ("psnr", "ssim", "identity_psnr", "identity_ssim")}
-    out["photos"]["channel_mean_error"] = [float(v) for v in np.mean([r["channel_mean_error"] for r in rows], 0)]
+    for k in drifts:
+      out["photos"][k] = [float(v) for v in np.mean([r[k] for r in rows], 0)]
     out["photos"]["per_photo"] = rows
   return out
 
