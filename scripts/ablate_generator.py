@@ -253,7 +253,7 @@ def main(argv):
     last = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))][-1]
     seconds = last["step"] / last["steps_per_sec"]
     ev = loop.evaluate(run)
-    keys = ("psnr", "ssim", "identity_psnr", "identity_ssim", "channel_mean_error")
+    keys = ("psnr", "ssim", "identity_psnr", "identity_ssim", "channel_mean_error", "identity_channel_mean_error")
     change = {"config arg": CONFIG_ARGS[row]} if row in CONFIG_ARGS else ROWS[row]
     results[key] = {"change": change, "gan_stage_seconds": seconds, "crops": {k: ev[k] for k in keys},
                     "photos": {k: ev["photos"][k] for k in keys}}
