@@ -34,7 +34,7 @@ D's gradient). Writes the figures to --fit_d_json if given.
 
   python scripts/style_parts.py --nn_patches=5
 
-a patch analogy with no network and no D (about 3 minutes): every test pixel's 5x5 patch
+a patch analogy with no network and no D (about 5 minutes on 2 cores): every test pixel's 5x5 patch
 is replaced by the style patch (of the shuffled split's domain B, every train S(x), at a
 stride of 4) nearest to it by a key, and the overlapping patches averaged: the key is the
 style patch itself, or its `losses.line_free` version with x and it both blurred by 1 px
