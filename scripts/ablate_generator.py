@@ -211,6 +211,11 @@ ROWS = {
     "unpaired_shuffled_convnet_diffaug_g8_depth1_steps8000_lowpass16": {
         **SHUFFLED_CONVNET, "model.ngf": 8, "model.depth": 1, "train.num_steps": 8000,
         "losses.diff_augment": "translation,cutout", "losses.generator": {"adversarial": 1.0, "lowpass16": 20.0}},
+    # and with the patch distribution's term that flattens (`patch_swd_structure`) beside the adversarial one that inks
+    "unpaired_shuffled_convnet_diffaug_g8_depth1_swds100_steps8000_lowpass16": {
+        **SHUFFLED_CONVNET, "model.ngf": 8, "model.depth": 1, "train.num_steps": 8000,
+        "losses.diff_augment": "translation,cutout",
+        "losses.generator": {"adversarial": 1.0, "patch_swd_structure": 100.0, "lowpass16": 20.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 
