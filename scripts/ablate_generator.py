@@ -216,6 +216,17 @@ ROWS = {
         **SHUFFLED_CONVNET, "model.ngf": 8, "model.depth": 1, "train.num_steps": 8000,
         "losses.diff_augment": "translation,cutout",
         "losses.generator": {"adversarial": 1.0, "patch_swd_structure": 100.0, "lowpass16": 20.0}},
+    # self-supervised line drawing (`restyle_l2`: G(line_free(y)) -> y) on inputs that carry a
+    # photo's texture (`losses.restyle_texture`: the batch's photos minus their 2 px blur, each
+    # scaled by up to 2), so that G learns to draw lines on edges and to leave texture out;
+    # no adversarial term, alone and with the coarse hold on the photos
+    "unpaired_shuffled_restyle_l2_1000_texture2_noadv": {
+        **SHUFFLED, "losses.restyle_texture": 2.0, "losses.generator": {"restyle_l2": 1000.0}},
+    "unpaired_shuffled_restyle_l2_1000_texture2_lowpass16_noadv": {
+        **SHUFFLED, "losses.restyle_texture": 2.0, "losses.generator": {"restyle_l2": 1000.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_d1_restyle_l2_1000_texture2_lowpass16": {
+        **SHUFFLED_D1, "losses.restyle_texture": 2.0,
+        "losses.generator": {"adversarial": 1.0, "restyle_l2": 1000.0, "lowpass16": 20.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 

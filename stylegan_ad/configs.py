@@ -72,6 +72,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.losses.restyle_noise = 0.0    # the `restyle` term's input: line-free style images plus Gaussian
                                   # noise of this standard deviation at most (each image its own, in [-1, 1] units)
   c.losses.restyle_blur = 0.0     # ... blurred first by a Gaussian of this many pixels (0: not blurred)
+  c.losses.restyle_texture = 0.0  # ... plus a photo's texture (a domain-A photo of the batch minus its
+                                  # 2 px Gaussian blur) scaled by a draw up to this per image (0: none)
   c.losses.diff_augment = ""      # DiffAugment ops on every image D sees (real and fake, D's and G's
                                   # step): comma-separated of translation, cutout, color; "" for none
 
@@ -219,7 +221,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     group, name = key.split(".")
     if config[group][name] < 0:
       raise ConfigError(f"config key {key}: must be >= 0, got {config[group][name]}")
-  for key in ("r1", "restyle_noise", "restyle_blur"):
+  for key in ("r1", "restyle_noise", "restyle_blur", "restyle_texture"):
     value = config.losses.get(key, 0.0)
     if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
       raise ConfigError(f"config key losses.{key}: must be a finite number >= 0, got {value!r}")

@@ -124,6 +124,23 @@ def test_restyle_term_runs_the_style_generator_on_line_free_style_images(data_di
   noise = np.asarray(steps.restyle_input(noisy, batch["b"], jax.random.key(0)) - losses.line_free(batch["b"]))
   sd = noise.reshape(len(noise), -1).std(axis=1)
   assert np.all(sd < 0.11) and sd.max() > 2 * sd.min()   # each image its own noise level, at most 0.1
+  # the photos' texture (each minus its 2 px blur), each style image its own share of it, up to 2
+  textured = steps.make_models(tiny_config(data_dir, **{"losses.restyle_texture": 2.0}))
+  free, photos = losses.line_free(batch["b"]), batch["a"]
+  texture = np.asarray(photos - losses.gaussian_blur(photos, 2.0))
+  got = np.asarray(steps.restyle_input(textured, batch["b"], jax.random.key(0), photos))
+  inside = np.abs(np.asarray(free) + 2.0 * texture) < 0.99   # pixels the clip to [-1, 1] cannot touch
+  amp = [np.sum(((g - f) * t)[m]) / np.sum((t * t)[m]) for g, f, t, m in zip(got, np.asarray(free), texture, inside)]
+  np.testing.assert_allclose(got, np.clip(np.asarray(free) + np.reshape(amp, (-1, 1, 1, 1)) * texture, -1, 1),
+                             atol=1e-5)
+  assert all(0 <= a <= 2 for a in amp) and max(amp) - min(amp) > 0.1
+  # and the style generator's term sees that input: the photo batch of the step is the texture's source
+  config_t = tiny_config(data_dir, **{"losses.generator": {"restyle_l2": 10.0}, "losses.restyle_texture": 2.0})
+  models_t = steps.make_models(config_t)
+  _, mt, _, _ = steps.g_step(models_t, state, batch, jax.random.key(1))
+  restyled_t = steps.generate(models_t, state.g_params["ab"], steps.restyle_input(models_t, batch["b"],
+                                                                                   jax.random.key(1), batch["a"]))
+  np.testing.assert_allclose(mt["g_ab/restyle_l2"], jnp.mean((restyled_t - batch["b"]) ** 2), rtol=1e-4)
 
 
 def test_backtranslate_trains_each_generator_on_the_other_ones_pseudo_pairs(data_dir, dataset):

@@ -68,6 +68,7 @@ class Models:
   restyle_blur: float = 0.0      # `losses.restyle_blur`: its blur
   d_warmup: int = 0              # `train.d_warmup`: first steps in which only the discriminators learn
   diff_augment: tuple[str, ...] = ()  # `losses.diff_augment`: DiffAugment ops on every image D sees
+  restyle_texture: float = 0.0   # `losses.restyle_texture`: photo texture on the `restyle` term's input
 
 
 def make_models(config: ml_collections.ConfigDict) -> Models:
@@ -93,7 +94,8 @@ def make_models(config: ml_collections.ConfigDict) -> Models:
                 float(config.losses.r1), float(t.ema_decay), int(t.pool_size),
                 configs.train_crop(config), str(m.dtype), bool(config.losses.get("edge_promoting", False)),
                 float(config.losses.get("restyle_noise", 0.0)), float(config.losses.get("restyle_blur", 0.0)),
-                warmup, losses.diff_augment_policy(config.losses.get("diff_augment", "")))
+                warmup, losses.diff_augment_policy(config.losses.get("diff_augment", "")),
+                float(config.losses.get("restyle_texture", 0.0)))
 
 
 def init_state(models: Models, key: jax.Array) -> TrainState:
@@ -129,14 +131,21 @@ def discriminate(models: Models, params: PyTree, y: jax.Array, x: jax.Array | No
   return apply_in(models.discriminator, params, models.dtype, inp)
 
 
-def restyle_input(models: Models, real: jax.Array, key: jax.Array) -> jax.Array:
+def restyle_input(models: Models, real: jax.Array, key: jax.Array, photos: jax.Array | None = None) -> jax.Array:
   """The `restyle` term's input: style images without their lines, blurred by `restyle_blur`
   (a photo's soft gradients where the palette has steps), plus Gaussian noise of a
-  standard deviation drawn per image up to `restyle_noise` (the texture a photo has and
-  a style image has not, which G learns to leave out while it draws the lines)."""
+  standard deviation drawn per image up to `restyle_noise`, and plus the texture of the
+  batch's photos (`photos`: each minus its 2 px Gaussian blur, the fine detail a photo has
+  and a style image has not) scaled by a draw per image up to `restyle_texture`: G learns to
+  leave that texture out while it draws the lines, so that it draws them on a photo's edges
+  and not on its texture. The photos are unpaired with the style images (domain A's batch)."""
   free = losses.line_free(real)
   if models.restyle_blur:
     free = losses.gaussian_blur(free, models.restyle_blur)
+  if models.restyle_texture and photos is not None:
+    amp = jax.random.uniform(jax.random.fold_in(key, 7), (real.shape[0], 1, 1, 1), real.dtype, 0.0,
+                             models.restyle_texture)
+    free = jnp.clip(free + amp * (photos - losses.gaussian_blur(photos, 2.0)), -1.0, 1.0)
   if not models.restyle_noise:
     return free
   k_s, k_n = jax.random.split(key)
@@ -153,7 +162,7 @@ def _direction_context(models, g_params, d_params, x, real, gen, back, disc, tar
   idt = generate(models, g_params[gen], real) if "idt" in key_needs else None
   restyled = None
   if "restyled" in key_needs and gen == "ab":   # the style direction only
-    restyled = generate(models, g_params[gen], restyle_input(models, real, key))
+    restyled = generate(models, g_params[gen], restyle_input(models, real, key, x))
   backtranslated = None
   if "backtranslated" in key_needs:
     backtranslated = generate(models, g_params[gen], jax.lax.stop_gradient(generate(models, g_params[back], real)))
