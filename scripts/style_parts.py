@@ -32,6 +32,12 @@ the holds), and the PSNR to S(x) and the cosine
 of the change with S(x) - x are reported (what a G could reach whose only style signal is
 D's gradient). Writes the figures to --fit_d_json if given.
 
+  python scripts/style_parts.py --ink_row=unpaired_shuffled_restyle_l2_1000_texture2_noadv --out=runs/ablation
+
+splits a row's error (trained first if it is not) at S's ink: the squared error of G(x)
+and of x to S(x) on the pixels S inks and on the rest, how far each darkens x there, and
+the output with S's ink added (what it would score if only the lines were missing).
+
   python scripts/style_parts.py --nn_patches=5
 
 a patch analogy with no network and no D (about 5 minutes on 2 cores): every test pixel's 5x5 patch
@@ -64,6 +70,7 @@ _FIT_D_NDF = flags.DEFINE_integer("fit_d_ndf", None, "its width (model.ndf; defa
 _FIT_D_ROW = flags.DEFINE_string("fit_d_row", "unpaired_shuffled_d1_lowpass16", "the unpaired row whose D to fit")
 _ASCENT = flags.DEFINE_integer("ascent", 300, "Adam steps on the test crops' pixels against the fitted D")
 _FIT_D_JSON = flags.DEFINE_string("fit_d_json", None, "write the fitted D's figures here (JSON)")
+_INK_ROW = flags.DEFINE_string("ink_row", None, "a row of scripts/ablate_generator.py whose G's error to split at S's ink")
 _NN_PATCHES = flags.DEFINE_integer("nn_patches", 0, "side of the patches of the nearest-style-patch analogy (0: off)")
 
 
@@ -128,6 +135,8 @@ def main(argv):
     _ask_discriminator(_D_ROW.value, ys, np.stack(xs) * 2 - 1, t)
   if _FIT_D.value:
     _fit_discriminator(ds, np.stack(xs) * 2 - 1, t)
+  if _INK_ROW.value:
+    _ink_split(_INK_ROW.value, np.stack(xs) * 2 - 1, t)
   if _NN_PATCHES.value:
     _nearest_style_patches(ds, np.stack(xs), (t + 1) / 2, _NN_PATCHES.value)
 
@@ -261,6 +270,29 @@ def _ask_discriminator(row: str, ys: np.ndarray, xs: np.ndarray, t: np.ndarray) 
   for name, v in sets.items():
     logits = steps.discriminate(run.models, run.state.d_params["b"], jnp.asarray(v, jnp.float32))[0]
     print(f"| {name} | {np.mean([float(jnp.mean(l)) for l in logits]):+.3f} |")
+
+
+def _ink_split(row: str, xs: np.ndarray, t: np.ndarray) -> None:
+  """Where a row's G gains and loses against the identity: its squared error to S(x) on the
+  pixels S inks (its own rule's strength > 0.5) and on the rest, how far it darkens each,
+  and its output with S's ink added (what it would score if only the lines were missing)."""
+  from stylegan_ad.train import loop
+  style = ablate_generator._STYLE.value
+  run = loop.train(ablate_generator._config(row, style), os.path.join(ablate_generator._OUT.value, style, row))
+  ink = np.stack([_ink(u) for u in (xs + 1) / 2])
+  lines = ink[..., 0] > 0.5
+  print(f"\n| test crops, S's ink pixels {lines.mean():.1%} | PSNR to S(x) (dB) | squared error: on ink / "
+        f"elsewhere | share of it on ink | darkening of x: on ink / elsewhere | with S's ink added (dB) |"
+        f"\n|---|---|---|---|---|---|")
+  for name, y in (("identity x", xs), (f"G(x), `{row}`", loop.stylize(run.models, run.state.ema["ab"], xs))):
+    se = np.mean((y - t) ** 2, axis=-1)
+    dark = np.mean(xs - y, axis=-1)
+    inked = ((y + 1) / 2 * (1 - 0.85 * ink)) * 2 - 1
+    print(f"| {name} | {float(np.mean(metrics.psnr_np(y, t))):.2f} | {se[lines].mean():.4f} / "
+          f"{se[~lines].mean():.4f} | {se[lines].sum() / se.sum():.1%} | {dark[lines].mean():+.3f} / "
+          f"{dark[~lines].mean():+.3f} | {float(np.mean(metrics.psnr_np(inked, t))):.2f} |")
+  dark = np.mean(xs - t, axis=-1)
+  print(f"| the true S(x) | | | | {dark[lines].mean():+.3f} / {dark[~lines].mean():+.3f} | |")
 
 
 if __name__ == "__main__":
