@@ -222,6 +222,9 @@ ROWS = {
     # no adversarial term, alone and with the coarse hold on the photos
     "unpaired_shuffled_restyle_l2_1000_texture2_noadv": {
         **SHUFFLED, "losses.restyle_texture": 2.0, "losses.generator": {"restyle_l2": 1000.0}},
+    "unpaired_shuffled_restyle_l2_1000_texture2_steps2700_noadv": {
+        **SHUFFLED, "losses.restyle_texture": 2.0, "train.num_steps": 2700,
+        "losses.generator": {"restyle_l2": 1000.0}},
     # the same on the default split (the style domain's three photos, none of them a train photo)
     "unpaired_restyle_l2_1000_texture2_noadv": {
         **UNPAIRED_UNET, "losses.restyle_texture": 2.0, "losses.generator": {"restyle_l2": 1000.0}},
