@@ -87,6 +87,11 @@ def _ink(x):
   return _ink_raw(_smooth(x))
 
 
+def _inked(x, ink):
+  """x darkened by an ink strength map as S darkens (styles.cartoon: by 0.85 at full ink)."""
+  return x * (1 - 0.85 * ink)
+
+
 def _palette(x):
   s = _smooth(x)
   return 0.75 * np.round(s * 5) / 5 + 0.25 * s
@@ -104,9 +109,9 @@ PARTS = {
     "identity": lambda x: x,
     "smoothing alone": _smooth,
     "smoothing and palette, no ink": _palette,
-    "x with S's ink alone": lambda x: x * (1 - 0.85 * _ink(x)),
-    "x inked at its own luma edges (S's rule without the smoothing)": lambda x: x * (1 - 0.85 * _ink_raw(x)),
-    "smoothing and ink, no palette": lambda x: _smooth(x) * (1 - 0.85 * _ink(x)),
+    "x with S's ink alone": lambda x: _inked(x, _ink(x)),
+    "x inked at its own luma edges (S's rule without the smoothing)": lambda x: _inked(x, _ink_raw(x)),
+    "smoothing and ink, no palette": lambda x: _inked(_smooth(x), _ink(x)),
     **{f"x's {b}x{b} block means + S's detail": _coarse_x_fine_s(b) for b in (4, 8, 16)},
 }
 
@@ -124,7 +129,7 @@ def main(argv):
   # the style domain's own images without their lines (what `losses.restyle` asks G to redraw)
   ys = np.stack([np.asarray(v, np.float32) / 255 for v in ds.train_b.images]) * 2 - 1
   free = np.asarray(losses.line_free(jnp.asarray(ys)))
-  inked = np.stack([(u * (1 - 0.85 * _ink_raw(u))) for u in (free + 1) / 2]) * 2 - 1
+  inked = np.stack([_inked(u, _ink_raw(u)) for u in (free + 1) / 2]) * 2 - 1
   print("\n| train style crops y | PSNR to y (dB) |\n|---|---|")
   print(f"| line_free(y) | {float(np.mean(metrics.psnr_np(free, ys))):.2f} |")
   print(f"| line_free(y) inked by S's rule on its own luma | {float(np.mean(metrics.psnr_np(inked, ys))):.2f} |")
@@ -177,7 +182,7 @@ def _nearest_style_patches(ds, xs: np.ndarray, t: np.ndarray, p: int, stride: in
         count[:, i:i + xs.shape[1], j:j + xs.shape[2]] += 1
     y = (acc / count)[:, pad:pad + xs.shape[1], pad:pad + xs.shape[2]]
     drift = " / ".join(f"{v:+.3f}" for v in 2 * (y - t).mean(axis=(0, 1, 2)))
-    inked = np.stack([u * (1 - 0.85 * _ink_raw(u)) for u in y.astype(np.float32)])
+    inked = np.stack([_inked(u, _ink_raw(u)) for u in y.astype(np.float32)])
     psnr = lambda v: float(np.mean(metrics.psnr_np(v * 2 - 1, t * 2 - 1)))
     print(f"| {name} | {psnr(y):.2f} | {drift} | {psnr(inked):.2f} |")
 
@@ -287,7 +292,7 @@ def _ink_split(row: str, xs: np.ndarray, t: np.ndarray) -> None:
   for name, y in (("identity x", xs), (f"G(x), `{row}`", loop.stylize(run.models, run.state.ema["ab"], xs))):
     se = np.mean((y - t) ** 2, axis=-1)
     dark = np.mean(xs - y, axis=-1)
-    inked = ((y + 1) / 2 * (1 - 0.85 * ink)) * 2 - 1
+    inked = _inked((y + 1) / 2, ink) * 2 - 1
     print(f"| {name} | {float(np.mean(metrics.psnr_np(y, t))):.2f} | {se[lines].mean():.4f} / "
           f"{se[~lines].mean():.4f} | {se[lines].sum() / se.sum():.1%} | {dark[lines].mean():+.3f} / "
           f"{dark[~lines].mean():+.3f} | {float(np.mean(metrics.psnr_np(inked, t))):.2f} |")
