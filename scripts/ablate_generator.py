@@ -233,6 +233,14 @@ ROWS = {
     "unpaired_shuffled_d1_restyle_l2_1000_texture2_lowpass16": {
         **SHUFFLED_D1, "losses.restyle_texture": 2.0,
         "losses.generator": {"adversarial": 1.0, "restyle_l2": 1000.0, "lowpass16": 20.0}},
+    # the same with the strokes filled by a ramp centred where the line was (`losses.restyle_fill`:
+    # 10 rounds of 3x3 means from the unlined pixels), as a photo's soft edge sits under the line
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture2_noadv": {
+        **SHUFFLED, "losses.restyle_texture": 2.0, "losses.restyle_fill": 10,
+        "losses.generator": {"restyle_l2": 1000.0}},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_noadv": {
+        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10,
+        "losses.generator": {"restyle_l2": 1000.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 

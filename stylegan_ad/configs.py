@@ -74,6 +74,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.losses.restyle_blur = 0.0     # ... blurred first by a Gaussian of this many pixels (0: not blurred)
   c.losses.restyle_texture = 0.0  # ... plus a photo's texture (a domain-A photo of the batch minus its
                                   # 2 px Gaussian blur) scaled by a draw up to this per image (0: none)
+  c.losses.restyle_fill = 0       # ... its strokes filled by this many rounds of 3x3 means from the
+                                  # unlined pixels (a ramp centred where the line was), not by the closing (0)
   c.losses.diff_augment = ""      # DiffAugment ops on every image D sees (real and fake, D's and G's
                                   # step): comma-separated of translation, cutout, color; "" for none
 
@@ -225,6 +227,9 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     value = config.losses.get(key, 0.0)
     if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
       raise ConfigError(f"config key losses.{key}: must be a finite number >= 0, got {value!r}")
+  fill = config.losses.get("restyle_fill", 0)
+  if not (isinstance(fill, int) and not isinstance(fill, bool) and fill >= 0):
+    raise ConfigError(f"config key losses.restyle_fill: must be an integer >= 0, got {fill!r}")
   losses.diff_augment_policy(config.losses.get("diff_augment", ""))
   crop = train_crop(config)
   if not 0 <= config.data.train_crop <= config.data.crop_size:

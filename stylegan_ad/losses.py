@@ -275,16 +275,29 @@ def edge_hold(ctx: LossContext) -> jax.Array:
   return jnp.mean(jnp.where(ex > 0.5, jax.nn.relu(ex - eg), 0.0))
 
 
-def line_free(images: jax.Array, size: int = 3, lift: float = 0.1) -> jax.Array:
+def line_free(images: jax.Array, size: int = 3, lift: float = 0.1, fill: int = 0) -> jax.Array:
   """Style images [N, H, W, 3] in [-1, 1] without their line work: a greyscale closing
   (max then min over `size` x `size` pixels, each channel) removes dark strokes thinner
   than `size` and keeps the edges between flat regions as steps; the pixels it lifts by
-  more than `lift` (in any channel) take its value, the others stay as they are."""
+  more than `lift` (in any channel) take its value, the others stay as they are.
+
+  With `fill` > 0 those stroke pixels are then filled from the others instead, by `fill`
+  rounds of 3x3 means (a harmonic fill, reflect-padded): a ramp across where the stroke
+  was, centred on it, as a photo's soft edge is centred on the line a style draws there
+  (the closing leaves the step at one side of the stroke)."""
   window, strides = (1, size, size, 1), (1, 1, 1, 1)
   dilated = jax.lax.reduce_window(images, -jnp.inf, jax.lax.max, window, strides, "SAME")
   closed = jax.lax.reduce_window(dilated, jnp.inf, jax.lax.min, window, strides, "SAME")
   line = jnp.max(closed - images, axis=-1, keepdims=True) > lift
-  return jnp.where(line, closed, images)
+  free = jnp.where(line, closed, images)
+  if not fill:
+    return free
+
+  def round_(_, v):
+    padded = jnp.pad(v, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="symmetric")
+    mean = jax.lax.reduce_window(padded, 0.0, jax.lax.add, (1, 3, 3, 1), strides, "VALID") / 9.0
+    return jnp.where(line, mean, images)
+  return jax.lax.fori_loop(0, fill, round_, free)
 
 
 @register("restyle", needs=("restyled",))

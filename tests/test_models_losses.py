@@ -317,6 +317,14 @@ def test_line_free_removes_thin_dark_strokes_and_keeps_steps():
   assert {float(v) for v in out[0, :, 15:17, 0].ravel()} <= levels   # a step where the line was
   dot = flat.at[:, 10:14, 10:14].set(-0.9)       # a dark region wider than the window: kept
   np.testing.assert_allclose(losses.line_free(dot), dot)
+  # filled: a ramp between the two sides across the stroke, centred on it (0.2 and 0.0 between 0.4
+  # and -0.2 in the limit), every other pixel as it was
+  filled = np.asarray(losses.line_free(inked, fill=10))
+  np.testing.assert_array_equal(filled[:, :, :15], np.asarray(step)[:, :, :15])
+  np.testing.assert_array_equal(filled[:, :, 17:], np.asarray(step)[:, :, 17:])
+  np.testing.assert_allclose(filled[:, :, 15], 0.2, atol=0.01)
+  np.testing.assert_allclose(filled[:, :, 16], 0.0, atol=0.01)
+  np.testing.assert_allclose(losses.line_free(dot, fill=10), dot)   # nothing lifted: nothing filled
 
 
 def test_gaussian_blur_keeps_flat_images_and_spreads_an_impulse_symmetrically():

@@ -120,6 +120,9 @@ def test_restyle_term_runs_the_style_generator_on_line_free_style_images(data_di
   blurred = steps.make_models(tiny_config(data_dir, **{"losses.restyle_blur": 1.0}))
   np.testing.assert_allclose(steps.restyle_input(blurred, batch["b"], jax.random.key(0)),
                              losses.gaussian_blur(losses.line_free(batch["b"]), 1.0))
+  filled = steps.make_models(tiny_config(data_dir, **{"losses.restyle_fill": 10}))
+  np.testing.assert_allclose(steps.restyle_input(filled, batch["b"], jax.random.key(0)),
+                             losses.line_free(batch["b"], fill=10))
   noisy = steps.make_models(tiny_config(data_dir, **{"losses.restyle_noise": 0.1}))
   noise = np.asarray(steps.restyle_input(noisy, batch["b"], jax.random.key(0)) - losses.line_free(batch["b"]))
   sd = noise.reshape(len(noise), -1).std(axis=1)
@@ -266,6 +269,7 @@ def test_train_crop_trains_on_smaller_crops_and_leaves_the_test_crops_alone(data
     (lambda c: c.losses.generator.__setitem__("cycle", float("inf")), "losses.generator.cycle: weight must be a finite"),
     (lambda c: c.losses.__setitem__("restyle_noise", -0.1), "losses.restyle_noise: must be a finite number >= 0"),
     (lambda c: c.losses.__setitem__("r1", float("nan")), "losses.r1: must be a finite number >= 0, got nan"),
+    (lambda c: c.losses.__setitem__("restyle_fill", 2.5), "losses.restyle_fill: must be an integer >= 0, got 2.5"),
     (lambda c: c.losses.__setitem__("diff_augment", "translation,mirror"), "losses.diff_augment: comma-separated ops"),
     (lambda c: c.model.__setitem__("discriminator", "resnet"), "model.discriminator"),
     (lambda c: c.model.__setitem__("d_layers", 5), r"model.d_layers: a 5-layer discriminator at 1 scale\(s\) needs "

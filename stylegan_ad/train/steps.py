@@ -69,6 +69,7 @@ class Models:
   d_warmup: int = 0              # `train.d_warmup`: first steps in which only the discriminators learn
   diff_augment: tuple[str, ...] = ()  # `losses.diff_augment`: DiffAugment ops on every image D sees
   restyle_texture: float = 0.0   # `losses.restyle_texture`: photo texture on the `restyle` term's input
+  restyle_fill: int = 0          # `losses.restyle_fill`: `losses.line_free`'s harmonic fill of the strokes
 
 
 def make_models(config: ml_collections.ConfigDict) -> Models:
@@ -95,7 +96,7 @@ def make_models(config: ml_collections.ConfigDict) -> Models:
                 configs.train_crop(config), str(m.dtype), bool(config.losses.get("edge_promoting", False)),
                 float(config.losses.get("restyle_noise", 0.0)), float(config.losses.get("restyle_blur", 0.0)),
                 warmup, losses.diff_augment_policy(config.losses.get("diff_augment", "")),
-                float(config.losses.get("restyle_texture", 0.0)))
+                float(config.losses.get("restyle_texture", 0.0)), int(config.losses.get("restyle_fill", 0)))
 
 
 def init_state(models: Models, key: jax.Array) -> TrainState:
@@ -132,14 +133,15 @@ def discriminate(models: Models, params: PyTree, y: jax.Array, x: jax.Array | No
 
 
 def restyle_input(models: Models, real: jax.Array, key: jax.Array, photos: jax.Array | None = None) -> jax.Array:
-  """The `restyle` term's input: style images without their lines, blurred by `restyle_blur`
+  """The `restyle` term's input: style images without their lines (the strokes filled by
+  `restyle_fill` rounds of `losses.line_free`'s harmonic fill), blurred by `restyle_blur`
   (a photo's soft gradients where the palette has steps), plus Gaussian noise of a
   standard deviation drawn per image up to `restyle_noise`, and plus the texture of the
   batch's photos (`photos`: each minus its 2 px Gaussian blur, the fine detail a photo has
   and a style image has not) scaled by a draw per image up to `restyle_texture`: G learns to
   leave that texture out while it draws the lines, so that it draws them on a photo's edges
   and not on its texture. The photos are unpaired with the style images (domain A's batch)."""
-  free = losses.line_free(real)
+  free = losses.line_free(real, fill=models.restyle_fill)
   if models.restyle_blur:
     free = losses.gaussian_blur(free, models.restyle_blur)
   if models.restyle_texture and photos is not None:
