@@ -241,6 +241,24 @@ ROWS = {
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_noadv": {
         **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10,
         "losses.generator": {"restyle_l2": 1000.0}},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps2000_noadv": {
+        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "train.num_steps": 2000,
+        "losses.generator": {"restyle_l2": 1000.0}},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_lowpass16_noadv": {
+        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10,
+        "losses.generator": {"restyle_l2": 1000.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_d1_restyle_l2_1000_fill10_texture1_lowpass16": {
+        **SHUFFLED_D1, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10,
+        "losses.generator": {"adversarial": 1.0, "restyle_l2": 1000.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps600_noadv": {
+        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "train.num_steps": 600,
+        "losses.generator": {"restyle_l2": 1000.0}},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps400_noadv": {
+        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "train.num_steps": 400,
+        "losses.generator": {"restyle_l2": 1000.0}},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps250_noadv": {
+        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "train.num_steps": 250,
+        "losses.generator": {"restyle_l2": 1000.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 
