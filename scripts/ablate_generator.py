@@ -259,6 +259,12 @@ ROWS = {
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps250_noadv": {
         **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "train.num_steps": 250,
         "losses.generator": {"restyle_l2": 1000.0}},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps600_batch8_noadv": {
+        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "train.num_steps": 600,
+        "data.batch_size": 8, "losses.generator": {"restyle_l2": 1000.0}},
+    "unpaired_restyle_l2_1000_fill10_texture1_steps600_noadv": {
+        **UNPAIRED_UNET, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "train.num_steps": 600,
+        "losses.generator": {"restyle_l2": 1000.0}},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 
