@@ -27,6 +27,10 @@ UNPAIRED_UNET = {"model.generator": "residual_unet", "model.ngf": 32, "model.dep
 SHUFFLED = {**UNPAIRED_UNET, "data.unpaired_split": "shuffled"}
 SHUFFLED_D1 = {**SHUFFLED, "model.d_layers": 1}
 SHUFFLED_CONVNET = {**SHUFFLED, "model.discriminator": "convnet", "model.ndf": 32}
+# self-supervised line drawing alone (`restyle_l2`) on line-free style images whose strokes are
+# filled with a ramp (`losses.restyle_fill`), carrying photo texture up to 1 (`losses.restyle_texture`)
+FILL_TERMS = {"losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "losses.generator": {"restyle_l2": 1000.0}}
+FILL = {**SHUFFLED, **FILL_TERMS}
 ROWS = {
     "default": {},
     "steps2400": {"data.train_crop": 0, "train.num_steps": 2400},
@@ -235,36 +239,21 @@ ROWS = {
         "losses.generator": {"adversarial": 1.0, "restyle_l2": 1000.0, "lowpass16": 20.0}},
     # the same with the strokes filled by a ramp centred where the line was (`losses.restyle_fill`:
     # 10 rounds of 3x3 means from the unlined pixels), as a photo's soft edge sits under the line
-    "unpaired_shuffled_restyle_l2_1000_fill10_texture2_noadv": {
-        **SHUFFLED, "losses.restyle_texture": 2.0, "losses.restyle_fill": 10,
-        "losses.generator": {"restyle_l2": 1000.0}},
-    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_noadv": {
-        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10,
-        "losses.generator": {"restyle_l2": 1000.0}},
-    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps2000_noadv": {
-        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "train.num_steps": 2000,
-        "losses.generator": {"restyle_l2": 1000.0}},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture2_noadv": {**FILL, "losses.restyle_texture": 2.0},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_noadv": FILL,
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps2000_noadv": {**FILL, "train.num_steps": 2000},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_lowpass16_noadv": {
-        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10,
-        "losses.generator": {"restyle_l2": 1000.0, "lowpass16": 20.0}},
+        **FILL, "losses.generator": {"restyle_l2": 1000.0, "lowpass16": 20.0}},
     "unpaired_shuffled_d1_restyle_l2_1000_fill10_texture1_lowpass16": {
-        **SHUFFLED_D1, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10,
-        "losses.generator": {"adversarial": 1.0, "restyle_l2": 1000.0, "lowpass16": 20.0}},
-    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps600_noadv": {
-        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "train.num_steps": 600,
-        "losses.generator": {"restyle_l2": 1000.0}},
-    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps400_noadv": {
-        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "train.num_steps": 400,
-        "losses.generator": {"restyle_l2": 1000.0}},
-    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps250_noadv": {
-        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "train.num_steps": 250,
-        "losses.generator": {"restyle_l2": 1000.0}},
+        **FILL, "model.d_layers": 1, "losses.generator": {"adversarial": 1.0, "restyle_l2": 1000.0, "lowpass16": 20.0}},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps600_noadv": {**FILL, "train.num_steps": 600},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps400_noadv": {**FILL, "train.num_steps": 400},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps250_noadv": {**FILL, "train.num_steps": 250},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps600_batch8_noadv": {
-        **SHUFFLED, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "train.num_steps": 600,
-        "data.batch_size": 8, "losses.generator": {"restyle_l2": 1000.0}},
+        **FILL, "train.num_steps": 600, "data.batch_size": 8},
+    # the 600-step row on the default split
     "unpaired_restyle_l2_1000_fill10_texture1_steps600_noadv": {
-        **UNPAIRED_UNET, "losses.restyle_texture": 1.0, "losses.restyle_fill": 10, "train.num_steps": 600,
-        "losses.generator": {"restyle_l2": 1000.0}},
+        **UNPAIRED_UNET, **FILL_TERMS, "train.num_steps": 600},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 
