@@ -247,6 +247,8 @@ ROWS = {
     "unpaired_shuffled_d1_restyle_l2_1000_fill10_texture1_lowpass16": {
         **FILL, "model.d_layers": 1, "losses.generator": {"adversarial": 1.0, "restyle_l2": 1000.0, "lowpass16": 20.0}},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps600_noadv": {**FILL, "train.num_steps": 600},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps600_seed1_noadv": {
+        **FILL, "train.num_steps": 600, "seed": 1},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps400_noadv": {**FILL, "train.num_steps": 400},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps250_noadv": {**FILL, "train.num_steps": 250},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps600_batch8_noadv": {

@@ -228,7 +228,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
       raise ConfigError(f"config key losses.{key}: must be a finite number >= 0, got {value!r}")
   fill = config.losses.get("restyle_fill", 0)
-  if not (isinstance(fill, int) and not isinstance(fill, bool) and fill >= 0):
+  if not fill >= 0:
     raise ConfigError(f"config key losses.restyle_fill: must be an integer >= 0, got {fill!r}")
   losses.diff_augment_policy(config.losses.get("diff_augment", ""))
   crop = train_crop(config)
