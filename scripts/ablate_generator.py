@@ -249,6 +249,8 @@ ROWS = {
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps600_noadv": {**FILL, "train.num_steps": 600},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps600_seed1_noadv": {
         **FILL, "train.num_steps": 600, "seed": 1},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture0.5_steps600_noadv": {
+        **FILL, "losses.restyle_texture": 0.5, "train.num_steps": 600},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps400_noadv": {**FILL, "train.num_steps": 400},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps250_noadv": {**FILL, "train.num_steps": 250},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps600_batch8_noadv": {
