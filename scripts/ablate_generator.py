@@ -258,6 +258,16 @@ ROWS = {
     # the 600-step row on the default split
     "unpaired_restyle_l2_1000_fill10_texture1_steps600_noadv": {
         **UNPAIRED_UNET, **FILL_TERMS, "train.num_steps": 600},
+    # G sees its input through a fixed Gaussian (`model.input_blur`): a photo's fine texture,
+    # which the line-free style images lack, does not reach it
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps600_blur1_noadv": {
+        **FILL, "train.num_steps": 600, "model.input_blur": 1.0},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture0_steps600_blur1_noadv": {
+        **FILL, "train.num_steps": 600, "model.input_blur": 1.0, "losses.restyle_texture": 0.0},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture0_blur1_noadv": {
+        **FILL, "model.input_blur": 1.0, "losses.restyle_texture": 0.0},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture0_steps2000_blur1_noadv": {
+        **FILL, "train.num_steps": 2000, "model.input_blur": 1.0, "losses.restyle_texture": 0.0},
 }
 CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
 

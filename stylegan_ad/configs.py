@@ -36,6 +36,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.n_blocks = 9            # resnet: residual blocks
   c.model.depth = 5               # unet, residual_unet: levels (downsamplings)
   c.model.upsample = "resize_conv"  # resize_conv | subpixel | transpose
+  c.model.input_blur = 0.0        # residual_unet: sigma (px) of a fixed Gaussian G sees its input through
   c.model.discriminator = "patchgan"  # a name in registry.DISCRIMINATORS: "patchgan" or "convnet"
   c.model.ndf = 64
   c.model.d_layers = 3            # 3 -> 70x70 PatchGAN
@@ -267,6 +268,12 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
                         f"{device_count} devices")
   if not 1 <= config.model.depth <= 8:
     raise ConfigError(f"config key model.depth: must be in [1, 8], got {config.model.depth}")
+  blur = config.model.get("input_blur", 0.0)
+  if not (isinstance(blur, (int, float)) and blur >= 0 and math.isfinite(blur)):
+    raise ConfigError(f"config key model.input_blur: must be a finite number >= 0, got {blur!r}")
+  if blur and config.model.generator != "residual_unet":
+    raise ConfigError(f"config key model.input_blur: only the residual_unet generator takes it, "
+                      f"not {config.model.generator!r}")
   if config.model.n_blocks < 0:
     raise ConfigError(f"config key model.n_blocks: must be >= 0, got {config.model.n_blocks}")
   import stylegan_ad.models  # noqa: F401  (registers every network)

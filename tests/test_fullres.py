@@ -76,6 +76,24 @@ def test_residual_unet_is_local():
   assert changed.max() < 40  # far pixels are untouched (an instance-normed net changes them all)
 
 
+def test_input_blur_is_the_same_network_on_the_blurred_photo_and_mutes_fine_texture():
+  """`input_blur`: G sees x through a fixed Gaussian (U-Net input and residual base alike),
+  so a 1-px checkerboard on the photo moves its output far less than it moves the same
+  network's without the blur."""
+  from stylegan_ad import losses
+  sharp = gen.make_generator("residual_unet", ngf=8, depth=2)
+  soft = gen.make_generator("residual_unet", ngf=8, depth=2, input_blur=1.0)
+  x = jnp.asarray(_photo(64, 48))[None]
+  params = sharp.init(jax.random.key(2), x)["params"]
+  params["to_rgb"]["kernel"] = params["to_rgb"]["kernel"] * 20.0
+  run = lambda g, v: g.apply({"params": params}, v)
+  np.testing.assert_allclose(run(soft, x), run(sharp, losses.gaussian_blur(x, 1.0)), atol=1e-5)
+  yy, xx = np.mgrid[:64, :48]
+  checker = jnp.asarray(0.1 * (-1.0) ** (yy + xx), jnp.float32)[None, :, :, None]
+  moved = lambda g: float(jnp.abs(run(g, x + checker) - run(g, x)).mean())
+  assert moved(soft) < 0.2 * moved(sharp)
+
+
 def test_the_residual_unets_own_border_gives_the_output_of_a_wide_one():
   """`generator_tiling` gives the norm-free U-Net a border of 4 * 2**depth pixels (fewer
   pixels to compute than the default 32): its outputs match a run with a 64-px border."""

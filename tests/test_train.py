@@ -271,6 +271,8 @@ def test_train_crop_trains_on_smaller_crops_and_leaves_the_test_crops_alone(data
     (lambda c: c.losses.__setitem__("restyle_noise", -0.1), "losses.restyle_noise: must be a finite number >= 0"),
     (lambda c: c.losses.__setitem__("r1", float("nan")), "losses.r1: must be a finite number >= 0, got nan"),
     (lambda c: c.losses.__setitem__("restyle_fill", -1), "losses.restyle_fill: must be an integer >= 0, got -1"),
+    (lambda c: c.model.__setitem__("input_blur", float("nan")), "model.input_blur: must be a finite number >= 0"),
+    (lambda c: c.model.__setitem__("input_blur", 1.0), "model.input_blur: only the residual_unet generator takes it"),
     (lambda c: c.losses.__setitem__("diff_augment", "translation,mirror"), "losses.diff_augment: comma-separated ops"),
     (lambda c: c.model.__setitem__("discriminator", "resnet"), "model.discriminator"),
     (lambda c: c.model.__setitem__("d_layers", 5), r"model.d_layers: a 5-layer discriminator at 1 scale\(s\) needs "

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stylegan_ad import losses
 from stylegan_ad.models.layers import Conv, UNetTrunk, Upsample, instance_norm
 from stylegan_ad.registry import GENERATORS
 
@@ -84,13 +85,21 @@ class ResidualUNetGenerator(nn.Module):
   is a local operator is learned as one (instance norm at 64 px made the pix2pix
   U-Net memorise its 7 train photos: docs/generator_ablation.md). Predicting the
   change from x keeps colours and detail that the style keeps.
+
+  `input_blur` > 0: G sees x only through a fixed Gaussian of that sigma (reflected
+  borders), the U-Net's input and the base of its change alike, so a photo's fine
+  texture, which a flat style image lacks, does not reach it (the unpaired
+  self-supervised recipe trains on line-free style images: docs/generator_ablation.md).
   """
   ngf: int = 32
   depth: int = 3
   out_channels: int = 3
+  input_blur: float = 0.0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
+    if self.input_blur:
+      x = losses.gaussian_blur(x, self.input_blur)
     h, _ = UNetTrunk(self.ngf, self.depth)(x)
     # a per-pixel MLP: cheap (1x1 convs), and what a style's sharp tone curves
     # (palette quantisation: a staircase per channel) need more than more context

@@ -74,7 +74,8 @@ class Models:
 
 def make_models(config: ml_collections.ConfigDict) -> Models:
   m, t = config.model, config.train
-  generator = make_generator(m.generator, ngf=m.ngf, n_blocks=m.n_blocks, depth=m.depth, upsample=m.upsample)
+  generator = make_generator(m.generator, ngf=m.ngf, n_blocks=m.n_blocks, depth=m.depth, upsample=m.upsample,
+                             input_blur=float(m.get("input_blur", 0.0)))
   discriminator = DISCRIMINATORS.make(m.discriminator, ndf=m.ndf, n_layers=m.d_layers, num_scales=m.d_scales,
                                       spectral_norm=m.spectral_norm, highpass=m.d_highpass)
   # G's Adam counts its own updates, which begin after the D-only warm-up: its schedule
