@@ -258,12 +258,18 @@ ROWS = {
     # the 600-step row on the default split
     "unpaired_restyle_l2_1000_fill10_texture1_steps600_noadv": {
         **UNPAIRED_UNET, **FILL_TERMS, "train.num_steps": 600},
-    # G sees its input through a fixed Gaussian (`model.input_blur`): a photo's fine texture,
-    # which the line-free style images lack, does not reach it
+    # G sees a photo through a fixed Gaussian (`model.input_blur`): its fine texture, which the
+    # line-free style images lack, does not reach G (the style images reach it unblurred)
     "unpaired_shuffled_restyle_l2_1000_fill10_texture1_steps600_blur1_noadv": {
         **FILL, "train.num_steps": 600, "model.input_blur": 1.0},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture0_steps600_blur1_noadv": {
         **FILL, "train.num_steps": 600, "model.input_blur": 1.0, "losses.restyle_texture": 0.0},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture0_steps600_blur1_seed1_noadv": {
+        **FILL, "train.num_steps": 600, "model.input_blur": 1.0, "losses.restyle_texture": 0.0, "seed": 1},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture0_steps600_blur0.75_noadv": {
+        **FILL, "train.num_steps": 600, "model.input_blur": 0.75, "losses.restyle_texture": 0.0},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture0_steps600_blur1.5_noadv": {
+        **FILL, "train.num_steps": 600, "model.input_blur": 1.5, "losses.restyle_texture": 0.0},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture0_blur1_noadv": {
         **FILL, "model.input_blur": 1.0, "losses.restyle_texture": 0.0},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture0_steps2000_blur1_noadv": {

@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 import json
 import os
@@ -145,6 +146,18 @@ def test_restyle_term_runs_the_style_generator_on_line_free_style_images(data_di
   restyled_t = steps.generate(models_t, state.g_params["ab"], steps.restyle_input(models_t, batch["b"],
                                                                                    jax.random.key(1), batch["a"]))
   np.testing.assert_allclose(mt["g_ab/restyle_l2"], jnp.mean((restyled_t - batch["b"]) ** 2), rtol=1e-4)
+  # G's photo prefilter (`model.input_blur`) is for photos: the line-free style images reach G unblurred
+  config_p = tiny_config(data_dir, **{"model.generator": "residual_unet", "model.depth": 2, "model.input_blur": 1.0,
+                                      "losses.generator": {"restyle_l2": 10.0}})
+  models_p = steps.make_models(config_p)
+  state_p = skeleton.run_init(functools.partial(steps.init_state, models_p), jax.random.key(0), None)
+  _, mp, _, _ = steps.g_step(models_p, state_p, batch, jax.random.key(1))
+  free, params_p = losses.line_free(batch["b"]), state_p.g_params["ab"]
+  sharp = dataclasses.replace(models_p, generator=models_p.generator.clone(input_blur=0.0))
+  unblurred = float(jnp.mean((steps.generate(sharp, params_p, free) - batch["b"]) ** 2))
+  np.testing.assert_allclose(mp["g_ab/restyle_l2"], unblurred, rtol=1e-4)
+  blurred = float(jnp.mean((steps.generate(models_p, params_p, free) - batch["b"]) ** 2))
+  assert abs(blurred - unblurred) > 0.01 * unblurred
 
 
 def test_backtranslate_trains_each_generator_on_the_other_ones_pseudo_pairs(data_dir, dataset):

@@ -156,6 +156,16 @@ def restyle_input(models: Models, real: jax.Array, key: jax.Array, photos: jax.A
   return free + sigma * jax.random.normal(k_n, real.shape, real.dtype)
 
 
+def _unfiltered(models: Models) -> Models:
+  """`models` with G's photo prefilter (`model.input_blur`) off: the `restyle` term's
+  line-free style images are flat already, and the prefilter is there to make a photo look
+  like them (its fine texture gone), not to blur them further (G would learn to sharpen
+  its input back, and sharpen a photo's texture with it: docs/generator_ablation.md)."""
+  if not getattr(models.generator, "input_blur", 0.0):
+    return models
+  return dataclasses.replace(models, generator=models.generator.clone(input_blur=0.0))
+
+
 def _direction_context(models, g_params, d_params, x, real, gen, back, disc, target, key_needs, key=None):
   fake = generate(models, g_params[gen], x)
   cond = x if models.paired else None
@@ -165,7 +175,7 @@ def _direction_context(models, g_params, d_params, x, real, gen, back, disc, tar
   idt = generate(models, g_params[gen], real) if "idt" in key_needs else None
   restyled = None
   if "restyled" in key_needs and gen == "ab":   # the style direction only
-    restyled = generate(models, g_params[gen], restyle_input(models, real, key, x))
+    restyled = generate(_unfiltered(models), g_params[gen], restyle_input(models, real, key, x))
   backtranslated = None
   if "backtranslated" in key_needs:
     backtranslated = generate(models, g_params[gen], jax.lax.stop_gradient(generate(models, g_params[back], real)))
