@@ -268,14 +268,18 @@ ROWS = {
         **FILL, "train.num_steps": 600, "model.input_blur": 1.0, "losses.restyle_texture": 0.0, "seed": 1},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture0_steps600_blur0.75_noadv": {
         **FILL, "train.num_steps": 600, "model.input_blur": 0.75, "losses.restyle_texture": 0.0},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture0_steps600_blur0.5_noadv": {
+        **FILL, "train.num_steps": 600, "model.input_blur": 0.5, "losses.restyle_texture": 0.0},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture0_steps600_blur1.5_noadv": {
         **FILL, "train.num_steps": 600, "model.input_blur": 1.5, "losses.restyle_texture": 0.0},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture0_blur1_noadv": {
         **FILL, "model.input_blur": 1.0, "losses.restyle_texture": 0.0},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture0_steps2000_blur1_noadv": {
         **FILL, "train.num_steps": 2000, "model.input_blur": 1.0, "losses.restyle_texture": 0.0},
+    # `embedded.py:unpaired_lines`: the texture0_steps600_blur1 row as a config of its own
+    "unpaired_lines": {},
 }
-CONFIG_ARGS = {row: "unpaired" for row in ROWS if row.startswith("unpaired")}
+CONFIG_ARGS = {row: "unpaired_lines" if row == "unpaired_lines" else "unpaired" for row in ROWS if row.startswith("unpaired")}
 
 _OUT = flags.DEFINE_string("out", "runs/ablation", "folder for the rows' runs and ablation.json")
 _ROWS = flags.DEFINE_list("rows", list(ROWS), f"rows to run, of {list(ROWS)}")

@@ -308,6 +308,14 @@ def test_config_validation_names_the_key(data_dir, change, match):
     configs.validate(c, device_count=4)
 
 
+def test_every_embedded_config_validates_and_unpaired_lines_blurs_photos_only():
+  for arg in embedded_config.ARGS:
+    configs.validate(embedded_config.get_config(arg))
+  models = steps.make_models(embedded_config.get_config("unpaired_lines"))
+  assert not models.paired and models.g_weights == (("restyle_l2", 1000.0),) and models.restyle_fill == 10
+  assert models.generator.input_blur == 1.0 and steps._unfiltered(models).generator.input_blur == 0.0
+
+
 def test_crop_larger_than_images_is_refused(data_dir):
   c = tiny_config(data_dir)
   with pytest.raises(ConfigError, match="crop_size: 128 is larger than"):
@@ -328,7 +336,7 @@ TINY = "--config=experiments/configs/embedded.py:tiny"
     ([TINY, "--config.data.source=nope:x"], "error: unknown data source 'nope:x'"),
     ([TINY, "--config.seed=-1"], "error: config key seed: must be in [0, 2**32), got -1"),
     (["--config=experiments/configs/embedded.py:bogus"],
-     "error: --config: unknown argument 'bogus' of embedded.py; known: '', 'unpaired', 'ink_wash', 'tiny'"),
+     "error: --config: unknown argument 'bogus' of embedded.py; known: '', 'unpaired', 'unpaired_lines', 'ink_wash', 'tiny'"),
 ])
 def test_entry_point_bad_settings_are_one_line_errors(tmp_path, args, message):
   import subprocess
