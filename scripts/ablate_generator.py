@@ -274,9 +274,13 @@ ROWS = {
         **FILL, "train.num_steps": 600, "model.input_blur": 1.5, "losses.restyle_texture": 0.0},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture0_blur1_noadv": {
         **FILL, "model.input_blur": 1.0, "losses.restyle_texture": 0.0},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture0_blur1_seed1_noadv": {
+        **FILL, "model.input_blur": 1.0, "losses.restyle_texture": 0.0, "seed": 1},
+    "unpaired_shuffled_restyle_l2_1000_fill10_texture0_steps1500_blur1_noadv": {
+        **FILL, "train.num_steps": 1500, "model.input_blur": 1.0, "losses.restyle_texture": 0.0},
     "unpaired_shuffled_restyle_l2_1000_fill10_texture0_steps2000_blur1_noadv": {
         **FILL, "train.num_steps": 2000, "model.input_blur": 1.0, "losses.restyle_texture": 0.0},
-    # `embedded.py:unpaired_lines`: the texture0_steps600_blur1 row as a config of its own
+    # `embedded.py:unpaired_lines`: the texture0_blur1 row (1000 steps) as a config of its own
     "unpaired_lines": {},
 }
 CONFIG_ARGS = {row: "unpaired_lines" if row == "unpaired_lines" else "unpaired" for row in ROWS if row.startswith("unpaired")}

@@ -15,7 +15,7 @@ Arguments (`--config=experiments/configs/embedded.py:ARG`):
                images alone: G learns to redraw the lines of style images that had them
                taken out (1000 x `restyle_l2`, the strokes filled by a ramp), and sees a
                photo through a 1 px Gaussian (`model.input_blur`), so a photo's fine
-               texture, which the flat style images lack, does not reach it; 600 steps of
+               texture, which the flat style images lack, does not reach it; 1000 steps of
                the residual U-Net, every train photo's S(x) in the style domain;
   "ink_wash"   the default job on the ink-wash style;
   "tiny"       seconds-long unpaired runs (ResNet generators) for the test suite.
@@ -69,7 +69,7 @@ def get_config(arg: str | None = None):
     c.losses.generator = {"restyle_l2": 1000.0}
     c.losses.restyle_fill = 10
     c.model.input_blur = 1.0
-    c.train.num_steps = 600
+    c.train.num_steps = 1000
   if arg == "tiny":
     c.model.ngf = 4
     c.model.n_blocks = 1
