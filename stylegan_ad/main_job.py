@@ -34,7 +34,8 @@ from stylegan_ad.train import steps as steps_lib
 def build_scorers(config: ml_collections.ConfigDict, gan: loop.Run, det_params: Any,
                   fit: stages.Outputs) -> list[detect.Scorer]:
   """[discriminator, detector, feature_distance, style_statistics, tta_variance,
-  raw_vs_ema, palette (+ cycle in unpaired mode)] scorers, not yet calibrated."""
+  raw_vs_ema, palette (+ cycle where the reverse generator learns: unpaired mode, but for
+  `embedded.py:unpaired_lines`)] scorers, not yet calibrated."""
   d_params = jax.device_get(gan.state.d_params["b"])
   paired, gen = gan.models.paired, gan.models.generator
   ema, raw = jax.device_get(gan.state.ema), jax.device_get(gan.state.g_params)
@@ -51,7 +52,7 @@ def build_scorers(config: ml_collections.ConfigDict, gan: loop.Run, det_params: 
              stages.make_detector_scorer(config, det_params, _generator(gan)), fd, style,
              detect.TTAScorer(gen, ema["ab"]), detect.DisagreementScorer("raw_vs_ema", gen, raw["ab"]),
              detect.PaletteScorer(style.palette)]
-  if not paired:
+  if steps_lib.reverse_trained(gan.models):
     scorers.append(detect.DisagreementScorer("cycle", gen, ema["ba"], cycle=True))
   return scorers
 
@@ -524,6 +525,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary = {
       "data": gan.dataset.summary(),
       "mode": config.train.mode,
+      "reverse_generator": steps_lib.reverse_trained(gan.models),
       "target_fpr": config.detect.fpr,
       "environment": env,
       "train_steps": int(jax.device_get(gan.state.step)),

@@ -155,8 +155,10 @@ def _operating_point(summary: dict) -> str:
 
 
 def _sample_caption(summary: dict) -> str:
-  """The sample grid's columns (`loop.sample_grid`): F(G(x)) only in unpaired mode, S(x) where known."""
-  cols = ["input x", "G(x)"] + (["F(G(x))"] if summary.get("mode") == "unpaired" else [])
+  """The sample grid's columns (`loop.sample_grid`): F(G(x)) only where F learns (unpaired
+  mode, but for `embedded.py:unpaired_lines`), S(x) where known."""
+  reverse = summary.get("reverse_generator", summary.get("mode") == "unpaired")
+  cols = ["input x", "G(x)"] + (["F(G(x))"] if reverse else [])
   if "psnr" in summary["stylize"]:
     cols.append("true S(x)")
   return "Columns: " + " | ".join(cols) + "; one test crop per row."

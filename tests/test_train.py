@@ -316,6 +316,30 @@ def test_every_embedded_config_validates_and_unpaired_lines_blurs_photos_only():
   assert models.generator.input_blur == 1.0 and steps._unfiltered(models).generator.input_blur == 0.0
 
 
+def test_the_reverse_generator_is_left_out_where_nothing_trains_it(data_dir, dataset):
+  """`embedded.py:unpaired_lines` trains G alone: F stays at its initialisation, so the
+  sample grid has no F(G(x)) column and the report's caption none either."""
+  from stylegan_ad import report
+  assert not steps.reverse_trained(steps.make_models(embedded_config.get_config("unpaired_lines")))
+  assert not steps.reverse_trained(steps.make_models(embedded_config.get_config("")))   # paired
+  cyc = steps.make_models(tiny_config(data_dir))
+  alone = steps.make_models(tiny_config(data_dir, **{"losses.generator": {"restyle_l2": 10.0}}))
+  assert steps.reverse_trained(cyc) and not steps.reverse_trained(alone)
+  state = skeleton.run_init(functools.partial(steps.init_state, cyc), jax.random.key(0), None)
+  with_f, without_f = loop.sample_grid(cyc, state, dataset, 2), loop.sample_grid(alone, state, dataset, 2)
+  assert with_f.shape[0] == without_f.shape[0] and with_f.shape[1] > without_f.shape[1]
+  np.testing.assert_array_equal(without_f, loop.grid([[row[0], row[1], row[3]] for row in _grid_cells(with_f, 2, 4)]))
+  caption = lambda **kw: report._sample_caption({"stylize": {"psnr": 20.0}, "mode": "unpaired", **kw})
+  assert caption(reverse_generator=False) == "Columns: input x | G(x) | true S(x); one test crop per row."
+  assert "F(G(x))" in caption(reverse_generator=True) and "F(G(x))" in caption()   # runs from before the key
+
+
+def _grid_cells(image, rows, cols):
+  """The rows x cols equal tiles of `loop.grid`'s image."""
+  h, w = image.shape[0] // rows, image.shape[1] // cols
+  return [[image[r * h:(r + 1) * h, c * w:(c + 1) * w] for c in range(cols)] for r in range(rows)]
+
+
 def test_crop_larger_than_images_is_refused(data_dir):
   c = tiny_config(data_dir)
   with pytest.raises(ConfigError, match="crop_size: 128 is larger than"):

@@ -260,7 +260,8 @@ def evaluate(run: Run) -> dict[str, Any]:
 
 def sample_grid(models: steps.Models, state: steps.TrainState, dataset: sources.Dataset,
                 count: int = 4) -> np.ndarray:
-  """Rows of input | output | cycle | true S(x) (where known), from the EMA generators."""
+  """Rows of input | output | cycle (where F learns: `steps.reverse_trained`) | true S(x)
+  (where known), from the EMA generators."""
   test = dataset.test_a if len(dataset.test_a) else dataset.train_a
   crop = models.crop
   idx = np.linspace(0, len(test) - 1, count).astype(int)
@@ -269,7 +270,7 @@ def sample_grid(models: steps.Models, state: steps.TrainState, dataset: sources.
   ema = jax.device_get(state.ema)
   y = stylize(models, ema["ab"], x)
   cols = [x, y]
-  if "ba" in ema:
+  if "ba" in ema and steps.reverse_trained(models):
     cols.append(stylize(models, ema["ba"], y))
   if test.targets is not None:
     cols.append(pipeline_lib.to_float(np.stack(

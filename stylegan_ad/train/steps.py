@@ -156,6 +156,17 @@ def restyle_input(models: Models, real: jax.Array, key: jax.Array, photos: jax.A
   return free + sigma * jax.random.normal(k_n, real.shape, real.dtype)
 
 
+# the terms the reverse generator F (style -> photo) reads 0 on: it has no lines to draw
+_STYLE_DIRECTION_ONLY = ("restyle", "restyle_l2")
+
+
+def reverse_trained(models: Models) -> bool:
+  """Whether F, the reverse generator, learns anything: unpaired mode with a term other than
+  the style direction's own (`embedded.py:unpaired_lines` trains G alone; its F stays at
+  its initialisation, and reports and scorers leave it out)."""
+  return not models.paired and any(w for name, w in models.g_weights if name not in _STYLE_DIRECTION_ONLY)
+
+
 def _unfiltered(models: Models) -> Models:
   """`models` with G's photo prefilter (`model.input_blur`) off: the `restyle` term's
   line-free style images are flat already, and the prefilter is there to make a photo look
